@@ -1,0 +1,29 @@
+"""classiformer: train, evaluate, explain and serve transformer text classifiers."""
+
+__version__ = "0.1.0"
+
+from .config import PRESETS, RunConfig, TokenizerConfig, TrainConfig, TransformerConfig, resolve_config  # noqa: E402
+from .data import Columns, DataError, TextDataset, load_builtin, read_dataset  # noqa: E402
+from .evaluate import evaluate, write_evaluation  # noqa: E402
+from .predict import Classifier  # noqa: E402
+from .training import TrainResult, fit  # noqa: E402
+
+__all__ = [
+    "PRESETS",
+    "Classifier",
+    "Columns",
+    "DataError",
+    "RunConfig",
+    "TextDataset",
+    "TokenizerConfig",
+    "TrainConfig",
+    "TrainResult",
+    "TransformerConfig",
+    "__version__",
+    "evaluate",
+    "fit",
+    "load_builtin",
+    "read_dataset",
+    "resolve_config",
+    "write_evaluation",
+]

@@ -1,0 +1,191 @@
+"""Checkpoints: a folder of JSON + safetensors, written atomically, never pickled code.
+
+Layout::
+
+    classiformer.json     format version, package version, family, model config, labels, training config
+    model.safetensors     weights
+    tokenizer/            tokenizer files (tokenizer_config.json, ...)
+    trainer_state.pt      (``last`` checkpoints only) optimizer/scheduler/RNG state for --resume,
+                          tensors and plain containers only, loaded with ``weights_only=True``
+
+A checkpoint is written into a temporary sibling folder and renamed into place, so a crash never
+leaves a half-written folder where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .models import build_model, model_config_from_dict
+from .tokenizers import Tokenizer, load_tokenizer, save_tokenizer
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+META_FILE = "classiformer.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_DIR = "tokenizer"
+STATE_FILE = "trainer_state.pt"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupted or incompatible."""
+
+
+@dataclass
+class CheckpointMeta:
+    family: str
+    model: dict[str, Any]
+    labels: list[str]
+    train: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    preset: str | None = None
+    temperature: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    classiformer_version: str = __version__
+    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, ensure_ascii=False)
+
+
+def atomic_dir(dest: Path, write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a fresh temporary folder beside ``dest``, then swap it into place."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    try:
+        write(tmp)
+        old = None
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+            os.rename(dest, old)
+        os.rename(tmp, dest)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file through a temporary sibling and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    dest: Path,
+    model: nn.Module,
+    tokenizer: Tokenizer,
+    meta: CheckpointMeta,
+    trainer_state: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> Path:
+    """Write a checkpoint folder atomically. ``extra_files`` maps file names to text content."""
+
+    def write(tmp: Path) -> None:
+        saver = getattr(model, "save_weights", None)
+        if callable(saver):  # families with their own on-disk format (e.g. Hugging Face folders)
+            saver(tmp)
+        else:
+            state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "classiformer": str(FORMAT_VERSION)})
+        save_tokenizer(tokenizer, tmp / TOKENIZER_DIR)
+        meta.tokenizer = tokenizer.to_config()
+        (tmp / META_FILE).write_text(meta.to_json(), encoding="utf-8")
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / STATE_FILE)
+        for name, text in (extra_files or {}).items():
+            (tmp / name).write_text(text, encoding="utf-8")
+
+    return atomic_dir(Path(dest), write)
+
+
+def read_meta(folder: Path) -> CheckpointMeta:
+    folder = Path(folder)
+    if not folder.exists():
+        raise CheckpointError(f"{folder}: no such checkpoint folder")
+    path = folder / META_FILE
+    if not path.exists():
+        raise CheckpointError(f"{folder}: not a classiformer checkpoint (no {META_FILE})")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupted ({e})") from None
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version!r} is not supported by classiformer {__version__} "
+            f"(supports up to {FORMAT_VERSION}); upgrade classiformer"
+        )
+    try:
+        return CheckpointMeta(**data)
+    except TypeError as e:
+        raise CheckpointError(f"{path}: incompatible metadata ({e})") from None
+
+
+def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer, CheckpointMeta]:
+    """Load (model, tokenizer, metadata) from a checkpoint folder; the model is in eval mode."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    try:
+        config = model_config_from_dict(meta.family, meta.model)
+        model = build_model(meta.family, config)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{folder}: incompatible model config: {e}") from None
+    loader = getattr(model, "load_weights", None)
+    if callable(loader):
+        loader(folder)
+    else:
+        path = folder / WEIGHTS_FILE
+        if not path.exists():
+            raise CheckpointError(f"{folder}: missing {WEIGHTS_FILE}")
+        try:
+            state = load_file(str(path), device=str(map_location))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{path}: corrupted weights file ({e})") from None
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"{path}: weights do not fit the model config: {e}") from None
+    try:
+        tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, Exception) as e:
+        raise CheckpointError(f"{folder / TOKENIZER_DIR}: cannot load tokenizer ({e})") from None
+    model.eval()
+    return model.to(map_location), tokenizer, meta
+
+
+def load_trainer_state(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / STATE_FILE
+    if not path.exists():
+        raise CheckpointError(f"{folder}: no {STATE_FILE}; nothing to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot read trainer state ({e})") from None

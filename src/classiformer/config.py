@@ -1,0 +1,240 @@
+"""Typed configuration: model, tokenizer and training settings as dataclasses.
+
+Precedence is defaults in code, then a JSON config file, then command-line overrides.
+Unknown keys fail loudly, and every run and checkpoint stores the resolved config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid."""
+
+
+def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``, rejecting keys it does not define."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys are {sorted(names)}")
+    return cls(**data)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    return dataclasses.asdict(obj)
+
+
+@dataclass
+class TokenizerConfig:
+    """How text becomes ids for from-scratch models.
+
+    kind: ``words`` is the lesson's vectorizer (lowercase, strip punctuation, split on whitespace,
+    the ``vocab_size`` most frequent training words); ``wordpiece`` is a subword vocabulary trained
+    with the Hugging Face ``tokenizers`` library.
+    """
+
+    kind: str = "words"
+    vocab_size: int = 20_000
+    max_length: int = 256
+    lowercase: bool = True
+    min_frequency: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("words", "wordpiece"):
+            raise ConfigError(f"tokenizer kind must be 'words' or 'wordpiece', got {self.kind!r}")
+        if self.vocab_size < 3:
+            raise ConfigError(f"vocab_size must be at least 3, got {self.vocab_size}")
+        if self.max_length < 1:
+            raise ConfigError(f"max_length must be positive, got {self.max_length}")
+
+
+@dataclass
+class TransformerConfig:
+    """Sizes of the from-scratch transformer classifier (see models/transformer.py)."""
+
+    vocab_size: int = 20_000
+    max_length: int = 256
+    embed_dim: int = 32
+    num_heads: int = 2
+    head_dim: int = 0  # 0: embed_dim // num_heads; the lesson's Keras layer used key_dim = embed_dim
+    ff_dim: int = 32
+    num_layers: int = 1
+    hidden_dim: int = 20
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    num_labels: int = 2
+    pad_id: int = 0
+    norm_first: bool = False
+
+    def __post_init__(self) -> None:
+        if self.head_dim == 0 and self.embed_dim % self.num_heads:
+            raise ConfigError(
+                f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        for name in ("vocab_size", "max_length", "embed_dim", "num_heads", "ff_dim", "num_labels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.num_layers < 0 or self.hidden_dim < 0:
+            raise ConfigError("num_layers and hidden_dim must not be negative")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
+class TrainConfig:
+    """Training settings.
+
+    schedule: ``constant`` or ``linear`` (linear warmup over ``warmup`` of the steps, then linear
+    decay to zero). ``patience`` epochs without validation improvement stop training (0 = never).
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 0.01
+    schedule: str = "linear"
+    warmup: float = 0.1
+    clip_norm: float = 1.0
+    grad_accum: int = 1
+    patience: int = 3
+    seed: int = 42
+    val_fraction: float = 0.1
+    label_smoothing: float = 0.0
+    checkpoint_every: int = 0
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "linear"):
+            raise ConfigError(f"schedule must be 'constant' or 'linear', got {self.schedule!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
+            raise ConfigError("epochs, batch_size and grad_accum must be positive")
+        if self.lr <= 0:
+            raise ConfigError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+
+
+# Model family name -> its config dataclass. Families register here (see models/__init__.py).
+MODEL_CONFIGS: dict[str, type] = {"transformer": TransformerConfig}
+
+
+@dataclass
+class Preset:
+    """A named model + tokenizer (+ training) recipe."""
+
+    description: str
+    model: dict[str, Any] = field(default_factory=dict)
+    tokenizer: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=dict)
+
+
+PRESETS: dict[str, Preset] = {
+    # The lesson's Keras model, size for size.
+    "lesson": Preset(
+        description="The lesson's model: embed 32, 2 heads, feed-forward 32, 1 block, hidden 20, "
+        "dropout 0.1, vocabulary 20k words, max length 256.",
+        model=dict(embed_dim=32, num_heads=2, head_dim=32, ff_dim=32, num_layers=1, hidden_dim=20, dropout=0.1),
+        tokenizer=dict(kind="words", vocab_size=20_000, max_length=256),
+    ),
+    # Our stronger default; chosen by bench/scratch.py (see docs/benchmarks.md).
+    "base": Preset(
+        description="Stronger from-scratch default: embed 128, 4 heads, feed-forward 256, 2 pre-norm "
+        "blocks, 30k-word vocabulary, max length 256, heavier dropout.",
+        model=dict(
+            embed_dim=128, num_heads=4, ff_dim=256, num_layers=2, hidden_dim=64, dropout=0.3,
+            norm_first=True,
+        ),
+        tokenizer=dict(kind="words", vocab_size=30_000, max_length=256),
+        train=dict(lr=1e-3, weight_decay=0.05),
+    ),
+    "tiny": Preset(
+        description="A very small model for tests and quick experiments.",
+        model=dict(embed_dim=16, num_heads=2, ff_dim=16, num_layers=1, hidden_dim=8, dropout=0.0),
+        tokenizer=dict(kind="words", vocab_size=2_000, max_length=64),
+    ),
+}
+
+
+def load_json_config(path: str | Path) -> dict[str, Any]:
+    """Read a JSON config file with sections ``model``, ``tokenizer``, ``train``."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError(f"{p}: config file not found") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a JSON object with sections model/tokenizer/train")
+    allowed = {"preset", "model", "tokenizer", "train"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{p}: unknown section(s) {unknown}; valid sections are {sorted(allowed)}")
+    return data
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run, resolved."""
+
+    preset: str
+    model: Any  # the family's config dataclass (TransformerConfig for "transformer")
+    tokenizer: TokenizerConfig
+    train: TrainConfig
+    family: str = "transformer"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "preset": self.preset,
+            "model": to_dict(self.model),
+            "tokenizer": to_dict(self.tokenizer),
+            "train": to_dict(self.train),
+        }
+
+
+def resolve_config(
+    preset: str = "base",
+    config_file: str | Path | None = None,
+    model: dict[str, Any] | None = None,
+    tokenizer: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    family: str = "transformer",
+) -> RunConfig:
+    """Defaults, then the preset, then a config file, then explicit overrides (e.g. CLI flags)."""
+    layers: list[tuple[str, dict[str, Any]]] = []
+    file_data: dict[str, Any] = {}
+    if config_file is not None:
+        file_data = load_json_config(config_file)
+        preset = file_data.get("preset", preset)
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    p = PRESETS[preset]
+    layers.append((f"preset {preset}", {"model": p.model, "tokenizer": p.tokenizer, "train": p.train}))
+    if file_data:
+        layers.append((str(config_file), file_data))
+    layers.append(("overrides", {"model": model or {}, "tokenizer": tokenizer or {}, "train": train or {}}))
+
+    merged: dict[str, dict[str, Any]] = {"model": {}, "tokenizer": {}, "train": {}}
+    for _, layer in layers:
+        for section in merged:
+            merged[section].update({k: v for k, v in (layer.get(section) or {}).items() if v is not None})
+    tok = from_dict(TokenizerConfig, merged["tokenizer"], "tokenizer config")
+    # The model's vocabulary and length follow the tokenizer's unless set explicitly.
+    merged["model"].setdefault("max_length", tok.max_length)
+    merged["model"].setdefault("vocab_size", tok.vocab_size)
+    if family not in MODEL_CONFIGS:
+        raise ConfigError(f"unknown model family {family!r}; choose one of {sorted(MODEL_CONFIGS)}")
+    mdl = from_dict(MODEL_CONFIGS[family], merged["model"], "model config")
+    trn = from_dict(TrainConfig, merged["train"], "train config")
+    return RunConfig(preset=preset, model=mdl, tokenizer=tok, train=trn, family=family)

@@ -1,0 +1,84 @@
+"""Dynamic padding with length-bucketed batches.
+
+Batches are padded only to their longest member, and members are grouped by length so that
+little padding is needed. Training order is a pure function of (seed, epoch), which makes a
+resumed run replay exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class EncodedDataset:
+    """Token ids per example (variable length) and optional label ids."""
+
+    ids: list[np.ndarray]
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, bucket_factor: int = 50
+) -> list[np.ndarray]:
+    """Shuffled batches of similar-length examples.
+
+    The indices are shuffled, cut into pools of ``batch_size * bucket_factor``, each pool is sorted
+    by length and cut into batches, and the batches are shuffled again so that lengths vary from
+    step to step.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(lengths))
+    pool = batch_size * bucket_factor
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), pool):
+        chunk = order[start : start + pool]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    perm = rng.permutation(len(batches))
+    return [batches[i] for i in perm]
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Inference batches in order of decreasing length (callers restore the original order)."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(
+    ids: Sequence[np.ndarray], pad_id: int, labels: np.ndarray | None = None, index: np.ndarray | None = None
+) -> dict[str, torch.Tensor]:
+    """Pad ``ids`` to the longest one: ``input_ids`` and ``attention_mask`` are (B, T)."""
+    longest = max(1, max(len(x) for x in ids))
+    input_ids = np.full((len(ids), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), longest), dtype=np.int64)
+    for row, x in enumerate(ids):
+        input_ids[row, : len(x)] = x
+        mask[row, : len(x)] = 1
+    batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
+    if labels is not None:
+        batch["labels"] = torch.as_tensor(labels, dtype=torch.long)
+    if index is not None:
+        batch["index"] = torch.as_tensor(index, dtype=torch.long)
+    return batch
+
+
+def batch_of(data: EncodedDataset, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    """Collate the examples ``idx`` of ``data``; ``index`` lets models cache per-example work."""
+    return collate(
+        [data.ids[i] for i in idx],
+        pad_id,
+        None if data.labels is None else data.labels[idx],
+        index=idx,
+    )

@@ -1,0 +1,156 @@
+"""Built-in datasets, downloaded on first use into a cache folder and checked by MD5.
+
+AG News (Zhang, Zhao & LeCun, 2015, "Character-level Convolutional Networks for Text
+Classification") is fetched from the same mirror torchtext used. The URL list is configurable
+(``CLASSIFORMER_AG_NEWS_MIRRORS``, comma-separated base URLs) and each file is written atomically:
+a download that fails or does not match its MD5 leaves nothing in the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .datasets import Columns, DataError, TextDataset, read_dataset
+
+log = logging.getLogger(__name__)
+
+
+class DownloadError(RuntimeError):
+    """A dataset file could not be fetched or failed verification."""
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    name: str
+    md5: str
+
+
+@dataclass(frozen=True)
+class BuiltinDataset:
+    name: str
+    files: dict[str, RemoteFile]  # split -> file
+    mirrors: tuple[str, ...]
+    mirrors_env: str
+    columns: Columns
+    citation: str
+
+
+AG_NEWS = BuiltinDataset(
+    name="ag_news",
+    files={
+        "train": RemoteFile("train.csv", "b1a00f826fdfbd249f79597b59e1dc12"),
+        "test": RemoteFile("test.csv", "d52ea96a97a2d943681189a97654912d"),
+    },
+    mirrors=("https://raw.githubusercontent.com/mhjabreel/CharCnn_Keras/master/data/ag_news_csv/",),
+    mirrors_env="CLASSIFORMER_AG_NEWS_MIRRORS",
+    columns=Columns(
+        label=0,
+        text=[1, 2],
+        header=False,
+        label_map={"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"},
+    ),
+    citation="Zhang, Zhao & LeCun (2015), Character-level Convolutional Networks for Text Classification",
+)
+
+BUILTINS: dict[str, BuiltinDataset] = {AG_NEWS.name: AG_NEWS}
+
+
+def default_data_dir() -> Path:
+    """``$CLASSIFORMER_DATA`` or ``~/.cache/classiformer/data``."""
+    env = os.environ.get("CLASSIFORMER_DATA")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "classiformer" / "data"
+
+
+def md5sum(path: Path) -> str:
+    h = hashlib.md5()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _download(url: str, dest: Path, md5: str, timeout: float) -> None:
+    """Fetch ``url`` into ``dest`` atomically, verifying ``md5``; raise DownloadError otherwise."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.md5()
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name, leave=False) as bar:
+                for block in iter(lambda: resp.read(1 << 16), b""):
+                    out.write(block)
+                    h.update(block)
+                    bar.update(len(block))
+        if h.hexdigest() != md5:
+            raise DownloadError(f"{url}: MD5 mismatch (got {h.hexdigest()}, expected {md5}); the file was discarded")
+        os.replace(tmp, dest)
+    except (urllib.error.URLError, OSError, TimeoutError) as e:
+        raise DownloadError(f"{url}: {getattr(e, 'reason', e)}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def fetch(
+    dataset: BuiltinDataset,
+    split: str,
+    data_dir: str | Path | None = None,
+    mirrors: list[str] | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """Return the local path of ``split``, downloading and verifying it if needed."""
+    if split not in dataset.files:
+        raise DataError(f"{dataset.name} has splits {sorted(dataset.files)}, not {split!r}")
+    remote = dataset.files[split]
+    folder = (Path(data_dir).expanduser() if data_dir else default_data_dir()) / dataset.name
+    dest = folder / remote.name
+    if dest.exists():
+        if md5sum(dest) == remote.md5:
+            return dest
+        raise DataError(
+            f"{dest}: MD5 {md5sum(dest)} does not match the canonical {remote.md5}; delete the file to download it again"
+        )
+    if mirrors is None:
+        env = os.environ.get(dataset.mirrors_env)
+        mirrors = [m.strip() for m in env.split(",") if m.strip()] if env else list(dataset.mirrors)
+    errors = []
+    for base in mirrors:
+        url = base.rstrip("/") + "/" + remote.name
+        log.info("downloading %s", url)
+        try:
+            _download(url, dest, remote.md5, timeout)
+            return dest
+        except DownloadError as e:
+            errors.append(str(e))
+    tried = "\n  ".join(errors)
+    raise DownloadError(
+        f"could not download {dataset.name} {remote.name}:\n  {tried}\n"
+        f"If this machine is offline, copy {remote.name} (MD5 {remote.md5}) into {folder}/ "
+        f"(or pass --data-dir / set CLASSIFORMER_DATA to a folder that holds {dataset.name}/{remote.name}), "
+        f"or set {dataset.mirrors_env} to a mirror you can reach."
+    )
+
+
+def load_builtin(
+    name: str,
+    split: str,
+    data_dir: str | Path | None = None,
+    skip_bad_rows: bool = False,
+) -> TextDataset:
+    """Load a built-in dataset's split (downloading it if needed)."""
+    if name not in BUILTINS:
+        raise DataError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTINS)}")
+    ds = BUILTINS[name]
+    return read_dataset(fetch(ds, split, data_dir), ds.columns, skip_bad_rows)

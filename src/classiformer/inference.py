@@ -1,0 +1,53 @@
+"""Batched inference shared by validation, evaluation, prediction and serving.
+
+Batches are sorted by length (so padding is minimal) and results are put back in input order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data.batching import EncodedDataset, batch_of, sorted_batches
+
+
+def logits_for(
+    model: nn.Module,
+    data: EncodedDataset,
+    pad_id: int,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+    desc: str = "predict",
+) -> np.ndarray:
+    """Logits (N, C) for every example of ``data``, in input order, float32."""
+    was_training = model.training
+    model.eval()
+    out: np.ndarray | None = None
+    try:
+        with torch.inference_mode():
+            batches = sorted_batches(data.lengths, batch_size)
+            for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
+                batch = batch_of(EncodedDataset(data.ids), idx, pad_id)
+                logits = model(
+                    input_ids=batch["input_ids"].to(device),
+                    attention_mask=batch["attention_mask"].to(device),
+                ).logits
+                chunk = logits.float().cpu().numpy()
+                if out is None:
+                    out = np.empty((len(data), chunk.shape[1]), dtype=np.float32)
+                out[idx] = chunk
+    finally:
+        model.train(was_training)
+    if out is None:
+        raise ValueError("no examples to predict")
+    return out
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    z = logits / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

@@ -1,0 +1,17 @@
+"""The one output type every model family returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ClassifierOutput:
+    """logits: (B, C); loss: scalar when labels were given; attentions: one (B, H, T, T) tensor per
+    layer when requested (rows are queries, columns keys; padded keys get zero weight)."""
+
+    logits: torch.Tensor
+    loss: torch.Tensor | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None

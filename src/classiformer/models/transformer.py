@@ -1,0 +1,147 @@
+"""A transformer text classifier trained from scratch.
+
+Follows the Keras example the lesson uses ("Text classification with Transformer", after Vaswani
+et al., 2017, "Attention Is All You Need"): token + learned positional embedding, encoder blocks
+(multi-head self-attention, feed-forward, residual + layer norm, dropout), masked mean pooling,
+dropout, a ReLU hidden layer and the output layer. Padding never takes part: keys are masked in
+attention and padded positions are left out of the mean.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TransformerConfig
+from .output import ClassifierOutput
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.num_heads = cfg.num_heads
+        self.head_dim = cfg.head_dim or cfg.embed_dim // cfg.num_heads
+        inner = self.num_heads * self.head_dim
+        self.qkv = nn.Linear(cfg.embed_dim, 3 * inner)
+        self.proj = nn.Linear(inner, cfg.embed_dim)
+        self.dropout = cfg.attention_dropout
+
+    def forward(
+        self, x: torch.Tensor, keep: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, T, E); keep: (B, T) bool, True for real tokens. Returns (B, T, E) and, when
+        ``need_weights``, the attention weights (B, H, T, T)."""
+        B, T, _ = x.shape
+        qkv = self.qkv(x).view(B, T, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, T, D)
+        key_mask = keep[:, None, None, :]  # (B, 1, 1, T)
+        p = self.dropout if self.training else 0.0
+        weights = None
+        if need_weights:
+            scores = (q @ k.transpose(-2, -1)) / math.sqrt(self.head_dim)  # (B, H, T, T)
+            scores = scores.masked_fill(~key_mask, float("-inf"))
+            weights = scores.softmax(dim=-1)
+            y = F.dropout(weights, p, self.training) @ v  # (B, H, T, D)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=p)  # (B, H, T, D)
+        y = y.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)  # (B, T, H*D)
+        return self.proj(y), weights
+
+
+class FeedForward(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.up = nn.Linear(cfg.embed_dim, cfg.ff_dim)
+        self.down = nn.Linear(cfg.ff_dim, cfg.embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.relu(self.up(x)))
+
+
+class Block(nn.Module):
+    """Post-norm as in the lesson (``norm_first=False``) or pre-norm, which trains deeper stacks
+    more stably (Xiong et al., 2020)."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.attn = SelfAttention(cfg)
+        self.ff = FeedForward(cfg)
+        self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
+        self.drop1 = nn.Dropout(cfg.dropout)
+        self.drop2 = nn.Dropout(cfg.dropout)
+        self.norm_first = cfg.norm_first
+
+    def forward(
+        self, x: torch.Tensor, keep: torch.Tensor, need_weights: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.norm_first:
+            a, w = self.attn(self.norm1(x), keep, need_weights)
+            x = x + self.drop1(a)
+            x = x + self.drop2(self.ff(self.norm2(x)))
+        else:
+            a, w = self.attn(x, keep, need_weights)
+            x = self.norm1(x + self.drop1(a))
+            x = self.norm2(x + self.drop2(self.ff(x)))
+        return x, w
+
+
+class TransformerClassifier(nn.Module):
+    family = "transformer"
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.embed_dim, padding_idx=cfg.pad_id)
+        self.pos_emb = nn.Embedding(cfg.max_length, cfg.embed_dim)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
+        self.final_norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6) if cfg.norm_first and cfg.num_layers else None
+        self.drop = nn.Dropout(cfg.dropout)
+        if cfg.hidden_dim:
+            self.hidden: nn.Module = nn.Sequential(
+                nn.Linear(cfg.embed_dim, cfg.hidden_dim), nn.ReLU(), nn.Dropout(cfg.dropout)
+            )
+            head_in = cfg.hidden_dim
+        else:
+            self.hidden = nn.Identity()
+            head_in = cfg.embed_dim
+        self.head = nn.Linear(head_in, cfg.num_labels)
+
+    def encode(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """input_ids, attention_mask: (B, T). Returns token states (B, T, E) and per-layer weights."""
+        T = input_ids.shape[1]
+        if T > self.config.max_length:
+            raise ValueError(f"sequence length {T} exceeds the model's max_length {self.config.max_length}")
+        keep = attention_mask.bool()
+        pos = torch.arange(T, device=input_ids.device)
+        x = self.tok_emb(input_ids) + self.pos_emb(pos)[None]  # (B, T, E)
+        x = self.drop(x) if self.config.norm_first else x
+        attentions = []
+        for block in self.blocks:
+            x, w = block(x, keep, output_attentions)
+            if w is not None:
+                attentions.append(w)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
+        return x, attentions
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        **_: object,
+    ) -> ClassifierOutput:
+        """input_ids, attention_mask: (B, T); labels: (B,). Returns logits (B, C)."""
+        x, attentions = self.encode(input_ids, attention_mask, output_attentions)
+        m = attention_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+        pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, E): padding never counts
+        logits = self.head(self.hidden(self.drop(pooled)))  # (B, C)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions else None)

@@ -1,0 +1,156 @@
+"""Prediction: ``Classifier.load(path).predict(texts)`` and streaming file prediction."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+from .data.batching import EncodedDataset
+from .inference import logits_for, softmax
+from .runtime import resolve_device
+from .tokenizers import Tokenizer
+
+log = logging.getLogger(__name__)
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A run folder means its best checkpoint; a checkpoint folder means itself."""
+    p = Path(path)
+    if (p / "classiformer.json").exists():
+        return p
+    for sub in ("best", "last"):
+        if (p / sub / "classiformer.json").exists():
+            return p / sub
+    if not p.exists():
+        raise CheckpointError(f"{p}: no such model folder")
+    raise CheckpointError(f"{p}: not a classiformer model (no classiformer.json here or in best/ or last/)")
+
+
+class Classifier:
+    """A trained model with its tokenizer and labels, ready to predict."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        meta: CheckpointMeta,
+        device: torch.device | str = "cpu",
+        batch_size: int = 256,
+        path: Path | None = None,
+    ) -> None:
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.labels: list[str] = list(meta.labels)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, batch_size: int = 256) -> Classifier:
+        folder = resolve_model_path(path)
+        dev = resolve_device(device)
+        model, tokenizer, meta = load_checkpoint(folder, map_location=dev)
+        return cls(model, tokenizer, meta, dev, batch_size, folder)
+
+    @property
+    def temperature(self) -> float:
+        return float(self.meta.temperature or 1.0)
+
+    def _check(self, texts: Sequence[str]) -> list[str]:
+        if isinstance(texts, str):
+            texts = [texts]
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text {i} is {type(t).__name__}, not str")
+        return list(texts)
+
+    def logits(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Raw logits (N, C), before temperature scaling."""
+        texts = self._check(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        data = EncodedDataset(self.tokenizer.encode(texts))
+        return logits_for(self.model, data, self.tokenizer.pad_id, self.batch_size, self.device, progress)
+
+    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Class probabilities (N, C), columns in the order of ``self.labels``; calibrated when the
+        checkpoint stores a temperature."""
+        logits = self.logits(texts, progress)
+        return softmax(logits, self.temperature) if len(logits) else logits
+
+    def predict(self, texts: Sequence[str], progress: bool = False) -> list[str]:
+        proba = self.predict_proba(texts, progress)
+        return [self.labels[i] for i in proba.argmax(axis=1)]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path) if self.path else None,
+            "family": self.meta.family,
+            "labels": self.labels,
+            "model": self.meta.model,
+            "tokenizer": self.meta.tokenizer,
+            "temperature": self.temperature,
+            "format_version": self.meta.format_version,
+            "classiformer_version": self.meta.classiformer_version,
+        }
+
+
+def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def predict_file(
+    clf: Classifier,
+    rows: Iterable[tuple[int, str]],
+    output: Path,
+    chunk_size: int = 4096,
+    progress: bool = True,
+    total: int | None = None,
+) -> int:
+    """Predict ``(line, text)`` rows in chunks (constant memory) and write CSV or JSONL by
+    ``output``'s extension: line, label and one probability column per class. The output appears
+    only when complete (written to a temporary file, then renamed). Returns the row count."""
+    output = Path(output)
+    fmt = "jsonl" if output.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f, tqdm(
+            total=total, unit="doc", desc="predict", disable=not progress
+        ) as bar:
+            writer = csv.writer(f) if fmt == "csv" else None
+            if writer:
+                writer.writerow(["line", "label", *(f"p_{lbl}" for lbl in clf.labels)])
+            for chunk in _chunks(rows, chunk_size):
+                proba = clf.predict_proba([t for _, t in chunk])
+                for (line, _), p in zip(chunk, proba):
+                    label = clf.labels[int(p.argmax())]
+                    if writer:
+                        writer.writerow([line, label, *(f"{x:.6f}" for x in p)])
+                    else:
+                        probs = {lbl: round(float(x), 6) for lbl, x in zip(clf.labels, p)}
+                        f.write(json.dumps({"line": line, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n")
+                n += len(chunk)
+                bar.update(len(chunk))
+        os.replace(tmp, output)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n

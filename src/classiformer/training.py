@@ -1,0 +1,351 @@
+"""The training loop shared by every model family.
+
+AdamW (weight decay only on matrices, as in nanoGPT), a constant or linear-warmup-then-decay
+schedule, gradient clipping and accumulation, length-bucketed dynamic padding, validation every
+epoch, early stopping, ``best`` and ``last`` checkpoints, and exact resumption: the ``last``
+checkpoint holds the optimizer, scheduler and RNG state and the position inside the epoch, so a
+run stopped by Ctrl-C or a kill continues with ``resume=True`` as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    atomic_write_text,
+    load_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+)
+from .config import RunConfig, TrainConfig
+from .data.batching import EncodedDataset, batch_of, bucketed_batches
+from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
+from .inference import logits_for
+from .metrics import classification_report
+from .models import build_model
+from .runtime import resolve_device, seed_everything
+from .tokenizers import Tokenizer, train_tokenizer
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_val_accuracy: float
+    train_samples_per_sec: float
+    stopped_early: bool = False
+
+    @property
+    def best_dir(self) -> Path:
+        return self.run_dir / "best"
+
+    @property
+    def last_dir(self) -> Path:
+        return self.run_dir / "last"
+
+
+@dataclass
+class _State:
+    """Everything that must survive an interruption, besides weights and optimizer."""
+
+    epoch: int = 0  # current epoch (0-based)
+    batches_done: int = 0  # batches of the current epoch already applied
+    step: int = 0  # optimizer steps so far
+    best_val: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    epoch_loss: float = 0.0
+    epoch_samples: int = 0
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_early: bool = False
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Decay matrices (weights of linear and embedding layers); never biases or norms."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.dim() >= 2 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if schedule == "constant":
+            return 1.0
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return f
+
+
+def encode_labels(dataset: TextDataset, labels: list[str]) -> np.ndarray:
+    check_labels_known(dataset, labels)
+    index = {lbl: i for i, lbl in enumerate(labels)}
+    assert dataset.labels is not None
+    return np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
+
+
+def encode(tokenizer: Tokenizer, dataset: TextDataset, labels: list[str] | None) -> EncodedDataset:
+    ids = tokenizer.encode(dataset.texts)
+    return EncodedDataset(ids, encode_labels(dataset, labels) if labels is not None else None)
+
+
+class Trainer:
+    """Trains ``model`` on encoded data; see module docstring. Use :func:`fit` for the whole job."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Tokenizer,
+        meta: CheckpointMeta,
+        config: TrainConfig,
+        run_dir: Path,
+        device: torch.device,
+        progress: bool = True,
+        on_step: Callable[[int], None] | None = None,
+    ) -> None:
+        self.model = model.to(device)
+        self.tokenizer = tokenizer
+        self.meta = meta
+        self.cfg = config
+        self.run_dir = Path(run_dir)
+        self.device = device
+        self.progress = progress
+        self.on_step = on_step  # called with the optimizer step count (tests use it to interrupt)
+        self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+        self.state = _State()
+        self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+
+    # -- checkpointing --------------------------------------------------------------------------
+
+    def _trainer_state(self, rng: torch.Tensor) -> dict[str, Any]:
+        s = self.state
+        assert self.scheduler is not None
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "progress": {k: v for k, v in s.__dict__.items() if k != "history"},
+            "history": json.dumps(s.history),
+        }
+
+    def save_last(self, rng: torch.Tensor) -> None:
+        save_checkpoint(self.run_dir / "last", self.model, self.tokenizer, self.meta, self._trainer_state(rng))
+
+    def restore(self, folder: Path) -> None:
+        state = load_trainer_state(folder)
+        self.optimizer.load_state_dict(state["optimizer"])
+        assert self.scheduler is not None
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        if state.get("cuda_rng") and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        self.state = _State(**state["progress"], history=json.loads(state["history"]))
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def validate(self, data: EncodedDataset) -> dict[str, float]:
+        logits = logits_for(self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device)
+        assert data.labels is not None
+        loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.labels)))
+        report = classification_report(data.labels, logits.argmax(1), self.meta.labels)
+        return {"val_loss": loss, "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
+
+    def train(self, train: EncodedDataset, val: EncodedDataset, resume_from: Path | None = None) -> TrainResult:
+        cfg, s = self.cfg, self.state
+        assert train.labels is not None
+        lengths = train.lengths
+        n_batches = math.ceil(len(train) / cfg.batch_size)
+        steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+        total = steps_per_epoch * cfg.epochs
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(cfg.schedule, int(cfg.warmup * total), total)
+        )
+        if resume_from is not None:
+            self.restore(resume_from)
+            s = self.state
+            log.info("resuming at epoch %d, batch %d (step %d)", s.epoch + 1, s.batches_done, s.step)
+        else:
+            seed_everything(cfg.seed)
+        self.model.train()
+        rng_at_step = torch.get_rng_state()
+        try:
+            while s.epoch < cfg.epochs and not s.stopped_early:
+                batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch)
+                bar = tqdm(
+                    total=len(batches), initial=s.batches_done, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+                    unit="batch", disable=not self.progress, leave=False,
+                )
+                t0 = time.perf_counter()
+                pending = 0
+                for b in range(s.batches_done, len(batches)):
+                    batch = {k: v.to(self.device) for k, v in batch_of(train, batches[b], self.tokenizer.pad_id).items()}
+                    out = self.model(**batch)
+                    loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
+                    (loss / cfg.grad_accum).backward()
+                    pending += 1
+                    s.epoch_loss += loss.item() * len(batches[b])
+                    s.epoch_samples += len(batches[b])
+                    if pending == cfg.grad_accum or b == len(batches) - 1:
+                        if cfg.clip_norm:
+                            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+                        self.optimizer.step()
+                        self.scheduler.step()
+                        self.optimizer.zero_grad(set_to_none=True)
+                        s.step += 1
+                        s.batches_done = b + 1
+                        pending = 0
+                        rng_at_step = torch.get_rng_state()
+                        bar.set_postfix(loss=f"{s.epoch_loss / max(1, s.epoch_samples):.4f}", refresh=False)
+                        if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
+                            s.train_seconds += time.perf_counter() - t0
+                            self.save_last(rng_at_step)
+                            t0 = time.perf_counter()
+                        if self.on_step is not None:
+                            self.on_step(s.step)
+                    bar.update(1)
+                bar.close()
+                s.train_seconds += time.perf_counter() - t0
+                s.samples_seen += s.epoch_samples
+                self._end_epoch(val)
+                rng_at_step = torch.get_rng_state()
+                self.save_last(rng_at_step)
+        except KeyboardInterrupt:
+            # Keep what was learned up to the last optimizer step; --resume picks up from there.
+            log.warning("interrupted: saving the last checkpoint; continue with --resume")
+            s.train_seconds += time.perf_counter() - t0
+            self.save_last(rng_at_step)
+            raise
+        return TrainResult(
+            run_dir=self.run_dir,
+            history=s.history,
+            best_epoch=s.best_epoch + 1,
+            best_val_accuracy=s.best_val,
+            train_samples_per_sec=s.samples_seen / max(s.train_seconds, 1e-9),
+            stopped_early=s.stopped_early,
+        )
+
+    def _end_epoch(self, val: EncodedDataset) -> None:
+        s, cfg = self.state, self.cfg
+        metrics = self.validate(val)
+        record = {
+            "epoch": s.epoch + 1,
+            "step": s.step,
+            "train_loss": s.epoch_loss / max(1, s.epoch_samples),
+            **metrics,
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "train_samples_per_sec": s.samples_seen / max(s.train_seconds, 1e-9),
+        }
+        s.history.append(record)
+        log.info(
+            "epoch %d: train loss %.4f, val loss %.4f, val accuracy %.4f",
+            record["epoch"], record["train_loss"], metrics["val_loss"], metrics["val_accuracy"],
+        )
+        if metrics["val_accuracy"] > s.best_val:
+            s.best_val, s.best_epoch, s.bad_epochs = metrics["val_accuracy"], s.epoch, 0
+            save_checkpoint(self.run_dir / "best", self.model, self.tokenizer, self.meta)
+        else:
+            s.bad_epochs += 1
+            if cfg.patience and s.bad_epochs >= cfg.patience:
+                log.info("early stopping: no improvement for %d epoch(s)", s.bad_epochs)
+                s.stopped_early = True
+        s.epoch += 1
+        s.batches_done = 0
+        s.epoch_loss, s.epoch_samples = 0.0, 0
+        atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in s.history))
+
+
+def fit(
+    config: RunConfig,
+    train: TextDataset,
+    run_dir: str | Path,
+    validation: TextDataset | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train a classifier on ``train`` into ``run_dir`` (``best/``, ``last/``, metrics log).
+
+    Without ``validation``, a stratified ``config.train.val_fraction`` of ``train`` is held out.
+    With ``resume=True`` training continues from ``run_dir/last`` with its stored configuration.
+    """
+    run_dir = Path(run_dir)
+    dev = resolve_device(device)
+    if resume:
+        if not (run_dir / "last").exists():
+            raise CheckpointError(f"{run_dir}: nothing to resume (no last/ checkpoint)")
+        stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
+        from .config import resolve_config
+
+        config = resolve_config(
+            stored["preset"], model=stored["model"], tokenizer=stored["tokenizer"], train=stored["train"],
+            family=stored.get("family", "transformer"),
+        )
+    elif (run_dir / "last").exists() and not overwrite:
+        raise FileExistsError(
+            f"{run_dir} already holds a training run; pass resume (--resume) to continue it, "
+            "overwrite (--overwrite) to replace it, or choose another output folder"
+        )
+    tcfg = config.train
+    if train.labels is None:
+        raise DataError(f"{train.source}: training data needs labels")
+    if validation is None:
+        train, validation = stratified_split(train, tcfg.val_fraction, tcfg.seed)
+        log.info("validation: %d examples held out of %d (stratified, seed %d)", len(validation), len(train) + len(validation), tcfg.seed)
+    labels = train.label_names()
+    if len(labels) < 2:
+        raise DataError(f"{train.source}: need at least two classes, found {labels}")
+
+    if resume:
+        model, tokenizer, meta = load_checkpoint(run_dir / "last", map_location=dev)
+        if meta.labels != labels:
+            raise DataError(f"{train.source}: labels {labels} differ from the run's {meta.labels}")
+    else:
+        seed_everything(tcfg.seed)
+        tokenizer = train_tokenizer(config.tokenizer, train.texts)
+        config.model.vocab_size = tokenizer.vocab_size
+        config.model.max_length = tokenizer.max_length
+        config.model.num_labels = len(labels)
+        config.model.pad_id = tokenizer.pad_id
+        model = build_model(config.family, config.model)
+        meta = CheckpointMeta(
+            family=config.family, model=config.to_dict()["model"], labels=labels,
+            train=config.to_dict()["train"], preset=config.preset,
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+    train_enc = encode(tokenizer, train, labels)
+    val_enc = encode(tokenizer, validation, labels)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %s: %s parameters; %d train / %d validation examples; device %s",
+             config.family, f"{n_params:,}", len(train_enc), len(val_enc), dev)
+    trainer = Trainer(model, tokenizer, meta, tcfg, run_dir, dev, progress, on_step)
+    return trainer.train(train_enc, val_enc, resume_from=run_dir / "last" if resume else None)

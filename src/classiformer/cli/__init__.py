@@ -1,0 +1,56 @@
+"""The ``classiformer`` command line. Each sub-command lives in its own module and only parses
+arguments, calls the library and formats output."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..checkpoint import CheckpointError
+from ..config import ConfigError
+from ..data import DataError, DownloadError
+from ..runtime import configure_logging
+from . import evaluate_cmd, predict_cmd, presets_cmd, train_cmd
+
+# Each module exposes ``register(subparsers)``, which adds its parser with ``func`` set.
+COMMANDS = [train_cmd, evaluate_cmd, predict_cmd, presets_cmd]
+
+EXPECTED_ERRORS = (DataError, DownloadError, CheckpointError, ConfigError, FileExistsError, FileNotFoundError, ValueError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="classiformer",
+        description="Train, evaluate and use transformer text classifiers. "
+        "Run 'classiformer COMMAND --help' for each command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"classiformer {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.verbose)
+    log = logging.getLogger("classiformer")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except EXPECTED_ERRORS as e:
+        if args.verbose:
+            log.exception("failed")
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Options and helpers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
+from ..data.builtin import BUILTINS
+from ..runtime import set_threads
+
+
+def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=sorted(BUILTINS), help="a built-in dataset (downloaded and cached on first use)")
+    g.add_argument("--data-dir", help="cache root for built-in datasets (default: $CLASSIFORMER_DATA or ~/.cache/classiformer/data)")
+    if train:
+        g.add_argument("--train", metavar="PATH", help="training data: .csv, .tsv, .jsonl[.gz], .parquet or a folder with one sub-folder per class")
+        g.add_argument("--validation", metavar="PATH", help="validation data (default: a stratified split of --train)")
+    g.add_argument("--test", metavar="PATH", help="test data to evaluate on" + (" after training" if train else ""))
+    g.add_argument("--label-column", default="label", help="label column name, or 0-based index with --no-header (default: label)")
+    g.add_argument("--text-column", action="append", dest="text_columns", metavar="COL",
+                   help="text column (repeat to join several, e.g. title and description; default: text)")
+    g.add_argument("--no-header", action="store_true", help="CSV/TSV files have no header row; columns are 0-based indices")
+    g.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and report how many) instead of failing")
+
+
+def add_runtime_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")
+    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def apply_runtime(args: argparse.Namespace) -> None:
+    set_threads(args.threads)
+
+
+def columns_from_args(args: argparse.Namespace) -> Columns:
+    def col(c: str) -> str | int:
+        return int(c) if args.no_header and c.isdigit() else c
+
+    texts = args.text_columns or (["1"] if args.no_header else ["text"])
+    label = args.label_column if not (args.no_header and args.label_column == "label") else "0"
+    return Columns(label=col(label), text=[col(c) for c in texts], header=not args.no_header)
+
+
+def load_split(args: argparse.Namespace, split: str) -> TextDataset | None:
+    """The dataset for ``split`` (train/validation/test) named on the command line, or None."""
+    path = getattr(args, split, None)
+    if path:
+        return read_dataset(path, columns_from_args(args), skip_bad_rows=args.skip_bad_rows)
+    if args.dataset and split in BUILTINS[args.dataset].files:
+        return load_builtin(args.dataset, split, args.data_dir, skip_bad_rows=args.skip_bad_rows)
+    return None
+
+
+def require(ds: TextDataset | None, what: str) -> TextDataset:
+    if ds is None:
+        raise DataError(f"no {what} data: pass --dataset NAME or --{what} PATH")
+    return ds
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,72 @@
+"""classiformer predict: label texts given as arguments, on standard input, or in a file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..data import iter_texts
+from ..predict import Classifier, predict_file
+from .common import add_runtime_options, apply_runtime
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict labels and class probabilities",
+        description="Predict with a trained model. Texts come from the arguments, from --input (CSV, TSV, JSONL[.gz] "
+        "or TXT with one text per line; streamed in constant memory) or, when neither is given, from standard "
+        "input (one text per line). Output is one JSON object per text, or a CSV/JSONL file with --output.",
+        epilog='example: classiformer predict runs/ag_news_lesson "Stocks rally as oil prices fall"',
+    )
+    p.add_argument("model", help="run folder or checkpoint folder")
+    p.add_argument("texts", nargs="*", help="texts to classify")
+    p.add_argument("--input", "-i", help="file of texts to classify")
+    p.add_argument("--output", "-o", help="where to write predictions for --input (.csv or .jsonl; default: stdout as JSONL)")
+    p.add_argument("--text-column", action="append", dest="text_columns", metavar="COL",
+                   help="text column/field of --input (repeat to join several; default: text)")
+    p.add_argument("--no-header", action="store_true", help="--input CSV/TSV has no header; columns are 0-based indices")
+    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
+    add_runtime_options(p)
+    p.set_defaults(func=run)
+
+
+def _emit(clf: Classifier, texts: list[str]) -> None:
+    proba = clf.predict_proba(texts)
+    for p in proba:
+        probs = {lbl: round(float(x), 6) for lbl, x in zip(clf.labels, p)}
+        print(json.dumps({"label": clf.labels[int(p.argmax())], "probabilities": probs}, ensure_ascii=False))
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_runtime(args)
+    clf = Classifier.load(args.model, device=args.device, batch_size=args.batch_size)
+    if args.input:
+        cols = args.text_columns or (["0"] if args.no_header else ["text"])
+        cols = [int(c) if args.no_header and c.isdigit() else c for c in cols]
+        rows = iter_texts(args.input, cols, header=not args.no_header)
+        if args.output:
+            n = predict_file(clf, rows, args.output, progress=not args.no_progress)
+            print(f"wrote {n} prediction(s) to {args.output}", file=sys.stderr)
+        else:
+            for chunk_start in _batched(rows, 4096):
+                _emit(clf, [t for _, t in chunk_start])
+        return 0
+    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    if not texts:
+        print("error: no texts given (pass them as arguments, with --input FILE, or on standard input)", file=sys.stderr)
+        return 2
+    _emit(clf, texts)
+    return 0
+
+
+def _batched(rows, size):  # type: ignore[no-untyped-def]
+    batch = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

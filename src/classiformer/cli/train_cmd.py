@@ -1,0 +1,100 @@
+"""classiformer train: train a classifier, then evaluate it on the test set when one is given."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from ..config import PRESETS, resolve_config
+from ..evaluate import evaluate, write_evaluation
+from ..metrics import format_report
+from ..predict import Classifier
+from ..training import fit
+from .common import add_data_options, add_runtime_options, apply_runtime, load_split, rel, require
+
+log = logging.getLogger(__name__)
+
+# (flag, config section, key, type, help): each overrides the preset and the --config file.
+OVERRIDES: list[tuple[str, str, str, type, str]] = [
+    ("--tokenizer", "tokenizer", "kind", str, "words (the lesson's vectorizer) or wordpiece (subwords trained on the data)"),
+    ("--vocab-size", "tokenizer", "vocab_size", int, "vocabulary size, reserved ids included"),
+    ("--max-length", "tokenizer", "max_length", int, "truncate texts to this many tokens"),
+    ("--embed-dim", "model", "embed_dim", int, "embedding width"),
+    ("--heads", "model", "num_heads", int, "attention heads per block"),
+    ("--head-dim", "model", "head_dim", int, "width of each head (0: embed-dim / heads)"),
+    ("--ff-dim", "model", "ff_dim", int, "feed-forward width"),
+    ("--layers", "model", "num_layers", int, "number of encoder blocks"),
+    ("--hidden-dim", "model", "hidden_dim", int, "width of the dense ReLU layer before the output (0: none)"),
+    ("--dropout", "model", "dropout", float, "dropout rate"),
+    ("--epochs", "train", "epochs", int, "maximum epochs"),
+    ("--batch-size", "train", "batch_size", int, "examples per batch"),
+    ("--lr", "train", "lr", float, "peak learning rate (AdamW)"),
+    ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (matrices only)"),
+    ("--schedule", "train", "schedule", str, "constant, or linear (warmup then linear decay)"),
+    ("--warmup", "train", "warmup", float, "warmup as a fraction of all steps"),
+    ("--clip-norm", "train", "clip_norm", float, "clip gradients to this norm (0: off)"),
+    ("--grad-accum", "train", "grad_accum", int, "accumulate gradients over this many batches"),
+    ("--patience", "train", "patience", int, "stop after this many epochs without validation improvement (0: never)"),
+    ("--seed", "train", "seed", int, "random seed (data order, initialisation, dropout)"),
+    ("--val-fraction", "train", "val_fraction", float, "share of --train held out for validation when no --validation is given"),
+    ("--label-smoothing", "train", "label_smoothing", float, "label smoothing of the cross-entropy loss"),
+    ("--checkpoint-every", "train", "checkpoint_every", int, "also save the last checkpoint every N optimizer steps (0: each epoch)"),
+]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train a classifier (and evaluate it on --test)",
+        description="Train a text classifier. Defaults come from the preset, then --config, then the flags below. "
+        "The run folder gets best/ and last/ checkpoints, config.json, metrics.jsonl and, with test data, "
+        "metrics.json and plots. Ctrl-C saves the last checkpoint; --resume continues from it.",
+        epilog="example: classiformer train --dataset ag_news --preset lesson --output runs/ag_news_lesson",
+    )
+    add_data_options(p, train=True)
+    g = p.add_argument_group("model")
+    g.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model recipe (default: base; see 'classiformer presets')")
+    g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
+    for flag, section, _key, typ, help_ in OVERRIDES:
+        (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
+    o = p.add_argument_group("output")
+    o.add_argument("--output", "-o", default=None, help="run folder (default: runs/<dataset or file>_<preset>)")
+    o.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+    add_runtime_options(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_runtime(args)
+    sections: dict[str, dict] = {"model": {}, "tokenizer": {}, "train": {}}
+    for flag, section, key, _typ, _help in OVERRIDES:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            sections[section][key] = value
+    config = resolve_config(args.preset, args.config, **sections)
+    train = require(load_split(args, "train"), "train")
+    validation = load_split(args, "validation")
+    test = load_split(args, "test")
+    name = args.dataset or Path(args.train).name.split(".")[0]
+    run_dir = Path(args.output or f"runs/{name}_{config.preset}")
+
+    result = fit(
+        config, train, run_dir, validation=validation, device=args.device, resume=args.resume,
+        overwrite=args.overwrite, progress=not args.no_progress,
+    )
+    print(f"trained {len(result.history)} epoch(s) at {result.train_samples_per_sec:,.0f} samples/s; "
+          f"best validation accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
+    print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
+    if test is not None:
+        clf = Classifier.load(result.best_dir, device=args.device)
+        report = evaluate(clf, test, progress=not args.no_progress)
+        paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
+        print()
+        print(f"test set: {test.source}")
+        print(format_report(report))
+        print()
+        for what, path in paths.items():
+            print(f"{what}: {rel(path)}")
+    return 0

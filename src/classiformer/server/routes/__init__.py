@@ -1,0 +1,15 @@
+"""One router per resource: health, predictions, explanations, the model, the web page."""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from ..errors import ApiError
+from ..service import ModelService
+
+
+def get_service(request: Request) -> ModelService:
+    service: ModelService | None = request.app.state.service
+    if service is None or not service.ready:
+        raise ApiError(503, "unavailable", "the model is not loaded (the server is starting or shutting down)")
+    return service

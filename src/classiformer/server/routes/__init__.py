@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
+
+from fastapi import Depends, Request
 
 from ..errors import ApiError
 from ..service import ModelService
@@ -13,3 +15,6 @@ def get_service(request: Request) -> ModelService:
     if service is None or not service.ready:
         raise ApiError(503, "unavailable", "the model is not loaded (the server is starting or shutting down)")
     return service
+
+
+Service = Annotated[ModelService, Depends(get_service)]

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from ..schemas import ERROR_RESPONSES, ErrorBody, ExplainRequest, ExplainResponse
-from ..service import ModelService
-from . import get_service
+from . import Service
 
 router = APIRouter(prefix="/v1", tags=["explain"])
 
@@ -13,7 +12,7 @@ router = APIRouter(prefix="/v1", tags=["explain"])
     "/explain", response_model=ExplainResponse, summary="explain one prediction",
     responses={**ERROR_RESPONSES, 501: {"model": ErrorBody, "description": "this build has no explanations"}},
 )
-async def explain(body: ExplainRequest, service: ModelService = Depends(get_service)) -> ExplainResponse:
+async def explain(body: ExplainRequest, service: Service) -> ExplainResponse:
     """The text's tokens, an importance score per token for each method, and the last layer's
     head-averaged attention matrix."""
     return ExplainResponse(**await service.explain(body.text, body.methods))

@@ -77,6 +77,7 @@ class Health(BaseModel):
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body cannot be parsed (not UTF-8 JSON)"},
     401: {"model": ErrorBody, "description": "missing or wrong API key"},
     413: {"model": ErrorBody, "description": "a limit was exceeded (the error names it and its value)"},
     422: {"model": ErrorBody, "description": "the request body is invalid"},

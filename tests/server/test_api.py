@@ -230,6 +230,14 @@ def test_bad_settings_fail_loudly(bad: dict) -> None:
         ServerSettings(**bad)
 
 
+def test_serve_command_help(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: classiformer serve" in out and "--max-wait-ms" in out and "--api-key" in out
+
+
 def test_serve_command_refuses_open_bind_without_key(served_model: Path, capsys, monkeypatch) -> None:
     monkeypatch.delenv("CLASSIFORMER_API_KEY", raising=False)
     assert main(["serve", str(served_model), "--host", "0.0.0.0"]) == 1

@@ -41,10 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
+    try:
+        import uvicorn
 
+        from ..server import ServerSettings, check_bind, create_app
+    except ImportError as e:
+        raise ValueError(f"classiformer serve needs FastAPI and uvicorn: pip install 'classiformer[serve]' ({e})") from e
     from ..predict import resolve_model_path
-    from ..server import ServerSettings, check_bind, create_app
 
     settings = ServerSettings(
         batching=not args.no_batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,

@@ -2,6 +2,8 @@
 
 The first waiting request opens a batch; others join it until it holds ``max_batch_size`` texts or
 ``max_wait_ms`` has passed, then the batch runs once on the inference thread, off the event loop.
+The wait is skipped while traffic is sparse (the previous batch served a single request), so a lone
+client pays no batching delay; requests that arrive while a batch runs form the next one anyway.
 Each request gets exactly its own rows back, in its own order. When a batch fails, its requests are
 retried one by one so that one bad request never fails another. Requests that have given up (timed
 out, client gone) before their batch starts are dropped from it. The same serving discipline as
@@ -90,6 +92,7 @@ class MicroBatcher:
         self._worker: asyncio.Task[None] | None = None
         self._waiting = 0
         self._closing = False
+        self._sparse = False  # the previous batch served a single request: do not wait for company
 
     @property
     def running(self) -> bool:
@@ -148,7 +151,7 @@ class MicroBatcher:
                 await self._wakeup.wait()
             batch = [self._pending.popleft()]
             size = len(batch[0].texts)
-            deadline = loop.time() + self.max_wait
+            deadline = loop.time() + (0.0 if self._sparse else self.max_wait)
             while size < self.max_batch_size:
                 if self._pending:
                     if size + len(self._pending[0].texts) > self.max_batch_size:
@@ -165,6 +168,7 @@ class MicroBatcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
                 except asyncio.TimeoutError:
                     break
+            self._sparse = len(batch) == 1
             try:
                 await self._execute(batch)
             except Exception:  # never let one batch stop the worker

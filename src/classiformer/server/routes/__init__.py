@@ -10,7 +10,8 @@ from ..errors import ApiError
 from ..service import ModelService
 
 
-def get_service(request: Request) -> ModelService:
+async def get_service(request: Request) -> ModelService:
+    # async: a plain def dependency would cost a thread hop per request
     service: ModelService | None = request.app.state.service
     if service is None or not service.ready:
         raise ApiError(503, "unavailable", "the model is not loaded (the server is starting or shutting down)")

@@ -95,3 +95,21 @@ def test_queue_limit() -> None:
             await batcher.close()
 
     run(go())
+
+
+def test_a_lone_client_pays_no_batching_wait() -> None:
+    async def go() -> list[float]:
+        with ThreadPoolExecutor(1) as pool:
+            batcher = MicroBatcher(lengths, pool, max_batch_size=64, max_wait_ms=300)
+            batcher.start()
+            times = []
+            for text in ("first", "second", "third"):  # one after another: never any company
+                t0 = asyncio.get_running_loop().time()
+                np.testing.assert_array_equal(await batcher.submit([text]), lengths([text]))
+                times.append(asyncio.get_running_loop().time() - t0)
+            await batcher.close()
+            return times
+
+    first, *later = run(go())
+    assert first >= 0.29  # traffic was not known to be sparse yet
+    assert max(later) < 0.15, later

@@ -280,10 +280,10 @@ def test_explain_returns_tokens_importance_and_attention(classifier: Classifier)
 def test_sigterm_lets_in_flight_requests_finish(served_model: Path, tmp_path: Path) -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
-    # Each batch waits 1.5 s for company, so the request below is still in flight when SIGTERM arrives.
+    # Each batch waits 1 s for company, so the request below is still in flight when SIGTERM arrives.
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from classiformer.cli import main; sys.exit(main())",
-         "serve", str(served_model), "--port", str(port), "--max-wait-ms", "1500", "--threads", "1"],
+         "serve", str(served_model), "--port", str(port), "--max-wait-ms", "1000", "--threads", "1"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     url = f"http://127.0.0.1:{port}"

@@ -70,8 +70,10 @@ class TransformerConfig:
     hidden_dim: int = 20
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    token_dropout: float = 0.0  # training only: share of tokens replaced by the unknown-word id
     num_labels: int = 2
     pad_id: int = 0
+    unk_id: int = 1
     norm_first: bool = False
 
     def __post_init__(self) -> None:
@@ -84,8 +86,9 @@ class TransformerConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.num_layers < 0 or self.hidden_dim < 0:
             raise ConfigError("num_layers and hidden_dim must not be negative")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        for name in ("dropout", "attention_dropout", "token_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 @dataclass

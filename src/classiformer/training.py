@@ -336,6 +336,8 @@ def fit(
         config.model.max_length = tokenizer.max_length
         config.model.num_labels = len(labels)
         config.model.pad_id = tokenizer.pad_id
+        if hasattr(config.model, "unk_id"):
+            config.model.unk_id = getattr(tokenizer, "oov_id", 1)
         model = build_model(config.family, config.model)
         meta = CheckpointMeta(
             family=config.family, model=config.to_dict()["model"], labels=labels,

@@ -118,6 +118,10 @@ class TransformerClassifier(nn.Module):
         if T > self.config.max_length:
             raise ValueError(f"sequence length {T} exceeds the model's max_length {self.config.max_length}")
         keep = attention_mask.bool()
+        if self.training and self.config.token_dropout > 0:
+            # Word dropout: hide random tokens behind the unknown id so no single word is relied on.
+            hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
+            input_ids = input_ids.masked_fill(hide, self.config.unk_id)
         pos = torch.arange(T, device=input_ids.device)
         x = self.tok_emb(input_ids) + self.pos_emb(pos)[None]  # (B, T, E)
         x = self.drop(x) if self.config.norm_first else x

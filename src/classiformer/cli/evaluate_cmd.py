@@ -5,11 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import LONG_TEXT_MODES
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_report
-from ..predict import Classifier
-from .common import add_data_options, add_runtime_options, apply_runtime, load_split, rel, require
+from .common import (
+    add_data_options,
+    add_inference_options,
+    add_runtime_options,
+    apply_runtime,
+    load_classifier,
+    load_split,
+    rel,
+    require,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,14 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "plus training curves when the model's run log is found. Results go to metrics.json.",
         epilog="example: classiformer evaluate runs/ag_news_lesson --dataset ag_news",
     )
-    p.add_argument("model", help="run folder or checkpoint folder")
+    add_inference_options(p)
     add_data_options(p, train=False)
     p.add_argument("--output", "-o", help="folder for metrics.json and plots (default: the run folder)")
-    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
-    p.add_argument("--long-text", choices=LONG_TEXT_MODES, default=None,
-                   help="pretrained encoders: texts over the length limit are truncated, cut to head+tail, or "
-                   "split into overlapping chunks whose logits are averaged (default: the model's setting)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with bf16 support)")
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -35,8 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     test = require(load_split(args, "test"), "test")
-    clf = Classifier.load(args.model, device=args.device, batch_size=args.batch_size, bf16=args.bf16,
-                          long_text=args.long_text)
+    clf = load_classifier(args)
     report = evaluate(clf, test, progress=not args.no_progress)
     out = Path(args.output) if args.output else (clf.path.parent if clf.path and clf.path.name in ("best", "last") else Path(args.model))
     paths = write_evaluation(report, out)

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..config import PRESETS, resolve_config
+from ..config import FAMILY_PRESETS, PRESETS, resolve_config
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_report
 from ..predict import Classifier
@@ -25,7 +25,8 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--head-dim", "model", "head_dim", int, "width of each head (0: embed-dim / heads)"),
     ("--ff-dim", "model", "ff_dim", int, "feed-forward width"),
     ("--layers", "model", "num_layers", int, "number of encoder blocks"),
-    ("--hidden-dim", "model", "hidden_dim", int, "width of the dense ReLU layer before the output (0: none)"),
+    ("--hidden-dim", "model", "hidden_dim", int, "width of the dense ReLU layer before the output (0: none); "
+     "for rnn-attention, the state size per direction"),
     ("--dropout", "model", "dropout", float, "dropout rate"),
     ("--epochs", "train", "epochs", int, "maximum epochs"),
     ("--batch-size", "train", "batch_size", int, "examples per batch"),
@@ -54,7 +55,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_options(p, train=True)
     g = p.add_argument_group("model")
-    g.add_argument("--preset", default="base", choices=sorted(PRESETS), help="model recipe (default: base; see 'classiformer presets')")
+    g.add_argument("--model", default=None, choices=sorted(FAMILY_PRESETS),
+                   help="model family: transformer (default) or rnn-attention (bidirectional GRU with additive "
+                   "attention pooling, the lesson's recurrent baseline); sets the default preset")
+    g.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="model recipe (default: base, or the --model family's own preset; see 'classiformer presets')")
     g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
     for flag, section, _key, typ, help_ in OVERRIDES:
         (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             sections[section][key] = value
-    config = resolve_config(args.preset, args.config, **sections)
+    preset = args.preset or FAMILY_PRESETS[args.model or "transformer"]
+    config = resolve_config(preset, args.config, family=args.model, **sections)
     train = require(load_split(args, "train"), "train")
     validation = load_split(args, "validation")
     test = load_split(args, "test")

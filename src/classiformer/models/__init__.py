@@ -9,10 +9,14 @@ from torch import nn
 
 from ..config import MODEL_CONFIGS, ConfigError, from_dict
 from .output import ClassifierOutput
+from .rnn import RNNAttentionClassifier
 from .transformer import TransformerClassifier
 
 # Family name -> model class, built as ``cls(config)``; its config class is in config.MODEL_CONFIGS.
-FAMILIES: dict[str, type[nn.Module]] = {"transformer": TransformerClassifier}
+FAMILIES: dict[str, type[nn.Module]] = {
+    "transformer": TransformerClassifier,
+    "rnn-attention": RNNAttentionClassifier,
+}
 
 
 def build_model(family: str, config: Any) -> nn.Module:
@@ -27,4 +31,4 @@ def model_config_from_dict(family: str, data: dict[str, Any]) -> Any:
     return from_dict(MODEL_CONFIGS[family], data, f"{family} model config")
 
 
-__all__ = ["FAMILIES", "ClassifierOutput", "TransformerClassifier", "build_model", "model_config_from_dict"]
+__all__ = ["FAMILIES", "ClassifierOutput", "RNNAttentionClassifier", "TransformerClassifier", "build_model", "model_config_from_dict"]

@@ -283,6 +283,6 @@ def resolve_config(
     merged["model"].setdefault("vocab_size", tok.vocab_size)
     if family not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model family {family!r}; choose one of {sorted(MODEL_CONFIGS)}")
-    mdl = from_dict(MODEL_CONFIGS[family], merged["model"], "model config")
+    mdl: Any = from_dict(MODEL_CONFIGS[family], merged["model"], "model config")
     trn = from_dict(TrainConfig, merged["train"], "train config")
     return RunConfig(preset=preset, model=mdl, tokenizer=tok, train=trn, family=family)

@@ -13,8 +13,8 @@ import numpy as np
 from .calibration import calibration_report
 from .checkpoint import atomic_write_text
 from .data.datasets import TextDataset, check_labels_known
-from .metrics import classification_report
 from .inference import softmax
+from .metrics import classification_report
 from .plots import plot_confusion_matrix, plot_reliability, plot_training_curves
 from .predict import Classifier
 from .training import HISTORY_FILE

@@ -115,7 +115,7 @@ class Classifier:
         }
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     it = iter(items)
     while chunk := list(islice(it, size)):
         yield chunk
@@ -144,7 +144,7 @@ def predict_file(
             writer = csv.writer(f) if fmt == "csv" else None
             if writer:
                 writer.writerow(["line", "label", *(f"p_{lbl}" for lbl in clf.labels)])
-            for chunk in _chunks(rows, chunk_size):
+            for chunk in chunks(rows, chunk_size):
                 proba = clf.predict_proba([t for _, t in chunk])
                 for (line, _), p in zip(chunk, proba):
                     label = clf.labels[int(p.argmax())]

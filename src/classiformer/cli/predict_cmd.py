@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..data import iter_texts
-from ..predict import Classifier, predict_file
+from ..predict import Classifier, chunks, predict_file
 from .common import add_runtime_options, apply_runtime
 
 
@@ -50,8 +50,8 @@ def run(args: argparse.Namespace) -> int:
             n = predict_file(clf, rows, args.output, progress=not args.no_progress)
             print(f"wrote {n} prediction(s) to {args.output}", file=sys.stderr)
         else:
-            for chunk_start in _batched(rows, 4096):
-                _emit(clf, [t for _, t in chunk_start])
+            for chunk in chunks(rows, 4096):
+                _emit(clf, [t for _, t in chunk])
         return 0
     texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
     if not texts:
@@ -59,14 +59,3 @@ def run(args: argparse.Namespace) -> int:
         return 2
     _emit(clf, texts)
     return 0
-
-
-def _batched(rows, size):  # type: ignore[no-untyped-def]
-    batch = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

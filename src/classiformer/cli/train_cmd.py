@@ -73,13 +73,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
-    sections: dict[str, dict] = {"model": {}, "tokenizer": {}, "train": {}}
+    sections: dict[str, dict[str, object]] = {"model": {}, "tokenizer": {}, "train": {}}
     for flag, section, key, _typ, _help in OVERRIDES:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             sections[section][key] = value
     preset = args.preset or FAMILY_PRESETS[args.model or "transformer"]
-    config = resolve_config(preset, args.config, family=args.model, **sections)
+    config = resolve_config(
+        preset, args.config, model=sections["model"], tokenizer=sections["tokenizer"], train=sections["train"],
+        family=args.model,
+    )
     train = require(load_split(args, "train"), "train")
     validation = load_split(args, "validation")
     test = load_split(args, "test")

@@ -352,7 +352,7 @@ def iter_texts(path: str | Path, text_columns: Sequence[str | int] = ("text",), 
         raise DataError(f"{p}: file not found")
     kind = _base_suffix(p)
     opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8", newline="") as f:  # type: ignore[operator]
+    with opener(p, "rt", encoding="utf-8", newline="") as f:
         try:
             if kind in (".jsonl", ".ndjson", ".json"):
                 for line_no, line in enumerate(f, start=1):

@@ -74,14 +74,14 @@ class RNNAttentionClassifier(nn.Module):
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
             inputs_embeds = self.tok_emb(input_ids)  # (B, T, E)
-        B, T, _ = inputs_embeds.shape
+        T = inputs_embeds.shape[1]
         if T > self.config.max_length:
             raise ValueError(f"sequence length {T} exceeds the model's max_length {self.config.max_length}")
         keep = attention_mask.bool()
         lengths = keep.sum(1).clamp(min=1).cpu()
         x = self.drop(inputs_embeds)
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        states, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=T)  # (B, T, 2H)
+        states = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=T)[0]  # (B, T, 2H)
         pooled, weights = self.attention(states, keep)  # (B, 2H), (B, T)
         logits = self.head(self.drop(pooled))  # (B, C)
         loss = F.cross_entropy(logits, labels) if labels is not None else None

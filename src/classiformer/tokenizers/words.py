@@ -19,7 +19,7 @@ import numpy as np
 PAD, OOV = "[PAD]", "[UNK]"
 VOCAB_FILE = "vocab.json"
 
-_PUNCT = {ord(c): " " for c in string.punctuation if c != "'"}
+_PUNCT: dict[int, str | None] = {ord(c): " " for c in string.punctuation if c != "'"}
 _PUNCT[ord("'")] = None
 _PUNCT.update({ord(c): " " for c in "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"})
 

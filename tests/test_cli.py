@@ -1,0 +1,132 @@
+"""The command line, through its entry point: help, train -> evaluate -> predict, errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from classiformer.cli import build_parser, main
+
+from .conftest import make_texts
+
+
+def write_split(path: Path, n: int, seed: int) -> Path:
+    ds = make_texts(n, seed=seed)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["label", "text"])
+        w.writerows(zip(ds.labels or [], ds.texts))
+    return path
+
+
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    train = write_split(root / "train.csv", 240, 1)
+    test = write_split(root / "test.csv", 60, 2)
+    code = main([
+        "train", "--train", str(train), "--test", str(test), "--preset", "tiny", "--epochs", "10", "--lr", "0.02",
+        "--vocab-size", "80", "--batch-size", "16", "--output", str(root / "run"), "--no-progress",
+    ])
+    assert code == 0
+    return root
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "presets"])
+def test_every_command_has_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage: classiformer " + command in capsys.readouterr().out
+
+
+def test_top_level_help_lists_commands(capsys) -> None:
+    text = build_parser().format_help()
+    for command in ("train", "evaluate", "predict", "presets"):
+        assert command in text
+
+
+def test_train_writes_run_folder(cli_run: Path) -> None:
+    run = cli_run / "run"
+    for name in ("best/model.safetensors", "last/trainer_state.pt", "config.json", "metrics.jsonl",
+                 "metrics.json", "confusion_matrix.png", "training_curves.png"):
+        assert (run / name).exists(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.9 and metrics["train_samples_per_sec"] > 0 and metrics["eval_docs_per_sec"] > 0
+
+
+def test_evaluate_prints_report(cli_run: Path, capsys) -> None:
+    assert main(["evaluate", str(cli_run / "run"), "--test", str(cli_run / "test.csv"), "--no-progress",
+                 "--output", str(cli_run / "eval")]) == 0
+    out = capsys.readouterr().out
+    assert "macro-F1" in out and "confusion matrix" in out
+    assert json.loads((cli_run / "eval" / "metrics.json").read_text())["n"] == 60
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["goal team match"], ["sports"]),
+        (["chip robot code", "bank stock profit"], ["tech", "money"]),
+    ],
+)
+def test_predict_texts(cli_run: Path, capsys, args: list[str], expected: list[str]) -> None:
+    assert main(["predict", str(cli_run / "run"), *args]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["label"] for x in lines] == expected
+    assert all(abs(sum(x["probabilities"].values()) - 1) < 1e-4 for x in lines)
+
+
+def test_predict_stdin(cli_run: Path, capsys, monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("goal team\n\nbank stock\n"))
+    assert main(["predict", str(cli_run / "run")]) == 0
+    assert [json.loads(x)["label"] for x in capsys.readouterr().out.splitlines()] == ["sports", "money"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_predict_file(cli_run: Path, suffix: str) -> None:
+    out = cli_run / f"pred{suffix}"
+    assert main(["predict", str(cli_run / "run"), "--input", str(cli_run / "test.csv"), "--output", str(out), "--no-progress"]) == 0
+    if suffix == ".csv":
+        rows = list(csv.DictReader(out.open()))
+        assert len(rows) == 60 and rows[0]["line"] == "2" and set(rows[0]) == {"line", "label", "p_money", "p_sports", "p_tech"}
+    else:
+        rows = [json.loads(x) for x in out.read_text().splitlines()]
+        assert len(rows) == 60 and rows[-1]["line"] == 61
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--preset", "tiny"], "no train data"),
+        (["train", "--train", "missing.csv"], "missing.csv: file not found"),
+        (["predict", "nowhere", "x"], "nowhere: no such model folder"),
+        (["train", "--train", "{bad}", "--heads", "5", "--embed-dim", "16"], "divisible"),
+    ],
+)
+def test_errors_are_clear(argv: list[str], message: str, capsys, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = [str(write_split(tmp_path / "t.csv", 30, 0)) if a == "{bad}" else a for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_bad_row_in_training_file(tmp_path: Path, capsys) -> None:
+    p = tmp_path / "t.csv"
+    p.write_text("label,text\nsports,goal\ntech\n")
+    assert main(["train", "--train", str(p), "--output", str(tmp_path / "r")]) == 1
+    assert "t.csv:3: expected at least 2 fields" in capsys.readouterr().err
+
+
+def test_resume_flag_continues_a_run(cli_run: Path, capsys) -> None:
+    # The run is complete: resuming trains nothing more and reports the same history.
+    epochs = len((cli_run / "run" / "metrics.jsonl").read_text().splitlines())
+    assert main(["train", "--train", str(cli_run / "train.csv"), "--output", str(cli_run / "run"), "--resume", "--no-progress"]) == 0
+    assert f"trained {epochs} epoch(s)" in capsys.readouterr().out
+    assert len((cli_run / "run" / "metrics.jsonl").read_text().splitlines()) == epochs

@@ -1,0 +1,142 @@
+"""Readers, splits and bad input: every problem names the file and line, nothing is dropped silently."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from classiformer.data import (
+    Columns,
+    DataError,
+    TextDataset,
+    check_labels_known,
+    read_dataset,
+    stratified_split,
+)
+from classiformer.data.batching import bucketed_batches, collate
+
+CSV = 'label,title,body\nsport,Goal!,"A late goal, at last"\ntech,New chip,Faster\n'
+
+
+def test_csv_with_several_text_columns(write_csv) -> None:
+    ds = read_dataset(write_csv("a.csv", CSV), Columns(label="label", text=["title", "body"]))
+    assert ds.texts == ["Goal! A late goal, at last", "New chip Faster"]
+    assert ds.labels == ["sport", "tech"]
+    assert ds.lines == [2, 3]
+
+
+def test_headerless_csv_with_label_map(write_csv) -> None:
+    p = write_csv("ag.csv", '"3","Oil up","Prices rise"\n"1","Vote","Election today"\n')
+    ds = read_dataset(p, Columns(label=0, text=[1, 2], header=False, label_map={"1": "World", "3": "Business"}))
+    assert ds.labels == ["Business", "World"]
+    assert ds.texts[0] == "Oil up Prices rise"
+
+
+def test_tsv_jsonl_gz_and_folder(tmp_path: Path, write_csv) -> None:
+    tsv = read_dataset(write_csv("a.tsv", "text\tlabel\nhello there\tpos\nawful\tneg\n"))
+    assert tsv.labels == ["pos", "neg"]
+    rows = [{"text": "good", "label": 1}, {"text": "bad", "label": 0}]
+    gz = tmp_path / "a.jsonl.gz"
+    gz.write_bytes(gzip.compress("\n".join(json.dumps(r) for r in rows).encode()))
+    ds = read_dataset(gz)
+    assert ds.texts == ["good", "bad"] and ds.labels == ["1", "0"]
+    assert ds.label_names() == ["0", "1"]
+    root = tmp_path / "folder"
+    for label, texts in {"neg": ["meh", "bad"], "pos": ["great"]}.items():
+        (root / label).mkdir(parents=True)
+        for i, t in enumerate(texts):
+            (root / label / f"{i}.txt").write_text(t, encoding="utf-8")
+    folder = read_dataset(root)
+    assert sorted(zip(folder.labels or [], folder.texts)) == [("neg", "bad"), ("neg", "meh"), ("pos", "great")]
+
+
+def test_parquet(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    p = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"text": ["one", "two"], "label": ["a", "b"]}), p)
+    assert read_dataset(p).labels == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    "name, content, columns, message",
+    [
+        ("short.csv", "label,text\npos,fine\nneg\n", None, r"short.csv:3: expected at least 2 fields, found 1"),
+        ("cols.csv", "label,body\npos,fine\n", None, r"cols.csv:1: missing column 'text'"),
+        ("empty_text.csv", 'label,text\npos,fine\nneg,"   "\n', None, r"empty_text.csv:3: empty text"),
+        ("nolabel.csv", "label,text\n,fine\n", None, r"nolabel.csv:2: missing label"),
+        ("bad.jsonl", '{"text": "ok", "label": "a"}\n{"text": "oops"\n', None, r"bad.jsonl:2: invalid JSON"),
+        ("field.jsonl", '{"text": "ok", "label": "a"}\n{"txt": "x", "label": "a"}\n', None, r"field.jsonl:2: missing field"),
+        ("empty.csv", "", None, r"empty.csv: file is empty"),
+        ("quote.csv", 'label,text\npos,"unclosed\n', None, r"quote.csv:\d+: malformed CSV"),
+        ("ag.csv", '"7","a","b"\n', Columns(label=0, text=[1, 2], header=False, label_map={"1": "World"}), r"ag.csv:1: unknown class '7'"),
+    ],
+)
+def test_bad_rows_name_file_and_line(write_csv, name: str, content: str, columns, message: str) -> None:
+    with pytest.raises(DataError, match=message):
+        read_dataset(write_csv(name, content), columns)
+
+
+def test_non_utf8_bytes_name_the_line(write_csv) -> None:
+    p = write_csv("latin.csv", "label,text\npos,fine\nneg,caf\xe9 au lait\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin.csv:3: bytes that are not UTF-8"):
+        read_dataset(p)
+
+
+def test_skip_bad_rows_counts_what_it_skips(write_csv, caplog) -> None:
+    p = write_csv("mixed.csv", 'label,text\npos,good\nneg\npos,"  "\nneg,bad\n')
+    ds = read_dataset(p, skip_bad_rows=True)
+    assert ds.texts == ["good", "bad"]
+    assert ds.skipped == 2
+    assert "skipped 2 bad row(s)" in caplog.text
+
+
+def test_unseen_test_label_is_an_error(write_csv) -> None:
+    ds = read_dataset(write_csv("test.csv", "label,text\npos,a\nmaybe,b\n"))
+    with pytest.raises(DataError, match=r"test.csv:3: label 'maybe' was not seen in training"):
+        check_labels_known(ds, ["neg", "pos"])
+
+
+def test_missing_file_and_unknown_format(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="file not found"):
+        read_dataset(tmp_path / "nope.csv")
+    (tmp_path / "x.xml").write_text("<a/>")
+    with pytest.raises(DataError, match="unknown format .xml"):
+        read_dataset(tmp_path / "x.xml")
+
+
+def test_stratified_split_is_seeded_and_keeps_every_class() -> None:
+    ds = TextDataset([f"t{i}" for i in range(100)], ["a"] * 80 + ["b"] * 20)
+    tr, va = stratified_split(ds, 0.1, seed=3)
+    tr2, va2 = stratified_split(ds, 0.1, seed=3)
+    assert va.texts == va2.texts and tr.texts == tr2.texts
+    assert sorted(va.labels or []) == ["a"] * 8 + ["b"] * 2
+    assert set(tr.texts) | set(va.texts) == set(ds.texts) and not set(tr.texts) & set(va.texts)
+    assert stratified_split(ds, 0.1, seed=4)[1].texts != va.texts
+
+
+def test_bucketed_batches_cover_every_example_once_and_group_lengths() -> None:
+    import numpy as np
+
+    lengths = np.random.default_rng(0).integers(1, 200, size=1000)
+    batches = bucketed_batches(lengths, 32, seed=1, epoch=0, bucket_factor=10)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 40  # random batches would spread ~190
+    again = bucketed_batches(lengths, 32, seed=1, epoch=0, bucket_factor=10)
+    assert all((a == b).all() for a, b in zip(batches, again))
+    assert not all((a == b).all() for a, b in zip(batches, bucketed_batches(lengths, 32, seed=1, epoch=1, bucket_factor=10)))
+
+
+def test_collate_pads_dynamically() -> None:
+    import numpy as np
+
+    b = collate([np.array([5, 6, 7]), np.array([8])], pad_id=0, labels=np.array([1, 0]))
+    assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert b["labels"].tolist() == [1, 0]

@@ -1,0 +1,98 @@
+"""The from-scratch transformer: shapes, padding, attention paths, learning."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from classiformer.config import ConfigError, TransformerConfig
+from classiformer.models import TransformerClassifier
+
+# Odd sizes expose swapped dimensions.
+ODD = dict(vocab_size=99, max_length=13, embed_dim=30, num_heads=3, ff_dim=37, num_layers=2, hidden_dim=7, num_labels=5)
+
+
+def make(**kw) -> TransformerClassifier:
+    torch.manual_seed(0)
+    return TransformerClassifier(TransformerConfig(**{**ODD, **kw})).eval()
+
+
+def batch(B: int = 4, T: int = 11, pad_tail: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(2, 99, (B, T), generator=g)
+    mask = torch.ones(B, T, dtype=torch.long)
+    mask[1:, T - pad_tail :] = 0
+    ids[mask == 0] = 0
+    return ids, mask
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_output_shapes(norm_first: bool) -> None:
+    model = make(norm_first=norm_first)
+    ids, mask = batch()
+    out = model(ids, mask, labels=torch.tensor([0, 1, 2, 4]), output_attentions=True)
+    assert out.logits.shape == (4, 5)
+    assert out.loss is not None and out.loss.ndim == 0
+    assert out.attentions is not None and len(out.attentions) == 2
+    assert out.attentions[0].shape == (4, 3, 11, 11)
+
+
+def test_extra_padding_leaves_logits_unchanged() -> None:
+    model = make()
+    ids, mask = batch(pad_tail=2)
+    longer_ids = torch.cat([ids, torch.zeros(4, 2, dtype=torch.long)], 1)
+    longer_mask = torch.cat([mask, torch.zeros(4, 2, dtype=torch.long)], 1)
+    a = model(ids, mask).logits
+    b = model(longer_ids, longer_mask).logits
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_padding_token_content_is_ignored() -> None:
+    model = make()
+    ids, mask = batch(pad_tail=4)
+    noisy = ids.clone()
+    noisy[mask == 0] = 42  # garbage under the mask must not matter
+    torch.testing.assert_close(model(ids, mask).logits, model(noisy, mask).logits, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("head_dim", [0, 8])
+def test_fast_and_weights_paths_agree(head_dim: int) -> None:
+    model = make(head_dim=head_dim)
+    ids, mask = batch()
+    fast = model(ids, mask).logits
+    slow = model(ids, mask, output_attentions=True)
+    torch.testing.assert_close(fast, slow.logits, rtol=1e-5, atol=1e-5)
+    assert slow.attentions is not None
+    w = slow.attentions[0]
+    torch.testing.assert_close(w.sum(-1), torch.ones_like(w.sum(-1)))
+    assert torch.all(w[1:, :, :, -3:] == 0)  # padded keys get no weight
+
+
+def test_too_long_input_is_rejected() -> None:
+    model = make()
+    ids = torch.ones(1, 14, dtype=torch.long)
+    with pytest.raises(ValueError, match="max_length 13"):
+        model(ids, torch.ones_like(ids))
+
+
+def test_overfits_a_tiny_batch() -> None:
+    torch.manual_seed(0)
+    model = TransformerClassifier(TransformerConfig(**{**ODD, "dropout": 0.0})).train()
+    ids, mask = batch(B=8)
+    labels = torch.tensor([0, 1, 2, 3, 4, 0, 1, 2])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(80):
+        opt.zero_grad()
+        out = model(ids, mask, labels=labels)
+        assert out.loss is not None
+        out.loss.backward()
+        opt.step()
+    assert out.loss.item() < 0.05
+    assert (model.eval()(ids, mask).logits.argmax(1) == labels).all()
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError, match="divisible"):
+        TransformerConfig(embed_dim=10, num_heads=3)
+    with pytest.raises(ConfigError, match="dropout"):
+        TransformerConfig(dropout=1.5)

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .checkpoint import read_meta, write_meta
+from .data.datasets import TextDataset, check_labels_known
 from .inference import softmax
+
+if TYPE_CHECKING:
+    from .predict import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -118,4 +122,18 @@ def store_temperature(folder: Any, logits: np.ndarray, labels: np.ndarray, sourc
         "temperature %.3f fitted on %s (%d examples): NLL %.4f -> %.4f, ECE %.4f -> %.4f",
         t, source, len(labels), report["nll_uncalibrated"], report["nll"], report["ece_uncalibrated"], report["ece"],
     )
+    return report
+
+
+def calibrate(clf: Classifier, dataset: TextDataset, progress: bool = False) -> dict[str, Any]:
+    """Fit ``clf``'s temperature on the labelled ``dataset`` and store it in its checkpoint (and
+    in ``clf``, so its probabilities are calibrated from now on). Returns the calibration report."""
+    if clf.path is None:
+        raise ValueError("this classifier was not loaded from a checkpoint folder; nowhere to store the temperature")
+    check_labels_known(dataset, clf.labels)
+    assert dataset.labels is not None
+    index = {lbl: i for i, lbl in enumerate(clf.labels)}
+    labels = np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
+    report = store_temperature(clf.path, clf.logits(dataset.texts, progress=progress), labels, dataset.source)
+    clf.meta.temperature = report["temperature"]
     return report

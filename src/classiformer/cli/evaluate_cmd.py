@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_report
+from ..metrics import format_calibration, format_report
 from ..predict import Classifier
 from .common import add_data_options, add_runtime_options, apply_runtime, load_split, rel, require
 
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {clf.path}   test set: {test.source}")
     print(format_report(report))
     print(f"\n{report['eval_docs_per_sec']:,.0f} docs/s")
+    print(format_calibration(report))
     for what, path in paths.items():
         print(f"{what}: {rel(path)}")
     return 0

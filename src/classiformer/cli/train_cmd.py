@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..config import FAMILY_PRESETS, PRESETS, resolve_config
 from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_report
+from ..metrics import format_calibration, format_report
 from ..predict import Classifier
 from ..training import fit
 from .common import add_data_options, add_runtime_options, apply_runtime, load_split, rel, require
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(f"test set: {test.source}")
         print(format_report(report))
+        print(format_calibration(report))
         print()
         for what, path in paths.items():
             print(f"{what}: {rel(path)}")

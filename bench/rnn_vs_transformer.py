@@ -1,0 +1,120 @@
+"""The recurrent baseline against the lesson's transformer: accuracy and training speed.
+
+The lesson says transformers parallelize better than RNNs. This trains the ``lesson`` transformer
+preset and the ``rnn-attention`` preset (bidirectional GRU + additive attention pooling) with the
+same tokenizer (words, 20k vocabulary, max length 256), batch size, epochs and learning rate on
+each benchmark set, and reports test accuracy, training samples/s, prediction docs/s and
+calibration (NLL/ECE before and after temperature scaling) side by side.
+
+    PYTHONPATH=src python bench/rnn_vs_transformer.py                 # all three sets, bounded
+    PYTHONPATH=src python bench/rnn_vs_transformer.py --sets ag_news --epochs 2
+
+Bounded for a shared 2-core CPU: AG News uses its canonical 7,600-row test set split 4:1 (rows
+whose 0-based index % 5 == 0 are evaluation); IMDB and SST-2 use seeded subsets of their train
+(and IMDB's test) files, sizes below. Trained runs are kept in bench/results/runs/ for
+bench/explain.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from classiformer import Classifier, evaluate, fit, resolve_config
+from classiformer.data import Columns, TextDataset, read_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path("/work/shared/data")
+RESULTS = ROOT / "bench" / "results"
+AG_LABELS = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
+# (train, test) sizes; None = the whole file.
+SIZES: dict[str, tuple[int | None, int | None]] = {"ag_news": (None, None), "imdb": (5000, 2000), "sst2": (10000, None)}
+FAMILIES = {"transformer": "lesson", "rnn-attention": "rnn-attention"}
+
+
+def _sample(ds: TextDataset, n: int | None, seed: int) -> TextDataset:
+    if n is None or n >= len(ds):
+        return ds
+    idx = sorted(random.Random(seed).sample(range(len(ds)), n))
+    return ds.subset(idx)
+
+
+def load_set(name: str, data_dir: Path = DATA, seed: int = 0) -> tuple[TextDataset, TextDataset]:
+    if name == "ag_news":
+        ds = read_dataset(data_dir / "ag_news" / "test.csv", Columns(label=0, text=[1, 2], header=False, label_map=AG_LABELS))
+        test = ds.subset([i for i in range(len(ds)) if i % 5 == 0])
+        train = ds.subset([i for i in range(len(ds)) if i % 5 != 0])
+    else:
+        train = read_dataset(data_dir / name / "train.jsonl.gz")
+        test = read_dataset(data_dir / name / "test.jsonl.gz")
+    n_train, n_test = SIZES[name]
+    return _sample(train, n_train, seed), _sample(test, n_test, seed + 1)
+
+
+def run_dir(dataset: str, family: str) -> Path:
+    return RESULTS / "runs" / f"{dataset}_{family}"
+
+
+def train_one(dataset: str, family: str, train: TextDataset, test: TextDataset, epochs: int, seed: int) -> dict[str, Any]:
+    config = resolve_config(FAMILIES[family], train=dict(epochs=epochs, batch_size=32, patience=0, seed=seed))
+    folder = run_dir(dataset, family)
+    t0 = time.perf_counter()
+    result = fit(config, train, folder, overwrite=True, progress=False)
+    wall = time.perf_counter() - t0
+    clf = Classifier.load(result.best_dir)
+    report = evaluate(clf, test, progress=False)
+    n_params = sum(p.numel() for p in clf.model.parameters())
+    return {
+        "dataset": dataset, "family": family, "preset": FAMILIES[family], "params": n_params,
+        "n_train": len(train), "n_test": len(test), "epochs": len(result.history), "best_epoch": result.best_epoch,
+        "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+        "train_samples_per_sec": result.train_samples_per_sec, "predict_docs_per_sec": report["eval_docs_per_sec"],
+        "temperature": report["temperature"], "nll_uncalibrated": report["nll_uncalibrated"], "nll": report["nll"],
+        "ece_uncalibrated": report["ece_uncalibrated"], "ece": report["ece"], "wall_seconds": wall,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sets", default="ag_news,imdb,sst2")
+    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for name in args.sets.split(","):
+        train, test = load_set(name, seed=args.seed)
+        for family in args.families.split(","):
+            row = train_one(name, family, train, test, args.epochs, args.seed)
+            rows.append(row)
+            print(f"{name:8s} {family:14s} acc {row['accuracy']:.4f}  train {row['train_samples_per_sec']:8.0f} samples/s  "
+                  f"predict {row['predict_docs_per_sec']:8.0f} docs/s  ({row['wall_seconds']:.0f} s)", flush=True)
+    print()
+    header = "| set | family | params | n train/test | accuracy | train samples/s | predict docs/s | NLL before -> after | ECE before -> after |"
+    print(header)
+    print("|" + "---|" * 9)
+    for r in rows:
+        print(f"| {r['dataset']} | {r['family']} | {r['params']:,} | {r['n_train']}/{r['n_test']} | {r['accuracy']:.4f} | "
+              f"{r['train_samples_per_sec']:,.0f} | {r['predict_docs_per_sec']:,.0f} | "
+              f"{r['nll_uncalibrated']:.4f} -> {r['nll']:.4f} | {r['ece_uncalibrated']:.4f} -> {r['ece']:.4f} |")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "rnn_vs_transformer.json"
+    meta = {"machine": f"{platform.machine()} CPU, {args.threads} threads (2 cores shared with other jobs), no GPU",
+            "torch": torch.__version__, "epochs": args.epochs, "seed": args.seed, "sizes": SIZES}
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

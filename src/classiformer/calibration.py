@@ -55,6 +55,9 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
     if not math.isfinite(t):
         log.warning("temperature fit diverged; keeping T = 1")
         return 1.0
+    if t in (0.05, 20.0):
+        log.warning("temperature %.2f is at the edge of its range: the held-out set is probably too small or "
+                    "perfectly separated; probabilities will be extreme", t)
     return t
 
 

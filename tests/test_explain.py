@@ -246,3 +246,20 @@ def test_explain_cli_input_file_and_missing_text(trained, tmp_path: Path, capsys
     assert sorted(p.name for p in (tmp_path / "o").glob("*.json")) == ["explanation_1.json", "explanation_2.json"]
     assert main(["explain", str(trained["transformer"])]) == 1
     assert "no texts given" in capsys.readouterr().err
+
+
+def test_token_strings_fall_back_to_the_wrapped_tokenizer() -> None:
+    from classiformer.explain import token_strings
+
+    class HFLike:  # a Hugging Face tokenizer names every id, special tokens included
+        def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+            return [{101: "[CLS]", 102: "[SEP]", 7: "goal"}[i] for i in ids]
+
+    class Wrapper:  # whose tokens() leaves out the special tokens encode() adds
+        def __init__(self) -> None:
+            self.hf = HFLike()
+
+        def tokens(self, text: str) -> list[str]:
+            return text.split()
+
+    assert token_strings(Wrapper(), "goal", np.array([101, 7, 102])) == ["[CLS]", "goal", "[SEP]"]

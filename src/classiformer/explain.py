@@ -222,7 +222,9 @@ def token_strings(tokenizer: Any, text: str, ids: np.ndarray) -> list[str]:
     toks = list(tokenizer.tokens(text))
     if len(toks) == len(ids):
         return toks
-    for owner in (tokenizer, getattr(tokenizer, "tok", None), getattr(tokenizer, "hf", None)):
+    # Tokenizers that add special tokens ([CLS], [SEP]) in encode() may leave them out of tokens();
+    # then ask the tokenizer, or the Hugging Face tokenizer it wraps, to name each id.
+    for owner in (tokenizer, *vars(tokenizer).values()):
         convert = getattr(owner, "convert_ids_to_tokens", None)
         if callable(convert):
             return [str(t) for t in convert([int(i) for i in ids])]

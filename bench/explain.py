@@ -11,7 +11,7 @@ for the transformer, last-layer attention), ``gradient`` (integrated gradients, 
 Uses the runs that bench/rnn_vs_transformer.py keeps in bench/results/runs/ (and trains any that
 are missing). Texts shorter than 8 tokens are skipped so that k = 5 leaves some text.
 
-    PYTHONPATH=src python bench/explain.py                       # 300 texts per set (200 for IMDB)
+    PYTHONPATH=src python bench/explain.py                       # 300 texts per set (100 for IMDB)
     PYTHONPATH=src python bench/explain.py --sets sst2 --n 100
 """
 
@@ -36,7 +36,7 @@ from classiformer.inference import logits_for, softmax
 
 KS = (1, 3, 5)
 METHODS = {"transformer": ("rollout", "attention", "gradient"), "rnn-attention": ("attention", "gradient")}
-N_DEFAULT = {"ag_news": 300, "imdb": 200, "sst2": 300}
+N_DEFAULT = {"ag_news": 300, "imdb": 100, "sst2": 300}
 RANDOM_DRAWS = 5
 MIN_TOKENS = 8
 
@@ -82,7 +82,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="ag_news,imdb,sst2")
     ap.add_argument("--families", default=",".join(FAMILIES))
-    ap.add_argument("--n", type=int, default=0, help="texts per set (default: 300, 200 for IMDB)")
+    ap.add_argument("--n", type=int, default=0, help="texts per set (default: 300, 100 for IMDB)")
     ap.add_argument("--steps", type=int, default=16, help="integrated-gradients steps")
     ap.add_argument("--epochs", type=int, default=3, help="epochs for runs that must be trained first")
     ap.add_argument("--seed", type=int, default=0)

@@ -89,6 +89,42 @@ def train_one(
     }
 
 
+def speed_sweep(threads: int, lengths: tuple[int, ...] = (32, 64, 128, 256), batch: int = 32, reps: int = 3) -> list[dict[str, Any]]:
+    """Training-step throughput (forward + backward + AdamW step) of both models on identical
+    random batches, interleaved rep by rep so that load from other jobs hits both alike."""
+    from classiformer.models import build_model
+    from classiformer.training import param_groups
+
+    torch.set_num_threads(threads)
+    models = {}
+    for family, preset in FAMILIES.items():
+        cfg = resolve_config(preset, model={"num_labels": 2})
+        torch.manual_seed(0)
+        m = build_model(family, cfg.model).train()
+        models[family] = (m, torch.optim.AdamW(param_groups(m, 0.01), lr=1e-3))
+    rows = []
+    for T in lengths:
+        ids = torch.randint(2, 20_000, (batch, T))
+        mask = torch.ones_like(ids)
+        labels = torch.randint(0, 2, (batch,))
+        seconds = {f: 0.0 for f in models}
+        for rep in range(reps + 1):  # the first rep warms up and is not counted
+            for family, (m, opt) in models.items():
+                t0 = time.perf_counter()
+                m(ids, mask, labels=labels).loss.backward()
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                if rep:
+                    seconds[family] += time.perf_counter() - t0
+        row = {"length": T, "batch": batch, "threads": threads,
+               **{f"{f}_samples_per_sec": batch * reps / seconds[f] for f in models}}
+        row["transformer_speedup"] = row["transformer_samples_per_sec"] / row["rnn-attention_samples_per_sec"]
+        rows.append(row)
+        print(f"T={T:4d}  transformer {row['transformer_samples_per_sec']:8.0f}  rnn-attention "
+              f"{row['rnn-attention_samples_per_sec']:8.0f} samples/s  (transformer x{row['transformer_speedup']:.1f})", flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="ag_news,imdb,sst2")
@@ -97,9 +133,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reuse", action="store_true", help="test the runs kept in bench/results/runs instead of retraining")
+    ap.add_argument("--speed", action="store_true",
+                    help="only the training-step throughput sweep over sequence lengths (random batches, no data)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    if args.speed:
+        sweep = speed_sweep(args.threads)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "rnn_vs_transformer_speed.json").write_text(json.dumps(sweep, indent=2))
+        return
     rows = []
     for name in args.sets.split(","):
         train, test = load_set(name, seed=args.seed)

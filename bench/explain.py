@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from rnn_vs_transformer import FAMILIES, RESULTS, load_set, run_dir, train_one
+from rnn_vs_transformer import DEFAULT_MODELS, FAMILIES, RESULTS, load_set, run_dir, train_one
 
 from classiformer import Classifier
 from classiformer.data import EncodedDataset
@@ -35,7 +35,11 @@ from classiformer.explain import explain
 from classiformer.inference import logits_for, softmax
 
 KS = (1, 3, 5)
-METHODS = {"transformer": ("rollout", "attention", "gradient"), "rnn-attention": ("attention", "gradient")}
+METHODS = {
+    "transformer": ("rollout", "attention", "gradient"),
+    "transformer-base": ("rollout", "attention", "gradient"),
+    "rnn-attention": ("attention", "gradient"),
+}
 N_DEFAULT = {"ag_news": 300, "imdb": 100, "sst2": 300}
 RANDOM_DRAWS = 5
 MIN_TOKENS = 8
@@ -81,7 +85,7 @@ def deletion_test(clf: Classifier, texts: list[str], methods: tuple[str, ...], s
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="ag_news,imdb,sst2")
-    ap.add_argument("--families", default=",".join(FAMILIES))
+    ap.add_argument("--families", default=DEFAULT_MODELS, help=f"from {', '.join(FAMILIES)}")
     ap.add_argument("--n", type=int, default=0, help="texts per set (default: 300, 100 for IMDB)")
     ap.add_argument("--steps", type=int, default=16, help="integrated-gradients steps")
     ap.add_argument("--epochs", type=int, default=3, help="epochs for runs that must be trained first")

@@ -105,8 +105,8 @@ def plot_attention(
     heads, rows, cols = w.shape
     cell = 0.22 if cols <= max_tokens else 6.0 / cols
     side = min(12.0, max(2.5, cell * cols + 1.2))
-    height = min(12.0, max(1.6, cell * rows + 1.4))
-    fig, axes = plt.subplots(1, heads, figsize=(side * heads + 0.8, height), squeeze=False)
+    height = min(12.0, max(2.4, cell * rows + 1.6))
+    fig, axes = plt.subplots(1, heads, figsize=(side * heads + 0.8, height), squeeze=False, layout="constrained")
     for h, ax in enumerate(axes[0]):
         im = ax.imshow(w[h], cmap="viridis", vmin=0.0, vmax=max(1e-9, float(w[h].max())), aspect="auto")
         if cols <= max_tokens:
@@ -118,16 +118,16 @@ def plot_attention(
         ax.set_xlabel("attended to (key)")
         if rows == cols:
             ax.set_ylabel("attending (query)")
-        ax.set_title(f"head {h + 1}" if heads > 1 or rows == cols else "attention pooling", fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if rows == cols:
+            ax.set_title(f"head {h + 1}", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
     if path is None:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100)
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
         plt.close(fig)
         return buf.getvalue()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

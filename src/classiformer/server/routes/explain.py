@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from ..schemas import ERROR_RESPONSES, ErrorBody, ExplainRequest, ExplainResponse
+from . import Service
+
+router = APIRouter(prefix="/v1", tags=["explain"])
+
+
+@router.post(
+    "/explain", response_model=ExplainResponse, summary="explain one prediction",
+    responses={**ERROR_RESPONSES, 501: {"model": ErrorBody, "description": "this build has no explanations"}},
+)
+async def explain(body: ExplainRequest, service: Service) -> ExplainResponse:
+    """The text's tokens, an importance score per token for each method, and the last layer's
+    head-averaged attention matrix."""
+    return ExplainResponse(**await service.explain(body.text, body.methods))

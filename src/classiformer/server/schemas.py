@@ -1,0 +1,86 @@
+"""Request and response bodies: pydantic lives here, at the HTTP boundary, and nowhere else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(description="machine-readable kind: validation_error, limit_exceeded, unauthorized, ...")
+    message: str
+    limit: str | None = Field(None, description="the configured limit that was exceeded")
+    value: float | None = Field(None, description="that limit's value")
+    details: list[dict[str, str]] | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["Stocks rally as oil prices fall"]}]})
+
+    texts: list[str] = Field(description="texts to classify (at most max_texts, each at most max_chars characters)")
+
+
+class Prediction(BaseModel):
+    label: str = Field(description="the most probable class")
+    probabilities: dict[str, float] = Field(description="probability of every class, in the model's label order")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Prediction] = Field(description="one per input text, in input order")
+
+
+class ExplainRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "Stocks rally as oil prices fall"}]})
+
+    text: str = Field(description="the text to explain (at most max_chars characters)")
+    methods: list[str] | None = Field(
+        None, max_length=8, description="importance methods (default: rollout and gradient)"
+    )
+
+
+class AttentionSummary(BaseModel):
+    layer: int = Field(description="0-based index of the summarised layer (the last one)")
+    layers: int
+    heads: int
+    reduction: str = Field(description="how the heads were combined")
+    matrix: list[list[float]] = Field(description="T x T: row i is how much token i attends to each token")
+
+
+class ExplainResponse(BaseModel):
+    text: str
+    tokens: list[str]
+    label: str
+    probabilities: dict[str, float]
+    importance: dict[str, list[float]] = Field(description="per method, one score per token")
+    attention: AttentionSummary | None = Field(None, description="absent when the model exposes no attention")
+
+
+class ModelInfo(BaseModel):
+    name: str = Field(description="the model folder's name")
+    family: str
+    labels: list[str]
+    config: dict[str, Any] = Field(description="the model's and tokenizer's configuration")
+    temperature: float
+    versions: dict[str, Any]
+    limits: dict[str, float]
+    batching: dict[str, Any]
+    explain: bool = Field(description="whether POST /v1/explain is available")
+
+
+class Health(BaseModel):
+    status: str
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body cannot be parsed (not UTF-8 JSON)"},
+    401: {"model": ErrorBody, "description": "missing or wrong API key"},
+    413: {"model": ErrorBody, "description": "a limit was exceeded (the error names it and its value)"},
+    422: {"model": ErrorBody, "description": "the request body is invalid"},
+    503: {"model": ErrorBody, "description": "the server is starting, shutting down or overloaded"},
+    504: {"model": ErrorBody, "description": "the request took longer than request_timeout_s"},
+}

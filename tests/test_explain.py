@@ -263,3 +263,11 @@ def test_token_strings_fall_back_to_the_wrapped_tokenizer() -> None:
             return text.split()
 
     assert token_strings(Wrapper(), "goal", np.array([101, 7, 102])) == ["[CLS]", "goal", "[SEP]"]
+
+
+def test_a_text_without_tokens_has_nothing_to_explain(trained) -> None:
+    clf = Classifier.load(trained["rnn-attention"])
+    for text in ("", "!!! ..."):
+        with pytest.raises(ValueError, match="no tokens to explain"):
+            clf.explain(text)
+    assert clf.explain("zzzunknown").tokens == ["zzzunknown"]  # unknown words still get explained

@@ -255,6 +255,10 @@ def explain(
     model, device = clf.model, clf.device
     ids = clf.tokenizer.encode([text])[0]
     tokens = token_strings(clf.tokenizer, text, ids)
+    if tokens == token_strings(clf.tokenizer, "", clf.tokenizer.encode([""])[0]):
+        # Tokenizers give an empty text a placeholder token; a text that tokenizes like the empty
+        # text ("", "!!!") has nothing to explain.
+        raise ValueError("text has no tokens to explain")
     input_ids = torch.as_tensor(ids, dtype=torch.long, device=device)[None]  # (1, T)
     mask = torch.ones_like(input_ids)
     was_training = model.training

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from classiformer import Classifier, evaluate, fit, resolve_config
@@ -135,6 +136,51 @@ def speed_sweep(threads: int, lengths: tuple[int, ...] = (32, 64, 128, 256), bat
     return rows
 
 
+def paired_speed(dataset: str, train: TextDataset, threads: int, n_batches: int = 40, seed: int = 0) -> dict[str, Any]:
+    """Training-step throughput of both models on the same real batches of ``train`` (the same
+    length-bucketed batches the trainer uses), interleaved batch by batch so that load from other
+    jobs on a shared machine hits both alike. Both presets tokenize identically (words, 20k)."""
+    from classiformer.data.batching import bucketed_batches, collate
+    from classiformer.models import build_model
+    from classiformer.tokenizers import train_tokenizer
+    from classiformer.training import param_groups
+
+    torch.set_num_threads(threads)
+    labels = train.label_names()
+    y = np.array([labels.index(lbl) for lbl in train.labels or []])
+    tokenizer_cfg = {"max_length": MAX_LENGTH[dataset]} if dataset in MAX_LENGTH else None
+    models = {}
+    for family in DEFAULT_MODELS.split(","):
+        cfg = resolve_config(FAMILIES[family], tokenizer=tokenizer_cfg)
+        tok = train_tokenizer(cfg.tokenizer, train.texts)
+        cfg.model.vocab_size, cfg.model.num_labels = tok.vocab_size, len(labels)
+        torch.manual_seed(seed)
+        m = build_model(cfg.family, cfg.model).train()
+        models[family] = (m, torch.optim.AdamW(param_groups(m, 0.01), lr=1e-3))
+    ids = tok.encode(train.texts)
+    lengths = np.array([len(x) for x in ids])
+    batches = bucketed_batches(lengths, 32, seed, 0)[: n_batches + 1]
+    seconds = {f: 0.0 for f in models}
+    samples = 0
+    for b, idx in enumerate(batches):
+        batch = collate([ids[i] for i in idx], tok.pad_id, y[idx])
+        for family, (m, opt) in models.items():
+            t0 = time.perf_counter()
+            m(**batch).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if b:  # the first batch warms up
+                seconds[family] += time.perf_counter() - t0
+        samples += len(idx) if b else 0
+    row = {"dataset": dataset, "batches": len(batches) - 1, "mean_tokens": float(lengths[np.concatenate(batches[1:])].mean()),
+           "threads": threads, **{f"{f}_samples_per_sec": samples / seconds[f] for f in models}}
+    row["transformer_speedup"] = row["transformer_samples_per_sec"] / row["rnn-attention_samples_per_sec"]
+    print(f"{dataset:8s} (mean {row['mean_tokens']:.0f} tokens)  transformer {row['transformer_samples_per_sec']:8.0f}  "
+          f"rnn-attention {row['rnn-attention_samples_per_sec']:8.0f} samples/s  (transformer x{row['transformer_speedup']:.1f})",
+          flush=True)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sets", default="ag_news,imdb,sst2")
@@ -144,14 +190,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reuse", action="store_true", help="test the runs kept in bench/results/runs instead of retraining")
     ap.add_argument("--speed", action="store_true",
-                    help="only the training-step throughput sweep over sequence lengths (random batches, no data)")
+                    help="only training-step throughput: both models on the same real batches of each set, "
+                    "interleaved, then a sweep over sequence lengths on random batches")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     if args.speed:
+        paired = [paired_speed(name, load_set(name, seed=args.seed)[0], args.threads) for name in args.sets.split(",")]
         sweep = speed_sweep(args.threads)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "rnn_vs_transformer_speed.json").write_text(json.dumps(sweep, indent=2))
+        (RESULTS / "rnn_vs_transformer_speed.json").write_text(json.dumps({"datasets": paired, "sweep": sweep}, indent=2))
         return
     rows = []
     for name in args.sets.split(","):

@@ -96,3 +96,14 @@ def test_config_validation() -> None:
         TransformerConfig(embed_dim=10, num_heads=3)
     with pytest.raises(ConfigError, match="dropout"):
         TransformerConfig(dropout=1.5)
+
+
+def test_token_dropout_only_while_training() -> None:
+    model = make(token_dropout=0.5, dropout=0.0)
+    ids, mask = batch()
+    torch.testing.assert_close(model(ids, mask).logits, model(ids, mask).logits)  # eval: deterministic
+    model.train()
+    torch.manual_seed(0)
+    a = model(ids, mask).logits
+    torch.manual_seed(1)
+    assert not torch.allclose(a, model(ids, mask).logits)

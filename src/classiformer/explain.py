@@ -5,8 +5,8 @@ Methods (each gives one score per token):
 - ``rollout``: attention rollout (Abnar & Zuidema, 2020, "Quantifying Attention Flow in
   Transformers"). Per layer, average the heads, add the identity for the residual connection and
   renormalise the rows; multiply the layers together. The pooled output of a mean-pooling model
-  is the average of the real tokens' rows, so the importance is that average; a model with
-  ``pooling = "cls"`` uses the first row.
+  is the average of the real tokens' rows, so the importance is that average; a model that pools
+  the first token (a pretrained encoder with ``pooling`` ``cls`` or ``pooler``) uses the first row.
 - ``gradient``: integrated gradients (Sundararajan, Taly & Yan, 2017, "Axiomatic Attribution for
   Deep Networks") of the predicted class's probability with respect to the token embeddings, from
   an all-zero embedding baseline, summed over the embedding dimension. Signed: positive scores
@@ -217,6 +217,13 @@ def merge_words(
 # -- the whole explanation ------------------------------------------------------------------------
 
 
+def _pooling(model: nn.Module) -> str:
+    """``cls`` for models that classify from the first token (the pretrained family's ``cls`` and
+    ``pooler`` pooling), else ``mean`` (the from-scratch transformer's masked mean)."""
+    pooling = getattr(model, "pooling", None) or getattr(getattr(model, "config", None), "pooling", None)
+    return "cls" if pooling in ("cls", "pooler") else "mean"
+
+
 def token_strings(tokenizer: Any, text: str, ids: np.ndarray) -> list[str]:
     """The token strings for ``ids`` (the ids ``tokenizer.encode`` gave for ``text``)."""
     toks = list(tokenizer.tokens(text))
@@ -269,7 +276,7 @@ def explain(
         proba = (out.logits[0].float() / clf.temperature).softmax(-1)
         target = int(proba.argmax())
         layers = [a[0].detach().float().cpu() for a in (out.attentions or ()) if a is not None]  # (H, T, T) each
-        pooling = getattr(model, "pooling", "mean")
+        pooling = _pooling(model)
         pooled_w = getattr(out, "pooling_weights", None)
         scores: dict[str, np.ndarray] = {}
         for method in dict.fromkeys(methods):

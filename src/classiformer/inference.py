@@ -11,6 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data.batching import EncodedDataset, batch_of, sorted_batches
+from .runtime import autocast
 
 
 def logits_for(
@@ -21,13 +22,15 @@ def logits_for(
     device: torch.device | str = "cpu",
     progress: bool = False,
     desc: str = "predict",
+    bf16: bool = False,
 ) -> np.ndarray:
-    """Logits (N, C) for every example of ``data``, in input order, float32."""
+    """Logits (N, C) for every example of ``data``, in input order, float32 (computed under
+    bfloat16 autocast when ``bf16``)."""
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(device, bf16):
             batches = sorted_batches(data.lengths, batch_size)
             for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
                 batch = batch_of(EncodedDataset(data.ids), idx, pad_id)
@@ -44,6 +47,15 @@ def logits_for(
     if out is None:
         raise ValueError("no examples to predict")
     return out
+
+
+def mean_by_owner(logits: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:
+    """Average the rows of ``logits`` (M, C) that belong to the same owner: (n, C). Used to turn
+    per-window logits of long texts into per-text logits."""
+    sums = np.zeros((n, logits.shape[1]), dtype=np.float64)
+    np.add.at(sums, owner, logits)
+    counts = np.bincount(owner, minlength=n).astype(np.float64)
+    return (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:

@@ -18,9 +18,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
 from .explain import Explanation, explain
-from .inference import logits_for, softmax
+from .inference import logits_for, mean_by_owner, softmax
 from .runtime import resolve_device
 from .tokenizers import Tokenizer
 
@@ -51,8 +52,17 @@ class Classifier:
         device: torch.device | str = "cpu",
         batch_size: int = 256,
         path: Path | None = None,
+        bf16: bool = False,
+        long_text: str | None = None,
     ) -> None:
         self.model = model.to(device).eval()
+        self.bf16 = bf16
+        if long_text is not None:
+            if not hasattr(tokenizer, "long_text"):
+                raise ValueError(f"--long-text needs a pretrained-encoder model; this {meta.family!r} model truncates")
+            if long_text not in LONG_TEXT_MODES:
+                raise ValueError(f"long_text must be one of {list(LONG_TEXT_MODES)}, got {long_text!r}")
+            tokenizer.long_text = long_text
         self.tokenizer = tokenizer
         self.meta = meta
         self.labels: list[str] = list(meta.labels)
@@ -61,11 +71,16 @@ class Classifier:
         self.path = path
 
     @classmethod
-    def load(cls, path: str | Path, device: str | None = None, batch_size: int = 256) -> Classifier:
+    def load(
+        cls, path: str | Path, device: str | None = None, batch_size: int = 256, bf16: bool = False,
+        long_text: str | None = None,
+    ) -> Classifier:
+        """``long_text`` (pretrained encoders): ``truncate``, ``head-tail`` or ``chunks``, overriding
+        the checkpoint's setting; ``bf16``: bfloat16 autocast."""
         folder = resolve_model_path(path)
         dev = resolve_device(device)
         model, tokenizer, meta = load_checkpoint(folder, map_location=dev)
-        return cls(model, tokenizer, meta, dev, batch_size, folder)
+        return cls(model, tokenizer, meta, dev, batch_size, folder, bf16, long_text)
 
     @property
     def temperature(self) -> float:
@@ -84,8 +99,13 @@ class Classifier:
         texts = self._check(texts)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
+        if getattr(self.tokenizer, "long_text", None) == "chunks":
+            windows, owner = self.tokenizer.encode_windows(texts)  # type: ignore[attr-defined]
+            logits = logits_for(self.model, EncodedDataset(windows), self.tokenizer.pad_id, self.batch_size,
+                                self.device, progress, bf16=self.bf16)
+            return mean_by_owner(logits, owner, len(texts))
         data = EncodedDataset(self.tokenizer.encode(texts))
-        return logits_for(self.model, data, self.tokenizer.pad_id, self.batch_size, self.device, progress)
+        return logits_for(self.model, data, self.tokenizer.pad_id, self.batch_size, self.device, progress, bf16=self.bf16)
 
     def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Class probabilities (N, C), columns in the order of ``self.labels``; calibrated when the
@@ -108,7 +128,7 @@ class Classifier:
             "family": self.meta.family,
             "labels": self.labels,
             "model": self.meta.model,
-            "tokenizer": self.meta.tokenizer,
+            "tokenizer": self.tokenizer.to_config(),
             "temperature": self.temperature,
             "format_version": self.meta.format_version,
             "classiformer_version": self.meta.classiformer_version,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +30,14 @@ def set_threads(threads: int | None = None) -> int:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(threads)
     return threads
+
+
+def autocast(device: torch.device | str, bf16: bool) -> Any:
+    """bfloat16 autocast for forward passes when ``bf16`` (matrix products in bf16, reductions and
+    the loss in fp32); a no-op context otherwise."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def seed_everything(seed: int) -> None:

@@ -37,8 +37,8 @@ from .data.batching import EncodedDataset, batch_of, bucketed_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
 from .inference import logits_for
 from .metrics import classification_report
-from .models import build_model
-from .runtime import resolve_device, seed_everything
+from .models import FAMILIES, build_model
+from .runtime import autocast, resolve_device, seed_everything
 from .tokenizers import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,9 @@ class Trainer:
     # -- the loop -------------------------------------------------------------------------------
 
     def validate(self, data: EncodedDataset) -> dict[str, float]:
-        logits = logits_for(self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device)
+        logits = logits_for(
+            self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device, bf16=self.cfg.bf16
+        )
         assert data.labels is not None
         loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.labels)))
         report = classification_report(data.labels, logits.argmax(1), self.meta.labels)
@@ -208,7 +210,8 @@ class Trainer:
                 pending = 0
                 for b in range(s.batches_done, len(batches)):
                     batch = {k: v.to(self.device) for k, v in batch_of(train, batches[b], self.tokenizer.pad_id).items()}
-                    out = self.model(**batch)
+                    with autocast(self.device, cfg.bf16):
+                        out = self.model(**batch)
                     loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
                     (loss / cfg.grad_accum).backward()
                     pending += 1
@@ -332,12 +335,20 @@ def fit(
             raise DataError(f"{train.source}: labels {labels} differ from the run's {meta.labels}")
     else:
         seed_everything(tcfg.seed)
-        tokenizer = train_tokenizer(config.tokenizer, train.texts)
-        config.model.vocab_size = tokenizer.vocab_size
-        config.model.max_length = tokenizer.max_length
         config.model.num_labels = len(labels)
-        config.model.pad_id = tokenizer.pad_id
-        model = build_model(config.family, config.model)
+        if hasattr(config.model, "labels"):
+            config.model.labels = labels
+        from_source = getattr(FAMILIES.get(config.family), "from_source", None)
+        if from_source is not None:  # a pretrained model brings its weights and its own tokenizer
+            model, tokenizer = from_source(config.model, config.tokenizer)
+        else:
+            tokenizer = train_tokenizer(config.tokenizer, train.texts)
+            config.model.vocab_size = tokenizer.vocab_size
+            config.model.max_length = tokenizer.max_length
+            config.model.pad_id = tokenizer.pad_id
+            if hasattr(config.model, "unk_id"):
+                config.model.unk_id = getattr(tokenizer, "oov_id", 1)
+            model = build_model(config.family, config.model)
         meta = CheckpointMeta(
             family=config.family, model=config.to_dict()["model"], labels=labels,
             train=config.to_dict()["train"], preset=config.preset,

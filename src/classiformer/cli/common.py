@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..config import LONG_TEXT_MODES
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
+from ..predict import Classifier
 from ..runtime import set_threads
 
 
@@ -32,6 +34,21 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_inference_options(p: argparse.ArgumentParser) -> None:
+    """Options of commands that load a trained model to predict with it."""
+    p.add_argument("model", help="run folder or checkpoint folder")
+    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
+    p.add_argument("--long-text", choices=LONG_TEXT_MODES, default=None,
+                   help="pretrained encoders: texts over the length limit are truncated, cut to head+tail, or "
+                   "split into overlapping chunks whose logits are averaged (default: the model's setting)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with bf16 support)")
+
+
+def load_classifier(args: argparse.Namespace) -> Classifier:
+    return Classifier.load(args.model, device=args.device, batch_size=args.batch_size, bf16=args.bf16,
+                           long_text=args.long_text)
 
 
 def apply_runtime(args: argparse.Namespace) -> None:

@@ -7,8 +7,16 @@ from pathlib import Path
 
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_calibration, format_report
-from ..predict import Classifier
-from .common import add_data_options, add_runtime_options, apply_runtime, load_split, rel, require
+from .common import (
+    add_data_options,
+    add_inference_options,
+    add_runtime_options,
+    apply_runtime,
+    load_classifier,
+    load_split,
+    rel,
+    require,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,10 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "plus training curves when the model's run log is found. Results go to metrics.json.",
         epilog="example: classiformer evaluate runs/ag_news_lesson --dataset ag_news",
     )
-    p.add_argument("model", help="run folder or checkpoint folder")
+    add_inference_options(p)
     add_data_options(p, train=False)
     p.add_argument("--output", "-o", help="folder for metrics.json and plots (default: the run folder)")
-    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -30,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     test = require(load_split(args, "test"), "test")
-    clf = Classifier.load(args.model, device=args.device, batch_size=args.batch_size)
+    clf = load_classifier(args)
     report = evaluate(clf, test, progress=not args.no_progress)
     out = Path(args.output) if args.output else (clf.path.parent if clf.path and clf.path.name in ("best", "last") else Path(args.model))
     paths = write_evaluation(report, out)

@@ -8,7 +8,7 @@ import sys
 
 from ..data import iter_texts
 from ..predict import Classifier, chunks, predict_file
-from .common import add_runtime_options, apply_runtime
+from .common import add_inference_options, add_runtime_options, apply_runtime, load_classifier
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,14 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "input (one text per line). Output is one JSON object per text, or a CSV/JSONL file with --output.",
         epilog='example: classiformer predict runs/ag_news_lesson "Stocks rally as oil prices fall"',
     )
-    p.add_argument("model", help="run folder or checkpoint folder")
+    add_inference_options(p)
     p.add_argument("texts", nargs="*", help="texts to classify")
     p.add_argument("--input", "-i", help="file of texts to classify")
     p.add_argument("--output", "-o", help="where to write predictions for --input (.csv or .jsonl; default: stdout as JSONL)")
     p.add_argument("--text-column", action="append", dest="text_columns", metavar="COL",
                    help="text column/field of --input (repeat to join several; default: text)")
     p.add_argument("--no-header", action="store_true", help="--input CSV/TSV has no header; columns are 0-based indices")
-    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -41,7 +40,7 @@ def _emit(clf: Classifier, texts: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
-    clf = Classifier.load(args.model, device=args.device, batch_size=args.batch_size)
+    clf = load_classifier(args)
     if args.input:
         cols = args.text_columns or (["0"] if args.no_header else ["text"])
         cols = [int(c) if args.no_header and c.isdigit() else c for c in cols]

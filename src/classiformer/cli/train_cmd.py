@@ -20,6 +20,9 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--tokenizer", "tokenizer", "kind", str, "words (the lesson's vectorizer) or wordpiece (subwords trained on the data)"),
     ("--vocab-size", "tokenizer", "vocab_size", int, "vocabulary size, reserved ids included"),
     ("--max-length", "tokenizer", "max_length", int, "truncate texts to this many tokens"),
+    ("--long-text", "tokenizer", "long_text", str, "pretrained encoders: truncate, head-tail or chunks (texts over --max-length)"),
+    ("--pooling", "model", "pooling", str, "frozen mode: cls, pooler or mean"),
+    ("--unfreeze-top", "model", "unfreeze_top", int, "partial mode: train the top K encoder layers"),
     ("--embed-dim", "model", "embed_dim", int, "embedding width"),
     ("--heads", "model", "num_heads", int, "attention heads per block"),
     ("--head-dim", "model", "head_dim", int, "width of each head (0: embed-dim / heads)"),
@@ -43,6 +46,8 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--checkpoint-every", "train", "checkpoint_every", int, "also save the last checkpoint every N optimizer steps (0: each epoch)"),
 ]
 
+MODES = ("finetune", "frozen", "partial")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -55,11 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_data_options(p, train=True)
     g = p.add_argument_group("model")
-    g.add_argument("--model", default=None, choices=sorted(FAMILY_PRESETS),
-                   help="model family: transformer (default) or rnn-attention (bidirectional GRU with additive "
-                   "attention pooling, the lesson's recurrent baseline); sets the default preset")
     g.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="model recipe (default: base, or the --model family's own preset; see 'classiformer presets')")
+                   help="model recipe (default: base, the --model family's own preset, or the --mode preset with a "
+                   "pretrained --model; see 'classiformer presets')")
+    g.add_argument("--model", metavar="NAME",
+                   help="rnn-attention: the lesson's recurrent baseline trained from scratch (bidirectional GRU with "
+                   "additive attention pooling); transformer: the from-scratch transformer (the default); anything "
+                   "else starts from a pretrained encoder: minilm (offline), a Hugging Face hub id or a local folder")
+    g.add_argument("--mode", choices=MODES, default=None,
+                   help="with a pretrained --model: finetune (end to end, default), frozen (features + linear head) or partial")
     g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
     for flag, section, _key, typ, help_ in OVERRIDES:
         (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
@@ -67,6 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--output", "-o", default=None, help="run folder (default: runs/<dataset or file>_<preset>)")
     o.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+    p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast for training and evaluation")
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -78,10 +88,20 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             sections[section][key] = value
-    preset = args.preset or FAMILY_PRESETS[args.model or "transformer"]
+    if args.bf16:
+        sections["train"]["bf16"] = True
+    preset, family = args.preset, None
+    if args.model in FAMILY_PRESETS and not args.mode:  # a family trained from scratch
+        family = args.model
+        preset = preset or FAMILY_PRESETS[family]
+    elif args.model or args.mode:
+        sections["model"]["source"] = args.model
+        preset = preset or args.mode or "finetune"
+        if args.mode:
+            sections["model"]["mode"] = args.mode
     config = resolve_config(
-        preset, args.config, model=sections["model"], tokenizer=sections["tokenizer"], train=sections["train"],
-        family=args.model,
+        preset or "base", args.config, model=sections["model"], tokenizer=sections["tokenizer"], train=sections["train"],
+        family=family,
     )
     train = require(load_split(args, "train"), "train")
     validation = load_split(args, "validation")
@@ -97,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
           f"best validation accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
     if test is not None:
-        clf = Classifier.load(result.best_dir, device=args.device)
+        clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16)
         report = evaluate(clf, test, progress=not args.no_progress)
         paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
         print()

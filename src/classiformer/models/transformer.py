@@ -122,14 +122,18 @@ class TransformerClassifier(nn.Module):
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """input_ids, attention_mask: (B, T), or token embeddings ``inputs_embeds`` (B, T, E) in
         place of ``input_ids``. Returns token states (B, T, E) and per-layer weights."""
+        keep = attention_mask.bool()
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
+            if self.training and self.config.token_dropout > 0:
+                # Word dropout: hide random tokens behind the unknown id so no single word is relied on.
+                hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
+                input_ids = input_ids.masked_fill(hide, self.config.unk_id)
             inputs_embeds = self.tok_emb(input_ids)  # (B, T, E)
         T = inputs_embeds.shape[1]
         if T > self.config.max_length:
             raise ValueError(f"sequence length {T} exceeds the model's max_length {self.config.max_length}")
-        keep = attention_mask.bool()
         pos = torch.arange(T, device=inputs_embeds.device)
         x = inputs_embeds + self.pos_emb(pos)[None]  # (B, T, E)
         x = self.drop(x) if self.config.norm_first else x

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..config import TokenizerConfig
+from .hf import HFTokenizer
 from .subword import WordPieceTokenizer
 from .words import WordVectorizer
 
@@ -41,6 +42,8 @@ TOKENIZER_FILE = "tokenizer_config.json"
 
 def train_tokenizer(config: TokenizerConfig, texts: list[str]) -> Tokenizer:
     """Fit the tokenizer that ``config`` describes on training ``texts``."""
+    if config.kind == "hf":
+        raise ValueError("a pretrained (hf) tokenizer is loaded with its model, not trained")
     if config.kind == "words":
         return WordVectorizer.fit(texts, config.vocab_size, config.max_length, config.min_frequency, config.lowercase)
     return WordPieceTokenizer.fit(texts, config.vocab_size, config.max_length, config.min_frequency, config.lowercase)
@@ -62,7 +65,9 @@ def load_tokenizer(folder: Path) -> Tokenizer:
         return WordVectorizer.load(folder, cfg)
     if kind == "wordpiece":
         return WordPieceTokenizer.load(folder, cfg)
+    if kind == "hf":
+        return HFTokenizer.load(folder, cfg)
     raise ValueError(f"{cfg_path}: unknown tokenizer kind {kind!r}")
 
 
-__all__ = ["Tokenizer", "WordPieceTokenizer", "WordVectorizer", "load_tokenizer", "save_tokenizer", "train_tokenizer"]
+__all__ = ["HFTokenizer", "Tokenizer", "WordPieceTokenizer", "WordVectorizer", "load_tokenizer", "save_tokenizer", "train_tokenizer"]

@@ -1,0 +1,249 @@
+"""A pretrained Hugging Face encoder (BERT and friends, Devlin et al., 2019) as a classifier.
+
+Three modes (``PretrainedConfig.mode``):
+
+- ``finetune``: the architecture's own ``AutoModelForSequenceClassification`` (for BERT: encoder,
+  pooler, dropout, ``Linear(hidden, num_labels)``) trains end to end. Its checkpoint is a valid
+  Hugging Face folder, so ``AutoModelForSequenceClassification.from_pretrained(path)`` loads it.
+- ``partial``: the same model with everything below the top ``unfreeze_top`` encoder layers frozen.
+- ``frozen``: ``AutoModel`` as a fixed feature extractor (always in eval mode, weights never change)
+  with pooling (``cls``, ``pooler`` or masked ``mean``), dropout and a linear head. Training batches
+  carry example indices, so each training example's pooled features are computed once per run and
+  kept in memory: every epoch after the first costs only the head.
+
+The model is built by :meth:`PretrainedClassifier.from_source` (pretrained weights + tokenizer)
+or by ``load_weights`` from a checkpoint folder; ``__init__`` alone holds no weights yet.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ..config import ConfigError, PretrainedConfig, TokenizerConfig
+from ..hub import ModelSourceError, resolve_source
+from .output import ClassifierOutput
+
+log = logging.getLogger(__name__)
+
+ENCODER_DIR = "encoder"  # frozen checkpoints: the (unchanged) encoder as a Hugging Face folder
+HEAD_FILE = "head.safetensors"  # frozen checkpoints: the linear head
+
+
+def _encoder_layers(base: nn.Module) -> nn.ModuleList:
+    """The stack of transformer layers of a Hugging Face base model (BERT, RoBERTa, DistilBERT,
+    ELECTRA, ...)."""
+    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers", "layer", "h"):
+        obj: Any = base
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, nn.ModuleList):
+            return obj
+    raise ConfigError(f"cannot find the encoder layers of {type(base).__name__}; mode 'partial' does not support it")
+
+
+class PretrainedClassifier(nn.Module):
+    family = "hf"
+    hf: Any  # the Hugging Face classifier, or the encoder when frozen (built by _build)
+    head: Any  # frozen mode's linear head
+
+    def __init__(self, cfg: PretrainedConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        self.drop = nn.Dropout(cfg.dropout)
+        self.hf = nn.Identity()
+        self.head = nn.Identity()
+        self._feats: torch.Tensor | None = None  # (N, H) cached pooled features, frozen mode
+        self._lens: torch.Tensor | None = None  # (N,) token count per cached row (-1: not cached)
+
+    # -- building --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_source(cls, cfg: PretrainedConfig, tok_cfg: TokenizerConfig) -> tuple[PretrainedClassifier, Any]:
+        """Pretrained weights from ``cfg.source`` with a fresh head, and the source's tokenizer."""
+        from ..tokenizers.hf import HFTokenizer
+
+        source = resolve_source(cfg.source)
+        model = cls(cfg)
+        model._build(source, fresh_head=True)
+        limit = int(getattr(model.encoder.config, "max_position_embeddings", 0) or 0) or None
+        try:
+            tokenizer = HFTokenizer.from_pretrained(source, tok_cfg.max_length, tok_cfg.long_text, limit)
+        except OSError as e:
+            raise ModelSourceError(f"{source}: cannot load the tokenizer ({str(e).splitlines()[0]})") from None
+        if tokenizer.tok.model_max_length < tok_cfg.max_length:
+            raise ConfigError(
+                f"max_length {tok_cfg.max_length} exceeds {source}'s limit of {tokenizer.tok.model_max_length} tokens"
+            )
+        return model, tokenizer
+
+    def _build(self, source: str | Path, fresh_head: bool) -> None:
+        from transformers import AutoModel, AutoModelForSequenceClassification
+
+        cfg = self.config
+        labels = cfg.labels or [str(i) for i in range(cfg.num_labels)]
+        try:
+            if cfg.mode == "frozen":
+                self.hf = _from_pretrained(AutoModel, source)
+                hidden = int(self.hf.config.hidden_size)
+                self.head = nn.Linear(hidden, cfg.num_labels)
+                if cfg.pooling == "pooler" and getattr(self.hf, "pooler", None) is None:
+                    raise ConfigError(f"{source}: this encoder has no pooler; use pooling 'cls' or 'mean'")
+            else:
+                kwargs: dict[str, Any] = {}
+                if fresh_head:
+                    kwargs = dict(
+                        num_labels=cfg.num_labels, id2label=dict(enumerate(labels)),
+                        label2id={lbl: i for i, lbl in enumerate(labels)},
+                    )
+                self.hf = _from_pretrained(AutoModelForSequenceClassification, source, **kwargs)
+        except OSError as e:
+            raise ModelSourceError(f"{source}: cannot load model weights ({str(e).splitlines()[0]})") from None
+        self._freeze()
+
+    def _freeze(self) -> None:
+        cfg = self.config
+        if cfg.mode == "frozen":
+            self.hf.requires_grad_(False)
+            self.hf.eval()
+        elif cfg.mode == "partial":
+            self.encoder.requires_grad_(False)
+            layers = _encoder_layers(self.encoder)
+            if cfg.unfreeze_top > len(layers):
+                raise ConfigError(f"unfreeze_top {cfg.unfreeze_top} exceeds the encoder's {len(layers)} layers")
+            for layer in layers[len(layers) - cfg.unfreeze_top :]:
+                layer.requires_grad_(True)
+            pooler = getattr(self.encoder, "pooler", None)
+            if pooler is not None:
+                pooler.requires_grad_(True)
+
+    @property
+    def encoder(self) -> Any:
+        """The transformer body (``BertModel`` for BERT)."""
+        return self.hf if self.config.mode == "frozen" else self.hf.base_model
+
+    def train(self, mode: bool = True) -> PretrainedClassifier:
+        super().train(mode)
+        if self.config.mode == "frozen":
+            self.hf.eval()  # no dropout inside a fixed feature extractor: cached == recomputed
+        return self
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.encoder.get_input_embeddings()
+
+    # -- checkpoints (called by checkpoint.save_checkpoint / load_checkpoint) ---------------------
+
+    def save_weights(self, folder: Path) -> None:
+        if self.config.mode == "frozen":
+            self.hf.save_pretrained(str(folder / ENCODER_DIR))
+            state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
+            save_file(state, str(folder / HEAD_FILE), metadata={"format": "pt"})
+        else:
+            self.hf.save_pretrained(str(folder))
+
+    def load_weights(self, folder: Path) -> None:
+        folder = Path(folder)
+        if self.config.mode == "frozen":
+            if not (folder / ENCODER_DIR / "config.json").exists() or not (folder / HEAD_FILE).exists():
+                raise ModelSourceError(f"{folder}: frozen-encoder checkpoint lacks {ENCODER_DIR}/ or {HEAD_FILE}")
+            self._build(folder / ENCODER_DIR, fresh_head=False)
+            self.head.load_state_dict(load_file(str(folder / HEAD_FILE)))
+        else:
+            if not (folder / "config.json").exists():
+                raise ModelSourceError(f"{folder}: fine-tuned checkpoint lacks config.json")
+            self._build(folder, fresh_head=False)
+        self.clear_feature_cache()
+
+    # -- forward ---------------------------------------------------------------------------------
+
+    def clear_feature_cache(self) -> None:
+        self._feats = self._lens = None
+
+    def _pool(self, out: Any, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder output -> (B, H)."""
+        if self.config.pooling == "pooler":
+            return out.pooler_output
+        x = out.last_hidden_state  # (B, T, H)
+        if self.config.pooling == "cls":
+            return x[:, 0]
+        m = attention_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+        return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    def _features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, H) of training examples ``index``, computed at most once per run."""
+        n = int(index.max()) + 1
+        lens = attention_mask.sum(1)
+        if self._feats is None or self._lens is None or n > len(self._feats):
+            size = max(n, 2 * len(self._feats)) if self._feats is not None else n
+            feats = torch.zeros(size, int(self.hf.config.hidden_size), device=input_ids.device)
+            known = torch.full((size,), -1, dtype=torch.long, device=input_ids.device)
+            if self._feats is not None and self._lens is not None:
+                feats[: len(self._feats)] = self._feats
+                known[: len(self._lens)] = self._lens
+            self._feats, self._lens = feats, known
+        todo = self._lens[index] < 0
+        if bool(todo.any()):
+            with torch.no_grad():
+                keep = attention_mask[todo]
+                longest = int(keep.sum(1).max())
+                out = self.hf(input_ids=input_ids[todo][:, :longest], attention_mask=keep[:, :longest])
+                self._feats[index[todo]] = self._pool(out, keep[:, :longest]).float()
+                self._lens[index[todo]] = lens[todo]
+        elif not torch.equal(self._lens[index], lens):
+            raise RuntimeError("feature cache mismatch: example indices changed meaning; call clear_feature_cache()")
+        return self._feats[index]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
+        index: torch.Tensor | None = None,
+        **_: object,
+    ) -> ClassifierOutput:
+        """input_ids, attention_mask: (B, T) (or inputs_embeds (B, T, E)); labels, index: (B,).
+        Returns logits (B, C) and, when asked, one (B, H, T, T) attention tensor per layer."""
+        if attention_mask is None:
+            ref = input_ids if input_ids is not None else inputs_embeds
+            assert ref is not None, "pass input_ids or inputs_embeds"
+            attention_mask = torch.ones(ref.shape[:2], dtype=torch.long, device=ref.device)
+        impl = getattr(self.hf.config, "_attn_implementation", None)
+        if output_attentions and impl != "eager":
+            self.hf.set_attn_implementation("eager")  # sdpa kernels do not return the weights
+        try:
+            attentions = None
+            if self.config.mode == "frozen":
+                if index is not None and self.training and input_ids is not None and not output_attentions:
+                    pooled = self._features(input_ids, attention_mask, index)
+                else:
+                    out = self.hf(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                                  output_attentions=output_attentions)
+                    pooled, attentions = self._pool(out, attention_mask), out.attentions
+                logits = self.head(self.drop(pooled.to(self.head.weight.dtype)))  # (B, C)
+            else:
+                out = self.hf(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+                              output_attentions=output_attentions)
+                logits, attentions = out.logits, out.attentions
+        finally:
+            if output_attentions and impl not in ("eager", None):
+                self.hf.set_attn_implementation(impl)
+        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions and attentions else None)
+
+
+def _from_pretrained(auto_cls: Any, source: str | Path, **kwargs: Any) -> Any:
+    """``auto_cls.from_pretrained`` with PyTorch's fused attention where the architecture has it."""
+    try:
+        return auto_cls.from_pretrained(str(source), attn_implementation="sdpa", **kwargs)
+    except ValueError as e:
+        if "sdpa" not in str(e).lower():
+            raise
+        return auto_cls.from_pretrained(str(source), **kwargs)

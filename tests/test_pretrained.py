@@ -1,0 +1,230 @@
+"""Pretrained encoders (family ``hf``): a tiny odd-sized BERT written to a temp folder stands in for
+a downloaded model, so everything runs offline in seconds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classiformer import Classifier, fit, resolve_config
+from classiformer.checkpoint import load_checkpoint
+from classiformer.cli import main
+from classiformer.config import ConfigError
+from classiformer.data.batching import collate
+from classiformer.hub import ModelSourceError, resolve_source
+from classiformer.models import PretrainedClassifier
+
+from .conftest import FILLER, TOPICS, make_texts
+
+MAX_LEN = 24  # the tiny encoder's position limit is 40; tests stay below it
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 'pretrained' BERT: odd sizes (hidden 36, 3 heads, 2 layers, intermediate 37), random
+    weights, and a WordPiece vocabulary of the toy data's words plus a few word pieces."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    words = sorted({w for ws in TOPICS.values() for w in ws} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "##s", "##ing", "x", "##x"]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True, model_max_length=40)
+    assert tok("goal team")["input_ids"] == [2, vocab.index("goal"), vocab.index("team"), 3]
+    tok.save_pretrained(str(folder))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=len(vocab), hidden_size=36, num_attention_heads=3, num_hidden_layers=2,
+        intermediate_size=37, max_position_embeddings=40, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    )
+    BertModel(cfg).save_pretrained(str(folder))
+    return folder
+
+
+def config_for(source: Path, mode: str, **train: object):
+    model: dict[str, object] = {"source": str(source)}
+    if mode == "partial":
+        model["unfreeze_top"] = 1
+    if mode == "frozen":
+        model["dropout"] = 0.0
+    # The tiny encoder is random, not pretrained: its frozen features are weak, so the head needs a
+    # high rate and many epochs (cheap: features are cached after the first).
+    defaults = {"frozen": dict(epochs=60, lr=0.1), "partial": dict(epochs=6, lr=1e-2), "finetune": dict(epochs=4, lr=3e-3)}[mode]
+    train = {"batch_size": 16, "patience": 0, "seed": 3, **defaults, **train}
+    return resolve_config(mode, model=model, tokenizer={"max_length": MAX_LEN}, train=train)
+
+
+def accuracy(clf: Classifier, data) -> float:
+    return float(np.mean(np.array(clf.predict(data.texts)) == np.array(data.labels)))
+
+
+@pytest.mark.parametrize("mode", ["frozen", "finetune", "partial"])
+def test_each_mode_learns_the_toy_task(tiny_bert: Path, tmp_path: Path, mode: str) -> None:
+    result = fit(config_for(tiny_bert, mode), make_texts(240, seed=1), tmp_path / mode, progress=False)
+    clf = Classifier.load(result.best_dir)
+    assert clf.meta.family == "hf" and clf.labels == ["money", "sports", "tech"]
+    # chance is 1/3; a random encoder that stays (partly) frozen cannot reach what fine-tuning does
+    assert accuracy(clf, make_texts(60, seed=2)) >= (0.95 if mode == "finetune" else 0.8)
+
+
+def test_frozen_mode_never_changes_the_encoder(tiny_bert: Path, tmp_path: Path) -> None:
+    from transformers import AutoModel
+
+    result = fit(config_for(tiny_bert, "frozen", epochs=2), make_texts(120, seed=1), tmp_path / "run", progress=False)
+    original = AutoModel.from_pretrained(str(tiny_bert)).state_dict()
+    model, _, _ = load_checkpoint(result.last_dir)
+    assert isinstance(model, PretrainedClassifier)
+    trained = model.encoder.state_dict()
+    assert set(trained) == set(original)
+    assert all(torch.equal(trained[k], original[k]) for k in original)
+    assert not any(p.requires_grad for p in model.encoder.parameters())
+    assert all(p.requires_grad for p in model.head.parameters())
+
+
+def test_partial_mode_trains_only_the_top_layers(tiny_bert: Path) -> None:
+    cfg = config_for(tiny_bert, "partial")
+    cfg.model.num_labels = 3
+    model, _ = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".layer.1." in n for n in trainable) and not any(".layer.0." in n for n in trainable)
+    assert not any("embeddings" in n for n in trainable) and any("classifier" in n for n in trainable)
+    with pytest.raises(ConfigError, match="exceeds the encoder's 2 layers"):
+        cfg.model.unfreeze_top = 3
+        PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+
+
+def test_frozen_feature_cache_matches_recomputing(tiny_bert: Path) -> None:
+    cfg = config_for(tiny_bert, "frozen")
+    cfg.model.num_labels = 3
+    model, tok = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+    texts = make_texts(9, seed=4).texts
+    ids = tok.encode(texts)
+    calls: list[int] = []
+    model.hf.register_forward_hook(lambda m, a, k: calls.append(1), with_kwargs=False)
+    model.train()
+    order = [np.array([0, 3, 5, 8]), np.array([1, 2, 4, 6, 7]), np.array([8, 0, 1, 2]), np.array([3, 4, 5, 6, 7])]
+    cached = {}
+    for idx in order:
+        batch = collate([ids[i] for i in idx], tok.pad_id, index=idx)
+        logits = model(**batch).logits.detach()
+        cached.update({int(i): logits[j] for j, i in enumerate(idx)})
+    assert len(calls) == 2, "each training example must go through the encoder once"
+    model.eval()
+    with torch.no_grad():
+        fresh = model(**collate(ids, tok.pad_id)).logits
+    for i in range(len(texts)):
+        torch.testing.assert_close(cached[i], fresh[i], atol=1e-5, rtol=1e-5)
+
+
+def test_finetuned_checkpoint_is_a_hugging_face_folder(tiny_bert: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification
+
+    result = fit(config_for(tiny_bert, "finetune", epochs=1), make_texts(90, seed=1), tmp_path / "run", progress=False)
+    hf = AutoModelForSequenceClassification.from_pretrained(str(result.best_dir)).eval()
+    assert hf.config.id2label == {0: "money", 1: "sports", 2: "tech"}
+    assert hf.config.label2id == {"money": 0, "sports": 1, "tech": 2}
+    assert json.loads((result.best_dir / "classiformer.json").read_text())["family"] == "hf"
+    clf = Classifier.load(result.best_dir)
+    texts = make_texts(12, seed=5).texts
+    batch = collate(clf.tokenizer.encode(texts), clf.tokenizer.pad_id)
+    with torch.no_grad():
+        theirs = hf(**batch).logits.numpy()
+    np.testing.assert_allclose(clf.logits(texts), theirs, atol=1e-6, rtol=1e-6)
+
+
+def test_attentions_and_input_embeddings(tiny_bert: Path) -> None:
+    cfg = config_for(tiny_bert, "finetune")
+    cfg.model.num_labels = 3
+    model, tok = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+    model.eval()
+    batch = collate(tok.encode(["goal team", "the new chip and the data report today"]), tok.pad_id)
+    with torch.no_grad():
+        out = model(**batch, output_attentions=True)
+    assert out.attentions is not None and len(out.attentions) == 2
+    att = out.attentions[0]
+    assert att.shape == (2, 3, batch["input_ids"].shape[1], batch["input_ids"].shape[1])
+    torch.testing.assert_close(att.sum(-1), torch.ones(att.shape[:3]))
+    assert float(att[0, :, :, 4:].abs().max()) == 0.0  # "[CLS] goal team [SEP]": padded keys get no weight
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    with torch.no_grad():
+        by_embeds = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).logits
+    torch.testing.assert_close(by_embeds, out.logits)
+    assert model.hf.config._attn_implementation == "sdpa"  # switched back after the eager pass
+
+
+def test_long_text_policies(tiny_bert: Path, tmp_path: Path) -> None:
+    result = fit(config_for(tiny_bert, "finetune", epochs=1), make_texts(60, seed=1), tmp_path / "run", progress=False)
+    words = [w for ws in TOPICS.values() for w in ws] * 3  # 72 words, one token each
+    text = " ".join(words)
+    clf = Classifier.load(result.best_dir, long_text="chunks")
+    tok = clf.tokenizer
+    w = MAX_LEN - 2
+    windows, owner = tok.encode_windows(["goal team", text])
+    assert owner.tolist()[0] == 0 and set(owner.tolist()[1:]) == {1}
+    long_windows = [x[1:-1].tolist() for x, o in zip(windows, owner, strict=False) if o == 1]
+    content = tok.tok(text, add_special_tokens=False)["input_ids"]
+    assert all(len(x) == w for x in long_windows)
+    assert long_windows[0] == content[:w] and long_windows[-1] == content[-w:]
+    covered = set()
+    pos = 0
+    for x in long_windows:  # windows advance by 3/4 of a window and overlap their predecessor
+        start = next(s for s in range(pos, len(content)) if content[s : s + w] == x)
+        assert start == 0 or start - pos <= w
+        covered.update(range(start, start + w))
+        pos = start
+    assert covered == set(range(len(content)))
+    # chunks: the text's logits are the mean of its windows' logits, each computed on its own
+    per_window = []
+    with torch.no_grad():
+        for x in windows[1:]:
+            per_window.append(clf.model(**collate([x], tok.pad_id)).logits[0].numpy())
+    np.testing.assert_allclose(clf.logits([text])[0], np.mean(per_window, axis=0), atol=1e-5)
+    assert np.allclose(clf.logits(["goal team"]), Classifier.load(result.best_dir).logits(["goal team"]), atol=1e-6)
+    # truncate keeps the head; head-tail keeps a quarter from the head, the rest from the tail
+    tok.long_text = "truncate"
+    assert tok.encode([text])[0][1:-1].tolist() == content[:w]
+    tok.long_text = "head-tail"
+    ht = tok.encode([text])[0]
+    assert len(ht) == MAX_LEN and ht[1:-1].tolist() == content[: w // 4] + content[-(w - w // 4) :]
+    assert tok.tokens(text)[0] == "[CLS]" and tok.tokens(text)[-1] == "[SEP]"
+
+
+def test_bad_sources_give_clear_errors(tiny_bert: Path, tmp_path: Path) -> None:
+    with pytest.raises(ModelSourceError, match="not in the local Hugging Face cache"):
+        resolve_source("no-such-org/no-such-model-xyz")
+    with pytest.raises(ModelSourceError, match="no such model folder"):
+        resolve_source(str(tmp_path / "missing" / "model"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelSourceError, match="no config.json"):
+        resolve_source(str(tmp_path / "empty"))
+    assert Path(resolve_source("minilm"), "config.json").exists()
+    with pytest.raises(ConfigError, match="preset 'base' is for 'transformer' models"):
+        resolve_config("base", family="hf")
+    with pytest.raises(ConfigError, match="limit of 40"):
+        cfg = resolve_config("finetune", model={"source": str(tiny_bert)}, tokenizer={"max_length": 64})
+        PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+
+
+def test_cli_train_evaluate_predict(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def write(name: str, n: int, seed: int) -> Path:
+        ds = make_texts(n, seed=seed)
+        p = tmp_path / name
+        p.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels, strict=False)))
+        return p
+
+    train, test = write("train.jsonl", 150, 1), write("test.jsonl", 30, 2)
+    run = tmp_path / "run"
+    args = ["train", "--model", str(tiny_bert), "--mode", "finetune", "--train", str(train), "--test", str(test),
+            "--output", str(run), "--epochs", "3", "--lr", "3e-3", "--batch-size", "16", "--max-length", "20",
+            "--no-progress"]
+    assert main(args) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["evaluate", str(run), "--test", str(test), "--long-text", "chunks", "--no-progress"]) == 0
+    assert main(["predict", str(run), "goal goal team", "--long-text", "head-tail", "--bf16"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["label"] == "sports"
+    assert main(["train", "--model", "no-such-org/bogus-xyz", "--train", str(train), "--output", str(tmp_path / "x")]) == 1
+    assert "not in the local Hugging Face cache" in capsys.readouterr().err

@@ -121,7 +121,7 @@ def test_calibrate_cli_refits_and_predict_uses_it(run: Path, tmp_path: Path, cap
 def test_choosing_the_family(tmp_path: Path, capsys) -> None:
     assert resolve_config("rnn-attention").family == "rnn-attention"
     assert resolve_config("lesson").family == "transformer"
-    with pytest.raises(ConfigError, match="is for the 'transformer' family"):
+    with pytest.raises(ConfigError, match="is for 'transformer' models"):
         resolve_config("lesson", family="rnn-attention")
     with pytest.raises(ConfigError, match="unknown key"):
         resolve_config("rnn-attention", model={"num_heads": 2})

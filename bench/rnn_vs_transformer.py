@@ -199,7 +199,7 @@ def main() -> None:
         paired = [paired_speed(name, load_set(name, seed=args.seed)[0], args.threads) for name in args.sets.split(",")]
         sweep = speed_sweep(args.threads)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "rnn_vs_transformer_speed.json").write_text(json.dumps({"datasets": paired, "sweep": sweep}, indent=2))
+        (RESULTS / f"rnn_vs_transformer_speed_t{args.threads}.json").write_text(json.dumps({"datasets": paired, "sweep": sweep}, indent=2))
         return
     rows = []
     for name in args.sets.split(","):

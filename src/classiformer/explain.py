@@ -66,8 +66,8 @@ def rollout_matrix(attentions: Sequence[torch.Tensor], keep: torch.Tensor | None
     T = attentions[0].shape[-1]
     eye = torch.eye(T, dtype=torch.float64, device=attentions[0].device)
     if keep is not None:
-        eye = eye * keep.to(eye.dtype)[None, :]  # padding keeps no residual weight of its own
-    rollout = eye.clone() if keep is None else torch.diag(keep.to(eye.dtype))
+        eye = torch.diag(keep.to(eye.dtype))  # padding keeps no residual weight of its own
+    rollout = eye.clone()
     for layer in attentions:
         a = layer.to(torch.float64).mean(0) + eye  # (T, T): heads averaged, plus the residual
         a = a / a.sum(-1, keepdim=True).clamp(min=1e-12)

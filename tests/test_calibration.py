@@ -136,3 +136,11 @@ def test_choosing_the_family(tmp_path: Path, capsys) -> None:
     assert code == 0
     assert read_meta(tmp_path / "rnn" / "best").family == "rnn-attention"
     assert json.loads((tmp_path / "rnn" / "config.json").read_text())["model"]["hidden_dim"] == 5
+
+
+@pytest.mark.parametrize("command", ["explain", "calibrate"])
+def test_new_commands_have_help(command: str, capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "usage: classiformer " + command in capsys.readouterr().out

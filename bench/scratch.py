@@ -16,7 +16,6 @@ own train and test files (SST-2's test is the GLUE dev set).
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import logging
 import os

@@ -2,9 +2,19 @@
 
 __version__ = "0.1.0"
 
-from .config import PRESETS, RunConfig, TokenizerConfig, TrainConfig, TransformerConfig, resolve_config  # noqa: E402
+from .calibration import calibrate  # noqa: E402
+from .config import (  # noqa: E402
+    PRESETS,
+    RNNAttentionConfig,
+    RunConfig,
+    TokenizerConfig,
+    TrainConfig,
+    TransformerConfig,
+    resolve_config,
+)
 from .data import Columns, DataError, TextDataset, load_builtin, read_dataset  # noqa: E402
 from .evaluate import evaluate, write_evaluation  # noqa: E402
+from .explain import Explanation  # noqa: E402
 from .predict import Classifier  # noqa: E402
 from .training import TrainResult, fit  # noqa: E402
 
@@ -13,6 +23,8 @@ __all__ = [
     "Classifier",
     "Columns",
     "DataError",
+    "Explanation",
+    "RNNAttentionConfig",
     "RunConfig",
     "TextDataset",
     "TokenizerConfig",
@@ -20,6 +32,7 @@ __all__ = [
     "TrainResult",
     "TransformerConfig",
     "__version__",
+    "calibrate",
     "evaluate",
     "fit",
     "load_builtin",

@@ -149,6 +149,13 @@ def read_meta(folder: Path) -> CheckpointMeta:
         raise CheckpointError(f"{path}: incompatible metadata ({e})") from None
 
 
+def write_meta(folder: Path, meta: CheckpointMeta) -> None:
+    """Replace a checkpoint's metadata (e.g. a newly fitted temperature) atomically."""
+    folder = Path(folder)
+    read_meta(folder)  # fails clearly when ``folder`` is not a checkpoint
+    atomic_write_text(folder / META_FILE, meta.to_json())
+
+
 def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer, CheckpointMeta]:
     """Load (model, tokenizer, metadata) from a checkpoint folder; the model is in eval mode."""
     folder = Path(folder)

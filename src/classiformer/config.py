@@ -141,6 +141,32 @@ class PretrainedConfig:
 
 
 @dataclass
+class RNNAttentionConfig:
+    """Sizes of the recurrent baseline (see models/rnn.py): a bidirectional GRU or LSTM encoder
+    with additive attention pooling. ``hidden_dim`` is the state size per direction."""
+
+    vocab_size: int = 20_000
+    max_length: int = 256
+    embed_dim: int = 64
+    hidden_dim: int = 64
+    num_layers: int = 1
+    attention_dim: int = 64
+    cell: str = "gru"
+    dropout: float = 0.2
+    num_labels: int = 2
+    pad_id: int = 0
+
+    def __post_init__(self) -> None:
+        if self.cell not in ("gru", "lstm"):
+            raise ConfigError(f"cell must be 'gru' or 'lstm', got {self.cell!r}")
+        for name in ("vocab_size", "max_length", "embed_dim", "hidden_dim", "num_layers", "attention_dim", "num_labels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+
+@dataclass
 class TrainConfig:
     """Training settings.
 
@@ -178,7 +204,11 @@ class TrainConfig:
 
 
 # Model family name -> its config dataclass. Families register here (see models/__init__.py).
-MODEL_CONFIGS: dict[str, type] = {"transformer": TransformerConfig, "hf": PretrainedConfig}
+MODEL_CONFIGS: dict[str, type] = {
+    "transformer": TransformerConfig,
+    "rnn-attention": RNNAttentionConfig,
+    "hf": PretrainedConfig,
+}
 
 
 @dataclass
@@ -218,6 +248,15 @@ PRESETS: dict[str, Preset] = {
         model=dict(embed_dim=16, num_heads=2, ff_dim=16, num_layers=1, hidden_dim=8, dropout=0.0),
         tokenizer=dict(kind="words", vocab_size=2_000, max_length=64),
     ),
+    # The lesson's starting point: a recurrent encoder with attention (Bahdanau et al., 2015),
+    # sized like the lesson transformer's vocabulary and length so the two compare fairly.
+    "rnn-attention": Preset(
+        description="Bidirectional GRU (64 per direction) with additive attention pooling, embed 64, "
+        "vocabulary 20k words, max length 256.",
+        model=dict(embed_dim=64, hidden_dim=64, num_layers=1, attention_dim=64, cell="gru", dropout=0.2),
+        tokenizer=dict(kind="words", vocab_size=20_000, max_length=256),
+        family="rnn-attention",
+    ),
     # Pretrained encoders (family "hf"); the source defaults to minilm, --model picks another.
     "finetune": Preset(
         description="Fine-tune a pretrained encoder end to end: AdamW lr 3e-5, 10% warmup then linear "
@@ -243,6 +282,9 @@ PRESETS: dict[str, Preset] = {
         family="hf",
     ),
 }
+
+# Model families trained from scratch that ``train --model NAME`` accepts, with their default preset.
+FAMILY_PRESETS: dict[str, str] = {"transformer": "base", "rnn-attention": "rnn-attention"}
 
 
 def load_json_config(path: str | Path) -> dict[str, Any]:

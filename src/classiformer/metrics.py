@@ -53,3 +53,13 @@ def format_report(report: dict[str, Any]) -> str:
     for lbl, row in zip(labels, report["confusion_matrix"]):
         lines.append(f"{lbl:<{w}}  " + " ".join(f"{v:>{cw}d}" for v in row))
     return "\n".join(lines)
+
+
+def format_calibration(report: dict[str, Any]) -> str:
+    """One line: NLL and expected calibration error before and after temperature scaling."""
+    if "nll" not in report:
+        return ""
+    return (
+        f"calibration (temperature {report['temperature']:.3f}): NLL {report['nll_uncalibrated']:.4f} -> "
+        f"{report['nll']:.4f}, ECE {report['ece_uncalibrated']:.4f} -> {report['ece']:.4f}"
+    )

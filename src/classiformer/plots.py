@@ -1,4 +1,5 @@
-"""Figures for people: confusion matrix and training curves (PNG, matplotlib's Agg backend)."""
+"""Figures for people: confusion matrix, training curves, reliability diagram and attention
+heatmaps (PNG, matplotlib's Agg backend)."""
 
 from __future__ import annotations
 
@@ -55,5 +56,78 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(bins: dict[str, dict[str, Any]], path: Path, temperature: float = 1.0) -> Path:
+    """Reliability diagram (Guo et al., 2017): accuracy against confidence per bin, before and
+    after temperature scaling; bars on the diagonal mean calibrated probabilities."""
+    fig, axes = plt.subplots(1, len(bins), figsize=(4.5 * len(bins), 4.2), squeeze=False)
+    for ax, (name, b) in zip(axes[0], bins.items()):
+        edges = np.asarray(b["edges"])
+        width = np.diff(edges)
+        acc = np.asarray(b["accuracy"])
+        conf = np.asarray(b["confidence"])
+        count = np.asarray(b["count"])
+        has = count > 0
+        ax.bar(edges[:-1][has], acc[has], width=width[has], align="edge", color="tab:blue", edgecolor="black",
+               alpha=0.8, label="accuracy")
+        ax.bar(edges[:-1][has], (conf - acc)[has], bottom=acc[has], width=width[has], align="edge",
+               color="tab:red", alpha=0.3, hatch="//", label="gap to confidence")
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
+        t = temperature if name == "calibrated" else 1.0
+        ece = b.get("ece")
+        ax.set_title(f"{name} (T = {t:.2f})" + (f", ECE {ece:.3f}" if ece is not None else ""))
+        ax.set_xlabel("confidence (top-class probability)")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_attention(
+    weights: np.ndarray, tokens: list[str], path: Path | None = None, title: str = "", max_tokens: int = 60
+) -> Path | bytes:
+    """Heatmaps of attention weights with the tokens on both axes, one panel per head, like the
+    alignment figures of Bahdanau et al. (2015). ``weights`` is (H, T, T) (rows = queries) or
+    (1, T) for attention pooling. Writes ``path``, or returns the PNG bytes when ``path`` is None.
+    Tick labels are left off beyond ``max_tokens`` tokens, where they would be unreadable."""
+    import io
+
+    w = np.asarray(weights, dtype=float)
+    if w.ndim == 2:
+        w = w[None]
+    heads, rows, cols = w.shape
+    cell = 0.22 if cols <= max_tokens else 6.0 / cols
+    side = min(12.0, max(2.5, cell * cols + 1.2))
+    height = min(12.0, max(2.4, cell * rows + 1.6))
+    fig, axes = plt.subplots(1, heads, figsize=(side * heads + 0.8, height), squeeze=False, layout="constrained")
+    for h, ax in enumerate(axes[0]):
+        im = ax.imshow(w[h], cmap="viridis", vmin=0.0, vmax=max(1e-9, float(w[h].max())), aspect="auto")
+        if cols <= max_tokens:
+            ax.set_xticks(range(cols), tokens[:cols], rotation=90, fontsize=7)
+            if rows == cols:
+                ax.set_yticks(range(rows), tokens[:rows], fontsize=7)
+            else:
+                ax.set_yticks([])
+        ax.set_xlabel("attended to (key)")
+        if rows == cols:
+            ax.set_ylabel("attending (query)")
+        if rows == cols:
+            ax.set_title(f"head {h + 1}", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if path is None:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+        plt.close(fig)
+        return buf.getvalue()
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
+from .explain import Explanation, explain
 from .inference import logits_for, mean_by_owner, softmax
 from .runtime import resolve_device
 from .tokenizers import Tokenizer
@@ -117,6 +118,11 @@ class Classifier:
     def predict(self, texts: Sequence[str], progress: bool = False) -> list[str]:
         proba = self.predict_proba(texts, progress)
         return [self.labels[i] for i in proba.argmax(axis=1)]
+
+    def explain(self, text: str, methods: Sequence[str] = ("rollout", "gradient"), words: bool = False) -> Explanation:
+        """Which tokens (or, with ``words``, words) the prediction for ``text`` rests on, by
+        attention rollout and integrated gradients, with the attention weights; see explain.py."""
+        return explain(self, text, methods, words)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -55,6 +55,7 @@ class TrainResult:
     best_val_accuracy: float
     train_samples_per_sec: float
     stopped_early: bool = False
+    temperature: float = 1.0  # fitted on the validation split (temperature scaling)
 
     @property
     def best_dir(self) -> Path:
@@ -360,4 +361,17 @@ def fit(
     log.info("model %s: %s parameters; %d train / %d validation examples; device %s",
              config.family, f"{n_params:,}", len(train_enc), len(val_enc), dev)
     trainer = Trainer(model, tokenizer, meta, tcfg, run_dir, dev, progress, on_step)
-    return trainer.train(train_enc, val_enc, resume_from=run_dir / "last" if resume else None)
+    result = trainer.train(train_enc, val_enc, resume_from=run_dir / "last" if resume else None)
+    if result.best_dir.exists():
+        result.temperature = calibrate_best(result.best_dir, val_enc, tcfg.eval_batch_size, dev)
+    return result
+
+
+def calibrate_best(folder: Path, val: EncodedDataset, batch_size: int, device: torch.device) -> float:
+    """Temperature scaling of the best checkpoint on the validation split (Guo et al., 2017)."""
+    from .calibration import store_temperature
+
+    model, tokenizer, _ = load_checkpoint(folder, map_location=device)
+    logits = logits_for(model, val, tokenizer.pad_id, batch_size, device)
+    assert val.labels is not None
+    return float(store_temperature(folder, logits, val.labels, "validation split")["temperature"])

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_report
+from ..metrics import format_calibration, format_report
 from .common import (
     add_data_options,
     add_inference_options,
@@ -44,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"model: {clf.path}   test set: {test.source}")
     print(format_report(report))
     print(f"\n{report['eval_docs_per_sec']:,.0f} docs/s")
+    print(format_calibration(report))
     for what, path in paths.items():
         print(f"{what}: {rel(path)}")
     return 0

@@ -14,7 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     for name, preset in PRESETS.items():
-        print(f"{name}: {preset.description}")
+        print(f"{name} ({preset.family}): {preset.description}")
         print(f"    model {preset.model}")
         print(f"    tokenizer {preset.tokenizer}" + (f"\n    train {preset.train}" if preset.train else ""))
     return 0

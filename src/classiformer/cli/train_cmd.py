@@ -6,9 +6,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..config import PRESETS, resolve_config
+from ..config import FAMILY_PRESETS, PRESETS, resolve_config
 from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_report
+from ..metrics import format_calibration, format_report
 from ..predict import Classifier
 from ..training import fit
 from .common import add_data_options, add_runtime_options, apply_runtime, load_split, rel, require
@@ -28,7 +28,8 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--head-dim", "model", "head_dim", int, "width of each head (0: embed-dim / heads)"),
     ("--ff-dim", "model", "ff_dim", int, "feed-forward width"),
     ("--layers", "model", "num_layers", int, "number of encoder blocks"),
-    ("--hidden-dim", "model", "hidden_dim", int, "width of the dense ReLU layer before the output (0: none)"),
+    ("--hidden-dim", "model", "hidden_dim", int, "width of the dense ReLU layer before the output (0: none); "
+     "for rnn-attention, the state size per direction"),
     ("--dropout", "model", "dropout", float, "dropout rate"),
     ("--epochs", "train", "epochs", int, "maximum epochs"),
     ("--batch-size", "train", "batch_size", int, "examples per batch"),
@@ -60,11 +61,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_data_options(p, train=True)
     g = p.add_argument_group("model")
     g.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="model recipe (default: base, or the --mode preset with --model; see 'classiformer presets')")
+                   help="model recipe (default: base, the --model family's own preset, or the --mode preset with a "
+                   "pretrained --model; see 'classiformer presets')")
     g.add_argument("--model", metavar="NAME",
-                   help="start from a pretrained encoder: minilm (offline), a Hugging Face hub id or a local folder")
+                   help="rnn-attention: the lesson's recurrent baseline trained from scratch (bidirectional GRU with "
+                   "additive attention pooling); transformer: the from-scratch transformer (the default); anything "
+                   "else starts from a pretrained encoder: minilm (offline), a Hugging Face hub id or a local folder")
     g.add_argument("--mode", choices=MODES, default=None,
-                   help="with --model: finetune (end to end, default), frozen (features + linear head) or partial")
+                   help="with a pretrained --model: finetune (end to end, default), frozen (features + linear head) or partial")
     g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
     for flag, section, _key, typ, help_ in OVERRIDES:
         (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
@@ -86,14 +90,18 @@ def run(args: argparse.Namespace) -> int:
             sections[section][key] = value
     if args.bf16:
         sections["train"]["bf16"] = True
-    preset = args.preset
-    if args.model or args.mode:
+    preset, family = args.preset, None
+    if args.model in FAMILY_PRESETS and not args.mode:  # a family trained from scratch
+        family = args.model
+        preset = preset or FAMILY_PRESETS[family]
+    elif args.model or args.mode:
         sections["model"]["source"] = args.model
         preset = preset or args.mode or "finetune"
         if args.mode:
             sections["model"]["mode"] = args.mode
     config = resolve_config(
-        preset or "base", args.config, model=sections["model"], tokenizer=sections["tokenizer"], train=sections["train"]
+        preset or "base", args.config, model=sections["model"], tokenizer=sections["tokenizer"], train=sections["train"],
+        family=family,
     )
     train = require(load_split(args, "train"), "train")
     validation = load_split(args, "validation")
@@ -115,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         print()
         print(f"test set: {test.source}")
         print(format_report(report))
+        print(format_calibration(report))
         print()
         for what, path in paths.items():
             print(f"{what}: {rel(path)}")

@@ -10,13 +10,18 @@ from torch import nn
 from ..config import MODEL_CONFIGS, ConfigError, from_dict
 from .output import ClassifierOutput
 from .pretrained import PretrainedClassifier
+from .rnn import RNNAttentionClassifier
 from .transformer import TransformerClassifier
 
 # Family name -> model class, built as ``cls(config)``; its config class is in config.MODEL_CONFIGS.
 # A class with a ``from_source(model_config, tokenizer_config) -> (model, tokenizer)`` classmethod
 # brings pretrained weights and its own tokenizer, so training loads them instead of fitting a
 # tokenizer (see training.fit).
-FAMILIES: dict[str, type[nn.Module]] = {"transformer": TransformerClassifier, "hf": PretrainedClassifier}
+FAMILIES: dict[str, type[nn.Module]] = {
+    "transformer": TransformerClassifier,
+    "rnn-attention": RNNAttentionClassifier,
+    "hf": PretrainedClassifier,
+}
 
 
 def build_model(family: str, config: Any) -> nn.Module:
@@ -31,4 +36,12 @@ def model_config_from_dict(family: str, data: dict[str, Any]) -> Any:
     return from_dict(MODEL_CONFIGS[family], data, f"{family} model config")
 
 
-__all__ = ["FAMILIES", "ClassifierOutput", "PretrainedClassifier", "TransformerClassifier", "build_model", "model_config_from_dict"]
+__all__ = [
+    "FAMILIES",
+    "ClassifierOutput",
+    "PretrainedClassifier",
+    "RNNAttentionClassifier",
+    "TransformerClassifier",
+    "build_model",
+    "model_config_from_dict",
+]

@@ -110,20 +110,32 @@ class TransformerClassifier(nn.Module):
             head_in = cfg.embed_dim
         self.head = nn.Linear(head_in, cfg.num_labels)
 
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.tok_emb
+
     def encode(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_attentions: bool = False
+        self,
+        input_ids: torch.Tensor | None,
+        attention_mask: torch.Tensor,
+        output_attentions: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """input_ids, attention_mask: (B, T). Returns token states (B, T, E) and per-layer weights."""
-        T = input_ids.shape[1]
+        """input_ids, attention_mask: (B, T), or token embeddings ``inputs_embeds`` (B, T, E) in
+        place of ``input_ids``. Returns token states (B, T, E) and per-layer weights."""
+        keep = attention_mask.bool()
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids or inputs_embeds")
+            if self.training and self.config.token_dropout > 0:
+                # Word dropout: hide random tokens behind the unknown id so no single word is relied on.
+                hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
+                input_ids = input_ids.masked_fill(hide, self.config.unk_id)
+            inputs_embeds = self.tok_emb(input_ids)  # (B, T, E)
+        T = inputs_embeds.shape[1]
         if T > self.config.max_length:
             raise ValueError(f"sequence length {T} exceeds the model's max_length {self.config.max_length}")
-        keep = attention_mask.bool()
-        if self.training and self.config.token_dropout > 0:
-            # Word dropout: hide random tokens behind the unknown id so no single word is relied on.
-            hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
-            input_ids = input_ids.masked_fill(hide, self.config.unk_id)
-        pos = torch.arange(T, device=input_ids.device)
-        x = self.tok_emb(input_ids) + self.pos_emb(pos)[None]  # (B, T, E)
+        pos = torch.arange(T, device=inputs_embeds.device)
+        x = inputs_embeds + self.pos_emb(pos)[None]  # (B, T, E)
         x = self.drop(x) if self.config.norm_first else x
         attentions = []
         for block in self.blocks:
@@ -136,14 +148,16 @@ class TransformerClassifier(nn.Module):
 
     def forward(
         self,
-        input_ids: torch.Tensor,
+        input_ids: torch.Tensor | None,
         attention_mask: torch.Tensor,
         labels: torch.Tensor | None = None,
         output_attentions: bool = False,
+        inputs_embeds: torch.Tensor | None = None,
         **_: object,
     ) -> ClassifierOutput:
-        """input_ids, attention_mask: (B, T); labels: (B,). Returns logits (B, C)."""
-        x, attentions = self.encode(input_ids, attention_mask, output_attentions)
+        """input_ids, attention_mask: (B, T) (or ``inputs_embeds`` (B, T, E) in place of the ids);
+        labels: (B,). Returns logits (B, C)."""
+        x, attentions = self.encode(input_ids, attention_mask, output_attentions, inputs_embeds)
         m = attention_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, E): padding never counts
         logits = self.head(self.hidden(self.drop(pooled)))  # (B, C)

@@ -103,7 +103,7 @@ class ModelService:
         kwargs: dict[str, Any] = {"words": False}
         if methods is not None:
             kwargs["methods"] = tuple(methods)
-        call = functools.partial(self.classifier.explain, text, **kwargs)  # type: ignore[attr-defined]
+        call = functools.partial(self.classifier.explain, text, **kwargs)
         loop = asyncio.get_running_loop()
         try:
             explanation = await self._timed(loop.run_in_executor(self.executor, call))

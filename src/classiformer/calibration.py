@@ -1,0 +1,142 @@
+"""Calibrated probabilities by temperature scaling (Guo, Pleiss, Sun & Weinberger, 2017,
+"On Calibration of Modern Neural Networks").
+
+One scalar T > 0 divides the logits before the softmax. It is fitted by minimising the negative
+log-likelihood of held-out labels, so it never changes which class wins, only how sure the model
+says it is. Expected calibration error (ECE) is measured with equal-width confidence bins.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import read_meta, write_meta
+from .data.datasets import TextDataset, check_labels_known
+from .inference import softmax
+
+if TYPE_CHECKING:
+    from .predict import Classifier
+
+log = logging.getLogger(__name__)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``labels`` (N,) under ``softmax(logits / temperature)``."""
+    z = torch.from_numpy(np.asarray(logits, dtype=np.float64)) / temperature
+    return float(F.cross_entropy(z, torch.from_numpy(np.asarray(labels, dtype=np.int64))))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200) -> float:
+    """The temperature that minimises the NLL of ``labels`` given ``logits`` (N, C).
+
+    Optimised over log T (so T stays positive) with L-BFGS in float64; the result is clamped to
+    [0.05, 20] so that a degenerate validation set cannot produce an absurd value."""
+    if len(logits) == 0:
+        raise ValueError("cannot fit a temperature on zero examples")
+    z = torch.from_numpy(np.asarray(logits, dtype=np.float64))
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    t = float(log_t.detach().exp().clamp(0.05, 20.0))
+    if not math.isfinite(t):
+        log.warning("temperature fit diverged; keeping T = 1")
+        return 1.0
+    if t in (0.05, 20.0):
+        log.warning("temperature %.2f is at the edge of its range: the held-out set is probably too small or "
+                    "perfectly separated; probabilities will be extreme", t)
+    return t
+
+
+def reliability(proba: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, Any]:
+    """Per-bin confidence, accuracy and count (equal-width bins over the top-class probability),
+    and the expected calibration error: sum over bins of |accuracy - confidence| weighted by
+    the share of examples in the bin."""
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = np.asarray(labels)
+    conf = proba.max(1)
+    correct = (proba.argmax(1) == labels).astype(np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(which, minlength=bins).astype(np.int64)
+    conf_sum = np.bincount(which, weights=conf, minlength=bins)
+    acc_sum = np.bincount(which, weights=correct, minlength=bins)
+    nz = count > 0
+    mean_conf = np.divide(conf_sum, count, out=np.zeros(bins), where=nz)
+    mean_acc = np.divide(acc_sum, count, out=np.zeros(bins), where=nz)
+    ece = float((np.abs(mean_acc - mean_conf) * count).sum() / max(1, len(labels)))
+    return {
+        "ece": ece,
+        "edges": edges.tolist(),
+        "confidence": mean_conf.tolist(),
+        "accuracy": mean_acc.tolist(),
+        "count": count.tolist(),
+    }
+
+
+def ece(proba: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error of ``proba`` (N, C) against ``labels`` (N,)."""
+    return float(reliability(proba, labels, bins)["ece"])
+
+
+def calibration_report(logits: np.ndarray, labels: np.ndarray, temperature: float, bins: int = 15) -> dict[str, Any]:
+    """NLL and ECE before (T = 1) and after temperature scaling, with the reliability bins of both."""
+    before = reliability(softmax(logits, 1.0), labels, bins)
+    after = reliability(softmax(logits, temperature), labels, bins)
+    return {
+        "temperature": float(temperature),
+        "nll_uncalibrated": nll(logits, labels, 1.0),
+        "nll": nll(logits, labels, temperature),
+        "ece_uncalibrated": before["ece"],
+        "ece": after["ece"],
+        "reliability_uncalibrated": before,
+        "reliability": after,
+    }
+
+
+def store_temperature(folder: Any, logits: np.ndarray, labels: np.ndarray, source: str) -> dict[str, Any]:
+    """Fit a temperature on held-out ``logits``/``labels`` and write it into the checkpoint
+    ``folder``'s metadata (``temperature``, used by ``Classifier.predict_proba``, and a summary
+    under ``extra["calibration"]``). Returns the calibration report."""
+    t = fit_temperature(logits, labels)
+    report = calibration_report(logits, labels, t)
+    meta = read_meta(folder)
+    meta.temperature = t
+    meta.extra["calibration"] = {
+        "source": source,
+        "n": int(len(labels)),
+        **{k: report[k] for k in ("temperature", "nll_uncalibrated", "nll", "ece_uncalibrated", "ece")},
+    }
+    write_meta(folder, meta)
+    log.info(
+        "temperature %.3f fitted on %s (%d examples): NLL %.4f -> %.4f, ECE %.4f -> %.4f",
+        t, source, len(labels), report["nll_uncalibrated"], report["nll"], report["ece_uncalibrated"], report["ece"],
+    )
+    return report
+
+
+def calibrate(clf: Classifier, dataset: TextDataset, progress: bool = False) -> dict[str, Any]:
+    """Fit ``clf``'s temperature on the labelled ``dataset`` and store it in its checkpoint (and
+    in ``clf``, so its probabilities are calibrated from now on). Returns the calibration report."""
+    if clf.path is None:
+        raise ValueError("this classifier was not loaded from a checkpoint folder; nowhere to store the temperature")
+    check_labels_known(dataset, clf.labels)
+    assert dataset.labels is not None
+    index = {lbl: i for i, lbl in enumerate(clf.labels)}
+    labels = np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
+    report = store_temperature(clf.path, clf.logits(dataset.texts, progress=progress), labels, dataset.source)
+    clf.meta.temperature = report["temperature"]
+    return report

@@ -1,0 +1,328 @@
+"""Explanations: which tokens a prediction rests on, and what attention looked like.
+
+Methods (each gives one score per token):
+
+- ``rollout``: attention rollout (Abnar & Zuidema, 2020, "Quantifying Attention Flow in
+  Transformers"). Per layer, average the heads, add the identity for the residual connection and
+  renormalise the rows; multiply the layers together. The pooled output of a mean-pooling model
+  is the average of the real tokens' rows, so the importance is that average; a model that pools
+  the first token (a pretrained encoder with ``pooling`` ``cls`` or ``pooler``) uses the first row.
+- ``gradient``: integrated gradients (Sundararajan, Taly & Yan, 2017, "Axiomatic Attribution for
+  Deep Networks") of the predicted class's probability with respect to the token embeddings, from
+  an all-zero embedding baseline, summed over the embedding dimension. Signed: positive scores
+  support the prediction. Works on any family that accepts ``inputs_embeds``.
+- ``attention``: raw attention. For models with attention pooling (the RNN family) the pooling
+  weights; for self-attention models the last layer's attention, heads averaged, over real rows.
+
+Hugging Face models compute attention with SDPA by default, which returns no weights; they are
+switched to eager attention for the duration of an explanation and switched back afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from .predict import Classifier
+
+log = logging.getLogger(__name__)
+
+METHODS = ("rollout", "gradient", "attention")
+
+
+@dataclass
+class Explanation:
+    """One text's explanation. ``importance`` maps a method to one score per entry of ``tokens``;
+    ``attentions`` is layers x heads x T x T (rows = queries) for models with self-attention."""
+
+    text: str
+    tokens: list[str]
+    label: str
+    probabilities: dict[str, float]
+    importance: dict[str, list[float]]
+    attentions: list[list[list[list[float]]]] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# -- attention rollout ----------------------------------------------------------------------------
+
+
+def rollout_matrix(attentions: Sequence[torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Attention rollout of one example. ``attentions``: one (H, T, T) tensor per layer, first
+    layer first; ``keep``: (T,) bool, True for real tokens. Returns R (T, T) where row i says how
+    much of output position i flows from each input token; padded columns are zero."""
+    if not attentions:
+        raise ValueError("attention rollout needs at least one layer of attention weights")
+    T = attentions[0].shape[-1]
+    eye = torch.eye(T, dtype=torch.float64, device=attentions[0].device)
+    if keep is not None:
+        eye = torch.diag(keep.to(eye.dtype))  # padding keeps no residual weight of its own
+    rollout = eye.clone()
+    for layer in attentions:
+        a = layer.to(torch.float64).mean(0) + eye  # (T, T): heads averaged, plus the residual
+        a = a / a.sum(-1, keepdim=True).clamp(min=1e-12)
+        rollout = a @ rollout  # later layers apply on top of earlier ones
+    return rollout
+
+
+def rollout_importance(
+    attentions: Sequence[torch.Tensor], keep: torch.Tensor | None = None, pooling: str = "mean"
+) -> torch.Tensor:
+    """One score per token (T,), summing to 1 over real tokens: the rollout rows that feed the
+    pooled output (mean over real rows, or row 0 for ``pooling="cls"``)."""
+    r = rollout_matrix(attentions, keep)
+    if pooling == "cls":
+        return r[0]
+    if keep is None:
+        return r.mean(0)
+    k = keep.to(r.dtype)
+    return (r * k[:, None]).sum(0) / k.sum().clamp(min=1.0)
+
+
+# -- integrated gradients -------------------------------------------------------------------------
+
+
+def integrated_gradients(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    target: int,
+    steps: int = 32,
+    temperature: float = 1.0,
+    chunk: int = 16,
+) -> torch.Tensor:
+    """Integrated gradients of ``softmax(logits / temperature)[target]`` for one example
+    (input_ids, attention_mask: (1, T)) with respect to its token embeddings, from a zero
+    baseline, midpoint Riemann sum over ``steps``. Returns (T,) scores that sum to about
+    p(target | text) - p(target | zero embeddings)."""
+    emb_layer = model.get_input_embeddings()  # type: ignore[operator]
+    with torch.no_grad():
+        emb = emb_layer(input_ids).detach().float()  # (1, T, E)
+    base = torch.zeros_like(emb)
+    alphas = (torch.arange(steps, dtype=emb.dtype, device=emb.device) + 0.5) / steps  # (S,)
+    total = torch.zeros_like(emb[0])  # (T, E)
+    param_dtype = next(model.parameters()).dtype
+    for start in range(0, steps, chunk):
+        a = alphas[start : start + chunk]
+        path = (base + a[:, None, None] * (emb - base)).to(param_dtype).requires_grad_(True)  # (S, T, E)
+        mask = attention_mask.expand(len(a), -1)
+        with torch.enable_grad(), _no_cudnn_rnn():
+            logits = model(input_ids=None, attention_mask=mask, inputs_embeds=path).logits  # (S, C)
+            prob = (logits.float() / temperature).softmax(-1)[:, target].sum()
+            (grad,) = torch.autograd.grad(prob, path)
+        total += grad.float().sum(0)
+    return ((emb[0] - base[0]) * total / steps).sum(-1)  # (T,)
+
+
+@contextlib.contextmanager
+def _no_cudnn_rnn() -> Iterator[None]:
+    # cuDNN refuses RNN backward passes in eval mode; the native kernels do not.
+    with torch.backends.cudnn.flags(enabled=False):
+        yield
+
+
+@contextlib.contextmanager
+def eager_attention(model: nn.Module) -> Iterator[None]:
+    """Switch Hugging Face sub-models to eager attention (the only implementation that returns
+    weights) for the duration of the block, then restore what they used."""
+    changed: list[tuple[Any, str]] = []
+    for m in model.modules():
+        cfg = getattr(m, "config", None)
+        impl = getattr(cfg, "_attn_implementation", None)
+        if impl is None or impl == "eager":
+            continue
+        setter = getattr(m, "set_attn_implementation", None)
+        try:
+            if callable(setter):
+                setter("eager")
+            else:
+                cfg._attn_implementation = "eager"  # type: ignore[union-attr]
+            changed.append((m, impl))
+        except (ValueError, AttributeError) as e:  # e.g. a model with no eager path
+            log.warning("could not switch %s to eager attention: %s", type(m).__name__, e)
+    try:
+        yield
+    finally:
+        for m, impl in changed:
+            setter = getattr(m, "set_attn_implementation", None)
+            if callable(setter):
+                setter(impl)
+            else:
+                m.config._attn_implementation = impl
+
+
+# -- words ----------------------------------------------------------------------------------------
+
+_WORD_START = ("\u2581", "\u0120")  # SentencePiece "▁" and byte-level BPE "Ġ" mark a word's start
+_SPECIAL = ("[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>", "[UNK]", "<unk>")
+
+
+def word_groups(tokens: Sequence[str]) -> list[list[int]]:
+    """Group subword positions into words: WordPiece continuations start with ``##``; with
+    SentencePiece or byte-level BPE tokens, a piece without a word-start mark continues the
+    previous word. Special tokens stay on their own."""
+    marked = any(t.startswith(_WORD_START) for t in tokens)
+    groups: list[list[int]] = []
+    for i, t in enumerate(tokens):
+        special = t in _SPECIAL
+        continues = t.startswith("##") if not marked else not t.startswith(_WORD_START)
+        if groups and continues and not special and tokens[groups[-1][-1]] not in _SPECIAL:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
+def _word_text(tokens: Sequence[str], group: list[int]) -> str:
+    out = []
+    for i in group:
+        t = tokens[i]
+        if t.startswith("##"):
+            t = t[2:]
+        elif t.startswith(_WORD_START):
+            t = t[1:]
+        out.append(t)
+    return "".join(out)
+
+
+def merge_words(
+    tokens: list[str], importance: dict[str, np.ndarray], attentions: np.ndarray | None
+) -> tuple[list[str], dict[str, np.ndarray], np.ndarray | None]:
+    """Merge subword tokens into words: scores of a word's pieces are summed; attention *to* a
+    word is summed over its pieces and attention *from* a word averaged, so rows still sum to 1
+    (as in Clark et al., 2019, "What Does BERT Look At?")."""
+    groups = word_groups(tokens)
+    words = [_word_text(tokens, g) for g in groups]
+    merged = {m: np.array([s[g].sum() for g in groups]) for m, s in importance.items()}
+    if attentions is not None:
+        L, H, T, _ = attentions.shape
+        P = np.zeros((T, len(groups)))  # (T, W): piece -> word
+        for w, g in enumerate(groups):
+            P[g, w] = 1.0
+        avg = P / P.sum(0, keepdims=True)  # column-normalised, to average rows
+        attentions = np.einsum("tw,lhts,sv->lhwv", avg, attentions, P)  # (L, H, W, W)
+    return words, merged, attentions
+
+
+# -- the whole explanation ------------------------------------------------------------------------
+
+
+def _pooling(model: nn.Module) -> str:
+    """``cls`` for models that classify from the first token (the pretrained family's ``cls`` and
+    ``pooler`` pooling), else ``mean`` (the from-scratch transformer's masked mean)."""
+    pooling = getattr(model, "pooling", None) or getattr(getattr(model, "config", None), "pooling", None)
+    return "cls" if pooling in ("cls", "pooler") else "mean"
+
+
+def token_strings(tokenizer: Any, text: str, ids: np.ndarray) -> list[str]:
+    """The token strings for ``ids`` (the ids ``tokenizer.encode`` gave for ``text``)."""
+    toks = list(tokenizer.tokens(text))
+    if len(toks) == len(ids):
+        return toks
+    # Tokenizers that add special tokens ([CLS], [SEP]) in encode() may leave them out of tokens();
+    # then ask the tokenizer, or the Hugging Face tokenizer it wraps, to name each id.
+    for owner in (tokenizer, *vars(tokenizer).values()):
+        convert = getattr(owner, "convert_ids_to_tokens", None)
+        if callable(convert):
+            return [str(t) for t in convert([int(i) for i in ids])]
+        id_to_token = getattr(owner, "id_to_token", None)
+        if callable(id_to_token):
+            return [str(id_to_token(int(i))) for i in ids]
+    raise ValueError(
+        f"tokenizer {type(tokenizer).__name__}: tokens() gave {len(toks)} tokens but encode() gave {len(ids)} ids"
+    )
+
+
+def explain(
+    clf: Classifier,
+    text: str,
+    methods: Sequence[str] = ("rollout", "gradient"),
+    words: bool = False,
+    steps: int = 32,
+) -> Explanation:
+    """Explain ``clf``'s prediction for ``text`` (see the module docstring for the methods).
+
+    For models without self-attention (the RNN family), ``rollout`` is replaced by ``attention``
+    (the pooling weights); methods a model cannot support are left out with a log message."""
+    if not isinstance(text, str):
+        raise TypeError(f"text is {type(text).__name__}, not str")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown explanation method(s) {unknown}; choose from {list(METHODS)}")
+    model, device = clf.model, clf.device
+    ids = clf.tokenizer.encode([text])[0]
+    tokens = token_strings(clf.tokenizer, text, ids)
+    if tokens == token_strings(clf.tokenizer, "", clf.tokenizer.encode([""])[0]):
+        # Tokenizers give an empty text a placeholder token; a text that tokenizes like the empty
+        # text ("", "!!!") has nothing to explain.
+        raise ValueError("text has no tokens to explain")
+    input_ids = torch.as_tensor(ids, dtype=torch.long, device=device)[None]  # (1, T)
+    mask = torch.ones_like(input_ids)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), eager_attention(model):
+            out = model(input_ids=input_ids, attention_mask=mask, output_attentions=True)
+        proba = (out.logits[0].float() / clf.temperature).softmax(-1)
+        target = int(proba.argmax())
+        layers = [a[0].detach().float().cpu() for a in (out.attentions or ()) if a is not None]  # (H, T, T) each
+        pooling = _pooling(model)
+        pooled_w = getattr(out, "pooling_weights", None)
+        scores: dict[str, np.ndarray] = {}
+        for method in dict.fromkeys(methods):
+            if method == "rollout" and not layers:
+                if pooled_w is not None:
+                    method = "attention"
+                else:
+                    log.info("%s returns no attention weights; skipping rollout", type(model).__name__)
+                    continue
+            if method == "rollout":
+                scores[method] = rollout_importance(layers, pooling=pooling).numpy()
+            elif method == "attention":
+                if pooled_w is not None:
+                    scores[method] = pooled_w[0].detach().float().cpu().numpy()
+                elif layers:
+                    last = layers[-1].mean(0)  # (T, T)
+                    scores[method] = (last[0] if pooling == "cls" else last.mean(0)).numpy()
+                else:
+                    log.info("%s returns no attention weights; skipping attention", type(model).__name__)
+            elif method == "gradient":
+                scores[method] = integrated_gradients(
+                    model, input_ids, mask, target, steps=steps, temperature=clf.temperature
+                ).detach().cpu().numpy()
+    finally:
+        model.train(was_training)
+    att = np.stack([a.numpy() for a in layers]) if layers else None  # (L, H, T, T)
+    if words:
+        tokens, scores, att = merge_words(tokens, scores, att)
+    return Explanation(
+        text=text,
+        tokens=tokens,
+        label=clf.labels[target],
+        probabilities={lbl: float(p) for lbl, p in zip(clf.labels, proba.cpu().tolist())},
+        importance={m: [float(x) for x in s] for m, s in scores.items()},
+        attentions=np.round(att, 6).tolist() if att is not None else None,
+    )
+
+
+__all__ = [
+    "METHODS",
+    "Explanation",
+    "eager_attention",
+    "explain",
+    "integrated_gradients",
+    "merge_words",
+    "rollout_importance",
+    "rollout_matrix",
+    "word_groups",
+]

@@ -235,11 +235,14 @@ PRESETS: dict[str, Preset] = {
     # Our stronger default; chosen by bench/scratch.py (see docs/benchmarks.md).
     "base": Preset(
         description="Stronger from-scratch default: embed 128, 4 heads, feed-forward 256, 2 pre-norm "
-        "blocks, 30k-word vocabulary, max length 256, heavier dropout.",
+        "blocks, dropout 0.3 and word dropout 0.1, 30k-word vocabulary, max length 256; lr 3e-3, batch 32.",
         model=dict(
             embed_dim=128, num_heads=4, ff_dim=256, num_layers=2, hidden_dim=64, dropout=0.3,
-            norm_first=True,
+            token_dropout=0.1, norm_first=True,
         ),
+        tokenizer=dict(kind="words", vocab_size=30_000, max_length=256),
+        train=dict(lr=3e-3, batch_size=32, weight_decay=0.05),
+    ),
         tokenizer=dict(kind="words", vocab_size=30_000, max_length=256),
         train=dict(lr=1e-3, weight_decay=0.05),
     ),

@@ -243,9 +243,6 @@ PRESETS: dict[str, Preset] = {
         tokenizer=dict(kind="words", vocab_size=30_000, max_length=256),
         train=dict(lr=3e-3, batch_size=32, weight_decay=0.05),
     ),
-        tokenizer=dict(kind="words", vocab_size=30_000, max_length=256),
-        train=dict(lr=1e-3, weight_decay=0.05),
-    ),
     "tiny": Preset(
         description="A very small model for tests and quick experiments.",
         model=dict(embed_dim=16, num_heads=2, ff_dim=16, num_layers=1, hidden_dim=8, dropout=0.0),

@@ -25,9 +25,6 @@ from classiformer.server import ServerSettings, check_bind, create_app, is_loopb
 from ..conftest import make_texts
 from .conftest import free_port
 
-HAS_EXPLAIN = callable(getattr(Classifier, "explain", None))
-NO_EXPLAIN_REASON = "Classifier.explain (issue 4) is not on this branch yet; /v1/explain answers 501 until it is"
-
 
 def client_for(clf: Classifier, **settings) -> TestClient:  # type: ignore[no-untyped-def]
     return TestClient(create_app(clf, ServerSettings(**settings)))
@@ -72,7 +69,7 @@ def test_model_loads_from_a_path_at_startup_not_before(served_model: Path) -> No
     assert info["config"]["tokenizer"]["kind"] == "words"
     assert {"classiformer", "torch", "python", "format_version"} <= set(info["versions"])
     assert info["limits"]["max_texts"] == 64
-    assert info["explain"] is HAS_EXPLAIN
+    assert info["explain"] is True
     assert app.state.service is None  # closed with the lifespan
 
 
@@ -134,10 +131,7 @@ def test_body_limit_holds_without_content_length(classifier: Classifier) -> None
 def test_explain_text_limit(classifier: Classifier) -> None:
     with client_for(classifier, max_chars=10) as client:
         r = client.post("/v1/explain", json={"text": "x" * 11})
-    if HAS_EXPLAIN:
-        assert assert_error(r, 413)["limit"] == "max_chars"
-    else:
-        assert_error(r, 501, "not_implemented")
+    assert assert_error(r, 413)["limit"] == "max_chars"
 
 
 @pytest.mark.parametrize(
@@ -248,14 +242,6 @@ def test_serve_command_refuses_open_bind_without_key(served_model: Path, capsys,
 
 # -- explanations -----------------------------------------------------------------------------------
 
-@pytest.mark.skipif(HAS_EXPLAIN, reason="Classifier.explain exists: /v1/explain answers")
-def test_explain_is_501_without_classifier_explain(classifier: Classifier) -> None:
-    with client_for(classifier) as client:
-        error = assert_error(client.post("/v1/explain", json={"text": "goal match"}), 501, "not_implemented")
-    assert "explain" in error["message"]
-
-
-@pytest.mark.skipif(not HAS_EXPLAIN, reason=NO_EXPLAIN_REASON)
 def test_explain_returns_tokens_importance_and_attention(classifier: Classifier) -> None:
     text = "goal match the coach"
     with client_for(classifier) as client:

@@ -68,10 +68,7 @@ def test_page_classifies_typed_text(browser, classifier: Classifier, tmp_path: P
     widths = {lbl: float(w.rstrip("%")) / 100 for lbl, w in bars}
     for lbl, p in zip(classifier.labels, expected):
         assert abs(widths[lbl] - p) < 0.002  # each bar is its class probability
-    if callable(getattr(Classifier, "explain", None)):
-        assert explained
-    else:
-        assert not explained and "No explanation" in note
+    assert explained, note
     assert shot.stat().st_size > 5_000
     keep = os.environ.get("CLASSIFORMER_SCREENSHOT")
     if keep:

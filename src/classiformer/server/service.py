@@ -48,10 +48,6 @@ class ModelService:
     def ready(self) -> bool:
         return self.batcher.running
 
-    @property
-    def can_explain(self) -> bool:
-        return callable(getattr(self.classifier, "explain", None))
-
     # -- limits ---------------------------------------------------------------------------------
     def check_text(self, text: str, where: str) -> None:
         limit = self.settings.max_chars
@@ -95,8 +91,6 @@ class ModelService:
         ]
 
     async def explain(self, text: str, methods: Sequence[str] | None = None) -> dict[str, Any]:
-        if not self.can_explain:
-            raise ApiError(501, "not_implemented", "explanations are not available: this classiformer has no Classifier.explain")
         self.check_text(text, "text")
         if not self.classifier.tokenizer.tokens(text):
             raise ApiError(422, "validation_error", "text has no tokens to explain")
@@ -138,7 +132,7 @@ class ModelService:
                 "max_wait_ms": self.settings.max_wait_ms,
                 "stats": self.batcher.stats.to_dict(),
             },
-            "explain": self.can_explain,
+            "explain": True,
         }
 
 

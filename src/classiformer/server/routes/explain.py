@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from ..schemas import ERROR_RESPONSES, ErrorBody, ExplainRequest, ExplainResponse
+from ..schemas import ERROR_RESPONSES, ExplainRequest, ExplainResponse
 from . import Service
 
 router = APIRouter(prefix="/v1", tags=["explain"])
@@ -10,7 +10,7 @@ router = APIRouter(prefix="/v1", tags=["explain"])
 
 @router.post(
     "/explain", response_model=ExplainResponse, summary="explain one prediction",
-    responses={**ERROR_RESPONSES, 501: {"model": ErrorBody, "description": "this build has no explanations"}},
+    responses=ERROR_RESPONSES,
 )
 async def explain(body: ExplainRequest, service: Service) -> ExplainResponse:
     """The text's tokens, an importance score per token for each method, and the last layer's

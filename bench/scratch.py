@@ -105,12 +105,21 @@ def run_ours(preset: str, train: TextDataset, test: TextDataset, run_dir: Path, 
     }
 
 
+def write_results(out: Path, results: list[dict[str, Any]]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+            "command": " ".join(sys.argv)}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="ag_news,sst2,imdb")
     parser.add_argument("--models", default="tfidf,fasttext,lesson,base")
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--epochs", type=int, default=None, help="override the presets' epoch count")
+    parser.add_argument("--lr", type=float, default=None, help="override the presets' learning rate")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the presets' batch size")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--out", type=Path, default=Path("bench/results/scratch.json"))
     args = parser.parse_args()
@@ -121,8 +130,9 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     overrides: dict[str, Any] = {"seed": args.seed}
-    if args.epochs:
-        overrides["epochs"] = args.epochs
+    for key in ("epochs", "lr", "batch_size"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
             train, test = load_set(name, args.data_dir)
@@ -135,12 +145,9 @@ def main() -> int:
                     r = run_ours(model, train, test, Path(tmp) / f"{name}_{model}", overrides)
                 r.update(set=name, model=model, n_train=len(train), n_test=len(test))
                 results.append(r)
+                write_results(args.out, results)  # after every row: a long run keeps what it measured
                 print(f"{name:<8} {model:<9} {r['accuracy']:>8.4f} {r['train_samples_per_sec']:>15,.0f} "
                       f"{r['predict_docs_per_sec']:>14,.0f} {r.get('epochs', ''):>6} {r['train_seconds']:>8.1f}", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-            "command": " ".join(sys.argv)}
-    args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"\nwrote {args.out}")
     return 0
 

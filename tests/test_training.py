@@ -20,14 +20,14 @@ def tiny_config(**train):
         "tiny",
         model={"embed_dim": 18, "num_heads": 3, "ff_dim": 23, "hidden_dim": 11, "dropout": 0.1},
         tokenizer={"vocab_size": 60, "max_length": 12},
-        train={"epochs": 4, "batch_size": 16, "lr": 1e-2, "patience": 0, **train},
+        train={"epochs": 4, "batch_size": 16, "lr": 3e-2, "patience": 0, **train},
     )
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, object]:
     run = tmp_path_factory.mktemp("run")
-    result = fit(tiny_config(epochs=8), make_texts(240, seed=1), run, progress=False)
+    result = fit(tiny_config(epochs=12), make_texts(240, seed=1), run, progress=False)
     return run, result
 
 
@@ -44,7 +44,7 @@ def test_it_learns_and_evaluates(trained) -> None:
     for png in ("confusion_matrix", "training_curves"):
         assert paths[png].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [h["epoch"] for h in history] == list(range(1, 9))
+    assert [h["epoch"] for h in history] == list(range(1, 13))
 
 
 def test_predict_api(trained) -> None:

@@ -5,8 +5,15 @@ from __future__ import annotations
 import argparse
 
 from ..calibration import calibrate
-from ..predict import Classifier
-from .common import add_data_options, add_runtime_options, apply_runtime, load_split, require
+from .common import (
+    add_data_options,
+    add_inference_options,
+    add_runtime_options,
+    apply_runtime,
+    load_classifier,
+    load_split,
+    require,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -20,10 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Evaluating on the same data you calibrated on flatters the result.",
         epilog="example: classiformer calibrate runs/ag_news_lesson --data heldout.csv",
     )
-    p.add_argument("model", help="run folder or checkpoint folder")
+    add_inference_options(p)
     p.add_argument("--data", metavar="PATH", help="labelled held-out data (same formats as --test)")
     add_data_options(p, train=False)
-    p.add_argument("--batch-size", type=int, default=256, help="inference batch size")
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -33,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     if args.data:
         args.test = args.data
     data = require(load_split(args, "test"), "test")
-    clf = Classifier.load(args.model, device=args.device, batch_size=args.batch_size)
+    clf = load_classifier(args)
     r = calibrate(clf, data, progress=not args.no_progress)
     print(f"model: {clf.path}   calibration data: {data.source} ({len(data)} examples)")
     print(f"temperature {r['temperature']:.4f}")

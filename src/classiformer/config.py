@@ -28,6 +28,20 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     return cls(**data)
 
 
+def require_positive(obj: Any, names: tuple[str, ...], what: str = "") -> None:
+    """Fail on the first of ``names`` whose value on ``obj`` is below 1."""
+    for name in names:
+        if getattr(obj, name) < 1:
+            raise ConfigError(f"{what}{name} must be positive, got {getattr(obj, name)}")
+
+
+def require_rate(obj: Any, names: tuple[str, ...]) -> None:
+    """Fail on the first of ``names`` (dropout-like rates) outside [0, 1)."""
+    for name in names:
+        if not 0.0 <= getattr(obj, name) < 1.0:
+            raise ConfigError(f"{name} must be in [0, 1), got {getattr(obj, name)}")
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
@@ -94,14 +108,10 @@ class TransformerConfig:
             raise ConfigError(
                 f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
             )
-        for name in ("vocab_size", "max_length", "embed_dim", "num_heads", "ff_dim", "num_labels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        require_positive(self, ("vocab_size", "max_length", "embed_dim", "num_heads", "ff_dim", "num_labels"))
         if self.num_layers < 0 or self.hidden_dim < 0:
             raise ConfigError("num_layers and hidden_dim must not be negative")
-        for name in ("dropout", "attention_dropout", "token_dropout"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        require_rate(self, ("dropout", "attention_dropout", "token_dropout"))
 
 
 @dataclass
@@ -159,11 +169,10 @@ class RNNAttentionConfig:
     def __post_init__(self) -> None:
         if self.cell not in ("gru", "lstm"):
             raise ConfigError(f"cell must be 'gru' or 'lstm', got {self.cell!r}")
-        for name in ("vocab_size", "max_length", "embed_dim", "hidden_dim", "num_layers", "attention_dim", "num_labels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        require_positive(
+            self, ("vocab_size", "max_length", "embed_dim", "hidden_dim", "num_layers", "attention_dim", "num_labels")
+        )
+        require_rate(self, ("dropout",))
 
 
 @dataclass

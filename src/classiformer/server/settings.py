@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from ..config import ConfigError
+from ..config import ConfigError, require_positive
 
 
 @dataclass
@@ -31,9 +31,10 @@ class ServerSettings:
     inference_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("max_batch_size", "max_texts", "max_chars", "max_body_bytes", "max_queue", "inference_batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"server setting {name} must be positive, got {getattr(self, name)}")
+        require_positive(
+            self, ("max_batch_size", "max_texts", "max_chars", "max_body_bytes", "max_queue", "inference_batch_size"),
+            "server setting ",
+        )
         if self.max_wait_ms < 0:
             raise ConfigError(f"server setting max_wait_ms must not be negative, got {self.max_wait_ms}")
         if self.request_timeout_s <= 0:

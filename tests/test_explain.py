@@ -131,6 +131,9 @@ def test_word_merging() -> None:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """A tiny WordPiece transformer and a tiny RNN, both trained on the toy topics."""
+    # Module fixtures run before the per-test isolation fixture: pin the thread count here, or the
+    # models depend on how many threads the previous test (e.g. a CLI run) left set.
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("explain")
     runs = {}
     for family, preset, model, tok in [

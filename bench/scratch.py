@@ -1,9 +1,10 @@
 """From-scratch models against classic baselines, side by side in one run.
 
 For each benchmark set (AG News split, IMDB, SST-2 from ../shared/data) it trains and tests:
-TF-IDF (word 1-2-grams) + logistic regression, fastText with bigrams, and classiformer's ``lesson``
-and ``base`` presets; it prints a table and writes JSON (accuracy, training samples/s, prediction
-docs/s).
+TF-IDF (word 1-2-grams) + logistic regression, fastText with bigrams, the lesson's own Keras model
+(bench/keras_lesson.py, in its own TensorFlow environment: ``bash bench/setup_keras.sh`` once) and
+classiformer's ``lesson`` and ``base`` presets; it prints a table and writes JSON (accuracy, training
+samples/s, prediction docs/s).
 
     .venv/bin/python bench/scratch.py                       # everything (about an hour on 2 cores)
     .venv/bin/python bench/scratch.py --sets ag_news --models tfidf,lesson
@@ -20,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -86,6 +88,28 @@ def run_fasttext(train: TextDataset, test: TextDataset, seed: int) -> dict[str, 
             "train_seconds": train_s}
 
 
+def run_keras(train: TextDataset, test: TextDataset, epochs: int, seed: int, python: Path) -> dict[str, Any]:
+    """The lesson's Keras model on the same split, through its own interpreter (see keras_lesson.py)."""
+    if not python.exists():
+        raise SystemExit(f"{python} not found: run 'bash bench/setup_keras.sh' first, or leave 'keras' out of --models")
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = []
+        for part, ds in (("train", train), ("test", test)):
+            path = Path(tmp) / f"{part}.jsonl"
+            with path.open("w", encoding="utf-8") as f:
+                for text, label in zip(ds.texts, ds.labels or []):
+                    f.write(json.dumps({"text": text, "label": label}) + "\n")
+            paths.append(str(path))
+        out = Path(tmp) / "keras.json"
+        script = Path(__file__).with_name("keras_lesson.py")
+        cmd = [str(python), str(script), *paths, "--epochs", str(epochs), "--seed", str(seed), "--out", str(out)]
+        subprocess.run(cmd, check=True)
+        result: dict[str, Any] = json.loads(out.read_text())
+    result["epochs_accuracy"] = [e["accuracy"] for e in result["epochs"]]
+    result["epochs"] = len(result["epochs"])
+    return result
+
+
 def run_ours(preset: str, train: TextDataset, test: TextDataset, run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     config = resolve_config(preset, train=overrides)
     t0 = time.perf_counter()
@@ -115,12 +139,23 @@ def write_results(out: Path, results: list[dict[str, Any]]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="ag_news,sst2,imdb")
-    parser.add_argument("--models", default="tfidf,fasttext,lesson,base")
+    parser.add_argument("--models", default="tfidf,fasttext,keras,lesson,base")
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--epochs", type=int, default=None, help="override the presets' epoch count")
     parser.add_argument("--lr", type=float, default=None, help="override the presets' learning rate")
     parser.add_argument("--batch-size", type=int, default=None, help="override the presets' batch size")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--keras-epochs",
+        type=int,
+        default=3,
+        help="epochs of the lesson's Keras model (accuracy is reported after each)",
+    )
+    parser.add_argument(
+        "--keras-python",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / ".venv-keras" / "bin" / "python",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/scratch.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -141,6 +176,8 @@ def main() -> int:
                     r = run_tfidf(train, test)
                 elif model == "fasttext":
                     r = run_fasttext(train, test, args.seed)
+                elif model == "keras":
+                    r = run_keras(train, test, args.keras_epochs, args.seed, args.keras_python)
                 else:
                     r = run_ours(model, train, test, Path(tmp) / f"{name}_{model}", overrides)
                 r.update(set=name, model=model, n_train=len(train), n_test=len(test))

@@ -7,6 +7,7 @@ import torch
 
 from classiformer.config import ConfigError, TransformerConfig
 from classiformer.models import TransformerClassifier
+from classiformer.models.transformer import Dropout
 
 # Odd sizes expose swapped dimensions.
 ODD = dict(vocab_size=99, max_length=13, embed_dim=30, num_heads=3, ff_dim=37, num_layers=2, hidden_dim=7, num_labels=5)
@@ -107,3 +108,22 @@ def test_token_dropout_only_while_training() -> None:
     a = model(ids, mask).logits
     torch.manual_seed(1)
     assert not torch.allclose(a, model(ids, mask).logits)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_cpu_dropout_rate_scale_and_seeding(p: float) -> None:
+    drop = Dropout(p)
+    x = torch.ones(64, 129, 7, requires_grad=True)  # odd element count: not a multiple of four
+    torch.manual_seed(0)
+    y = drop(x)
+    dropped = (y == 0).float().mean().item()
+    assert abs(dropped - p) < 0.01
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))
+    y.sum().backward()
+    assert x.grad is not None
+    torch.testing.assert_close(x.grad, y.detach())  # gradient flows through kept elements only, scaled
+    torch.manual_seed(0)
+    torch.testing.assert_close(drop(x), y)  # same seed, same mask
+    assert not torch.equal(drop(x), y)  # the next draw differs
+    drop.eval()
+    assert drop(x) is x

@@ -19,6 +19,33 @@ from ..config import TransformerConfig
 from .output import ClassifierOutput
 
 
+class Dropout(nn.Module):
+    """``nn.Dropout`` with cheaper random numbers on the CPU.
+
+    PyTorch's CPU dropout draws one number per element from its sequential Mersenne Twister, which
+    was a tenth of a training step for the lesson model on IMDB. This draws one 64-bit number per
+    four elements and keeps an element when 15 of its 16 bits clear ``p`` (resolution 2^-15:
+    p = 0.1 drops 10.0006%). Other devices use ``F.dropout``. Seeded like any torch random draw.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu":
+            return F.dropout(x, self.p, True)
+        n = x.numel()
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64).random_().view(torch.int16)[:n].view(x.shape)
+        keep = (bits & 0x7FFF) >= round(self.p * 32768)  # the top bit of random_()'s int64 is always 0
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class SelfAttention(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -71,8 +98,8 @@ class Block(nn.Module):
         self.ff = FeedForward(cfg)
         self.norm1 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
         self.norm2 = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
-        self.drop1 = nn.Dropout(cfg.dropout)
-        self.drop2 = nn.Dropout(cfg.dropout)
+        self.drop1 = Dropout(cfg.dropout)
+        self.drop2 = Dropout(cfg.dropout)
         self.norm_first = cfg.norm_first
 
     def forward(
@@ -99,10 +126,10 @@ class TransformerClassifier(nn.Module):
         self.pos_emb = nn.Embedding(cfg.max_length, cfg.embed_dim)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.num_layers))
         self.final_norm = nn.LayerNorm(cfg.embed_dim, eps=1e-6) if cfg.norm_first and cfg.num_layers else None
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         if cfg.hidden_dim:
             self.hidden: nn.Module = nn.Sequential(
-                nn.Linear(cfg.embed_dim, cfg.hidden_dim), nn.ReLU(), nn.Dropout(cfg.dropout)
+                nn.Linear(cfg.embed_dim, cfg.hidden_dim), nn.ReLU(), Dropout(cfg.dropout)
             )
             head_in = cfg.hidden_dim
         else:

@@ -85,6 +85,40 @@ def test_frozen_mode_never_changes_the_encoder(tiny_bert: Path, tmp_path: Path) 
     assert all(p.requires_grad for p in model.head.parameters())
 
 
+@pytest.mark.parametrize("cache_mb", [1024, 0])  # in memory; memory-mapped in the run folder
+def test_frozen_training_encodes_each_example_once(
+    tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_mb: int
+) -> None:
+    pooled_rows: list[int] = []
+    cache_files: list[int] = []
+    pool = PretrainedClassifier._pool
+
+    def counting_pool(self, out, mask):  # type: ignore[no-untyped-def]
+        pooled_rows.append(len(mask))
+        return pool(self, out, mask)
+
+    monkeypatch.setattr(PretrainedClassifier, "_pool", counting_pool)
+    data = make_texts(120, seed=1)
+    rows, history = {}, {}
+    for epochs in (1, 4):
+        pooled_rows.clear()
+        run = tmp_path / f"run{epochs}"
+        cfg = config_for(tiny_bert, "frozen", epochs=epochs)
+        cfg.model.feature_cache_mb = cache_mb
+
+        def count_files(step: int, folder: Path = run / "feature_cache") -> None:
+            cache_files.append(len(list(folder.glob("*.npy"))))
+
+        history[epochs] = fit(cfg, data, run, progress=False, on_step=count_files).history
+        rows[epochs] = sum(pooled_rows)
+        assert not list((run / "feature_cache").glob("*.npy")), "the memory-mapped cache is deleted after training"
+    # train (108) and validation (12) rows go through the encoder on the first epoch only; the
+    # temperature fit at the end encodes the validation rows once more, with the reloaded best model
+    assert rows[4] == rows[1] == 108 + 12 + 12
+    assert set(cache_files) == ({2} if cache_mb == 0 else {0})
+    assert len(history[4]) == 4  # later epochs still validate: the head changes
+
+
 def test_partial_mode_trains_only_the_top_layers(tiny_bert: Path) -> None:
     cfg = config_for(tiny_bert, "partial")
     cfg.model.num_labels = 3
@@ -228,3 +262,32 @@ def test_cli_train_evaluate_predict(tiny_bert: Path, tmp_path: Path, capsys: pyt
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["label"] == "sports"
     assert main(["train", "--model", "no-such-org/bogus-xyz", "--train", str(train), "--output", str(tmp_path / "x")]) == 1
     assert "not in the local Hugging Face cache" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("on_disk", [False, True])
+def test_feature_cache_computes_once_and_rejects_changed_examples(tmp_path: Path, on_disk: bool) -> None:
+    from classiformer.models.feature_cache import FeatureCache
+
+    path = tmp_path / "c" / "train.npy" if on_disk else None
+    cache = FeatureCache(3, 4, path)
+    calls: list[int] = []
+
+    def compute(todo: torch.Tensor) -> torch.Tensor:
+        calls.append(int(todo.sum()))
+        return torch.arange(3.0).repeat(len(todo), 1)[todo] + 10 * len(calls)
+
+    index, lens = torch.tensor([2, 0, 3, 1]), torch.tensor([5, 6, 7, 8])
+    first = cache.lookup(index, lens, compute)
+    again = cache.lookup(index[:2], lens[:2], compute)
+    assert calls == [4] and torch.equal(again, first[:2])
+    with pytest.raises(RuntimeError, match="indices changed meaning"):
+        cache.lookup(torch.tensor([2]), torch.tensor([9]), compute)
+    if on_disk:
+        assert path is not None and path.exists()
+        with pytest.raises(IndexError, match="outside the feature cache"):
+            cache.lookup(torch.tensor([4]), torch.tensor([1]), compute)
+        cache.close()
+        assert not path.exists()
+    else:
+        cache.lookup(torch.tensor([9]), torch.tensor([1]), compute)  # memory caches grow
+        assert len(cache) >= 10

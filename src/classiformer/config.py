@@ -124,7 +124,9 @@ class PretrainedConfig:
     ``unfreeze_top`` encoder layers and the head train). pooling (frozen mode): ``cls`` (first
     token's final state), ``pooler`` (the encoder's own pooler, when it has one) or ``mean`` (masked
     mean of token states); fine-tuned models use the architecture's own sequence-classification head
-    so that the checkpoint loads with ``AutoModelForSequenceClassification``.
+    so that the checkpoint loads with ``AutoModelForSequenceClassification``. feature_cache_mb
+    (frozen mode): pooled features of a set larger than this many megabytes are cached in a
+    memory-mapped file in the run folder instead of in memory (0: always on disk).
     """
 
     source: str = "minilm"
@@ -132,6 +134,7 @@ class PretrainedConfig:
     pooling: str = "cls"
     unfreeze_top: int = 0
     dropout: float = 0.1
+    feature_cache_mb: int = 1024
     num_labels: int = 2
     labels: list[str] = field(default_factory=list)
 
@@ -148,6 +151,8 @@ class PretrainedConfig:
             raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
         if not self.source:
             raise ConfigError("source must name a model: minilm, a hub id or a local folder")
+        if self.feature_cache_mb < 0:
+            raise ConfigError(f"feature_cache_mb must not be negative, got {self.feature_cache_mb}")
 
 
 @dataclass

@@ -23,9 +23,11 @@ def logits_for(
     progress: bool = False,
     desc: str = "predict",
     bf16: bool = False,
+    cache_key: str | None = None,
 ) -> np.ndarray:
     """Logits (N, C) for every example of ``data``, in input order, float32 (computed under
-    bfloat16 autocast when ``bf16``)."""
+    bfloat16 autocast when ``bf16``). ``cache_key`` names ``data`` for models that cache
+    per-example work (a frozen encoder's features): batches then carry example indices."""
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
@@ -34,9 +36,11 @@ def logits_for(
             batches = sorted_batches(data.lengths, batch_size)
             for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
                 batch = batch_of(EncodedDataset(data.ids), idx, pad_id)
+                extra = {"index": batch["index"], "cache_key": cache_key} if cache_key else {}
                 logits = model(
                     input_ids=batch["input_ids"].to(device),
                     attention_mask=batch["attention_mask"].to(device),
+                    **extra,
                 ).logits
                 chunk = logits.float().cpu().numpy()
                 if out is None:

@@ -174,7 +174,8 @@ class Trainer:
 
     def validate(self, data: EncodedDataset) -> dict[str, float]:
         logits = logits_for(
-            self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device, bf16=self.cfg.bf16
+            self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device, bf16=self.cfg.bf16,
+            cache_key="val",
         )
         assert data.labels is not None
         loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(data.labels)))
@@ -197,6 +198,12 @@ class Trainer:
             log.info("resuming at epoch %d, batch %d (step %d)", s.epoch + 1, s.batches_done, s.step)
         else:
             seed_everything(cfg.seed)
+        # Models that cache per-example work (a frozen encoder's features) get one cache per set.
+        prepare = getattr(self.model, "prepare_feature_cache", None)
+        clear = getattr(self.model, "clear_feature_cache", None)
+        if prepare is not None:
+            prepare("train", len(train), self.run_dir / "feature_cache")
+            prepare("val", len(val), self.run_dir / "feature_cache")
         self.model.train()
         rng_at_step = torch.get_rng_state()
         try:
@@ -247,6 +254,9 @@ class Trainer:
             s.train_seconds += time.perf_counter() - t0
             self.save_last(rng_at_step)
             raise
+        finally:
+            if clear is not None:
+                clear()
         return TrainResult(
             run_dir=self.run_dir,
             history=s.history,

@@ -7,9 +7,10 @@ Three modes (``PretrainedConfig.mode``):
   Hugging Face folder, so ``AutoModelForSequenceClassification.from_pretrained(path)`` loads it.
 - ``partial``: the same model with everything below the top ``unfreeze_top`` encoder layers frozen.
 - ``frozen``: ``AutoModel`` as a fixed feature extractor (always in eval mode, weights never change)
-  with pooling (``cls``, ``pooler`` or masked ``mean``), dropout and a linear head. Training batches
-  carry example indices, so each training example's pooled features are computed once per run and
-  kept in memory: every epoch after the first costs only the head.
+  with pooling (``cls``, ``pooler`` or masked ``mean``), dropout and a linear head. Training and
+  validation batches carry example indices, so each example's pooled features are computed once per
+  run and cached (feature_cache.py; in memory, or memory-mapped for big sets): every epoch after the
+  first costs only the head.
 
 The model is built by :meth:`PretrainedClassifier.from_source` (pretrained weights + tokenizer)
 or by ``load_weights`` from a checkpoint folder; ``__init__`` alone holds no weights yet.
@@ -28,6 +29,7 @@ from torch import nn
 
 from ..config import ConfigError, PretrainedConfig, TokenizerConfig
 from ..hub import ModelSourceError, resolve_source
+from .feature_cache import FeatureCache
 from .output import ClassifierOutput
 
 log = logging.getLogger(__name__)
@@ -59,8 +61,7 @@ class PretrainedClassifier(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.hf = nn.Identity()
         self.head = nn.Identity()
-        self._feats: torch.Tensor | None = None  # (N, H) cached pooled features, frozen mode
-        self._lens: torch.Tensor | None = None  # (N,) token count per cached row (-1: not cached)
+        self._caches: dict[str, FeatureCache] = {}  # frozen mode: pooled features per dataset
 
     # -- building --------------------------------------------------------------------------------
 
@@ -162,8 +163,24 @@ class PretrainedClassifier(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
 
+    def prepare_feature_cache(self, key: str, size: int, folder: Path | None = None) -> None:
+        """Frozen mode: cache the pooled features of dataset ``key`` (``size`` examples), in memory
+        or, when they would take more than ``config.feature_cache_mb`` (or always, with a limit of
+        0), in a memory-mapped file in ``folder``. Other modes: nothing to cache."""
+        if self.config.mode != "frozen":
+            return
+        dim = int(self.hf.config.hidden_size)
+        mb = size * dim * 4 / 2**20
+        on_disk = folder is not None and mb > self.config.feature_cache_mb
+        if key in self._caches:
+            self._caches.pop(key).close()
+        self._caches[key] = FeatureCache(dim, size, folder / f"{key}.npy" if on_disk and folder else None)
+        log.info("feature cache %r: %d examples, %.0f MB %s", key, size, mb, "memory-mapped" if on_disk else "in memory")
+
     def clear_feature_cache(self) -> None:
-        self._feats = self._lens = None
+        for cache in self._caches.values():
+            cache.close()
+        self._caches = {}
 
     def _pool(self, out: Any, attention_mask: torch.Tensor) -> torch.Tensor:
         """Encoder output -> (B, H)."""
@@ -175,29 +192,19 @@ class PretrainedClassifier(nn.Module):
         m = attention_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
 
-    def _features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Pooled features (B, H) of training examples ``index``, computed at most once per run."""
-        n = int(index.max()) + 1
-        lens = attention_mask.sum(1)
-        if self._feats is None or self._lens is None or n > len(self._feats):
-            size = max(n, 2 * len(self._feats)) if self._feats is not None else n
-            feats = torch.zeros(size, int(self.hf.config.hidden_size), device=input_ids.device)
-            known = torch.full((size,), -1, dtype=torch.long, device=input_ids.device)
-            if self._feats is not None and self._lens is not None:
-                feats[: len(self._feats)] = self._feats
-                known[: len(self._lens)] = self._lens
-            self._feats, self._lens = feats, known
-        todo = self._lens[index] < 0
-        if bool(todo.any()):
+    def _features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, index: torch.Tensor, key: str) -> torch.Tensor:
+        """Pooled features (B, H) of the examples ``index`` of dataset ``key``, computed at most once."""
+        if key not in self._caches:
+            self._caches[key] = FeatureCache(int(self.hf.config.hidden_size))
+
+        def compute(todo: torch.Tensor) -> torch.Tensor:
+            keep = attention_mask[todo]
+            longest = int(keep.sum(1).max())
             with torch.no_grad():
-                keep = attention_mask[todo]
-                longest = int(keep.sum(1).max())
                 out = self.hf(input_ids=input_ids[todo][:, :longest], attention_mask=keep[:, :longest])
-                self._feats[index[todo]] = self._pool(out, keep[:, :longest]).float()
-                self._lens[index[todo]] = lens[todo]
-        elif not torch.equal(self._lens[index], lens):
-            raise RuntimeError("feature cache mismatch: example indices changed meaning; call clear_feature_cache()")
-        return self._feats[index]
+                return self._pool(out, keep[:, :longest])
+
+        return self._caches[key].lookup(index, attention_mask.sum(1), compute).to(input_ids.device)
 
     def forward(
         self,
@@ -207,10 +214,13 @@ class PretrainedClassifier(nn.Module):
         output_attentions: bool = False,
         inputs_embeds: torch.Tensor | None = None,
         index: torch.Tensor | None = None,
+        cache_key: str | None = None,
         **_: object,
     ) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) (or inputs_embeds (B, T, E)); labels, index: (B,).
-        Returns logits (B, C) and, when asked, one (B, H, T, T) attention tensor per layer."""
+        Returns logits (B, C) and, when asked, one (B, H, T, T) attention tensor per layer.
+        Frozen mode caches pooled features by example ``index`` of dataset ``cache_key`` (default
+        ``"train"`` while training; without a key, evaluation always recomputes)."""
         if attention_mask is None:
             ref = input_ids if input_ids is not None else inputs_embeds
             assert ref is not None, "pass input_ids or inputs_embeds"
@@ -221,8 +231,9 @@ class PretrainedClassifier(nn.Module):
         try:
             attentions = None
             if self.config.mode == "frozen":
-                if index is not None and self.training and input_ids is not None and not output_attentions:
-                    pooled = self._features(input_ids, attention_mask, index)
+                key = cache_key or ("train" if self.training else None)
+                if index is not None and key is not None and input_ids is not None and not output_attentions:
+                    pooled = self._features(input_ids, attention_mask, index, key)
                 else:
                     out = self.hf(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                                   output_attentions=output_attentions)

@@ -127,3 +127,28 @@ def test_cpu_dropout_rate_scale_and_seeding(p: float) -> None:
     assert not torch.equal(drop(x), y)  # the next draw differs
     drop.eval()
     assert drop(x) is x
+
+
+def test_delete_tokens_keeps_order_and_never_empties_a_row() -> None:
+    from classiformer.models.transformer import delete_tokens
+
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0], [11, 0, 0, 0]])
+    keep = ids != 0
+    hide = torch.tensor([[False, True, False, True], [True, False, False, False], [True, False, False, False]])
+    out, mask = delete_tokens(ids, keep, hide, pad_id=0)
+    assert out.tolist() == [[5, 7], [10, 0], [11, 0]]  # row 3 would lose its only token: kept whole
+    assert mask.tolist() == [[True, True], [True, False], [True, False]]
+
+
+def test_word_deletion_trains_on_shorter_sequences_and_leaves_evaluation_alone() -> None:
+    model = make(token_dropout=0.5, token_drop="delete", dropout=0.0)
+    ids, mask = batch(B=6, T=12, pad_tail=4)
+    expected = model(ids, mask).logits  # eval: nothing deleted
+    torch.testing.assert_close(model(ids, mask).logits, expected)
+    model.train()
+    torch.manual_seed(0)
+    out = model(ids, mask, output_attentions=True)
+    assert torch.isfinite(out.logits).all()
+    assert out.attentions is not None and out.attentions[0].shape[-1] < 12  # shorter while training
+    with pytest.raises(ConfigError, match="token_drop"):
+        TransformerConfig(token_drop="skip")

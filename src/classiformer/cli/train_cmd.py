@@ -23,13 +23,7 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--long-text", "tokenizer", "long_text", str, "pretrained encoders: truncate, head-tail or chunks (texts over --max-length)"),
     ("--pooling", "model", "pooling", str, "frozen mode: cls, pooler or mean"),
     ("--unfreeze-top", "model", "unfreeze_top", int, "partial mode: train the top K encoder layers"),
-    (
-        "--feature-cache-mb",
-        "model",
-        "feature_cache_mb",
-        int,
-        "frozen mode: features of a set above this size are memory-mapped in the run folder (0: always)",
-    ),
+    ("--feature-cache-mb", "model", "feature_cache_mb", int, "frozen mode: features of a set above this size are memory-mapped in the run folder (0: always)"),
     ("--embed-dim", "model", "embed_dim", int, "embedding width"),
     ("--heads", "model", "num_heads", int, "attention heads per block"),
     ("--head-dim", "model", "head_dim", int, "width of each head (0: embed-dim / heads)"),
@@ -38,6 +32,8 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--hidden-dim", "model", "hidden_dim", int, "width of the dense ReLU layer before the output (0: none); "
      "for rnn-attention, the state size per direction"),
     ("--dropout", "model", "dropout", float, "dropout rate"),
+    ("--token-dropout", "model", "token_dropout", float, "from-scratch transformer: share of training tokens hidden (word dropout)"),
+    ("--token-drop", "model", "token_drop", str, "how word dropout hides a token: unk (replaced by the unknown id) or delete (removed; shorter, faster batches)"),
     ("--epochs", "train", "epochs", int, "maximum epochs"),
     ("--batch-size", "train", "batch_size", int, "examples per batch"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW)"),

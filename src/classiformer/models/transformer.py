@@ -116,6 +116,21 @@ class Block(nn.Module):
         return x, w
 
 
+def delete_tokens(
+    input_ids: torch.Tensor, keep: torch.Tensor, hide: torch.Tensor, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove the ``hide`` tokens from each row (B, T), keeping the others in order, left-aligned
+    and padded to the longest remaining row. A row that would lose every token keeps them all."""
+    survivors = keep & ~hide
+    emptied = ~survivors.any(1) & keep.any(1)
+    survivors[emptied] = keep[emptied]
+    order = torch.sort((~survivors).to(torch.uint8), dim=1, stable=True).indices  # survivors first
+    keep = survivors.gather(1, order)
+    T = max(1, int(keep.sum(1).max()))
+    keep = keep[:, :T]
+    return input_ids.gather(1, order)[:, :T].masked_fill(~keep, pad_id), keep
+
+
 class TransformerClassifier(nn.Module):
     family = "transformer"
 
@@ -153,17 +168,22 @@ class TransformerClassifier(nn.Module):
         attention_mask: torch.Tensor,
         output_attentions: bool = False,
         inputs_embeds: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """input_ids, attention_mask: (B, T), or token embeddings ``inputs_embeds`` (B, T, E) in
-        place of ``input_ids``. Returns token states (B, T, E) and per-layer weights."""
+        place of ``input_ids``. Returns token states (B, T', E), the mask of real tokens (B, T')
+        (T' < T only while training with word deletion) and per-layer weights."""
         keep = attention_mask.bool()
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
             if self.training and self.config.token_dropout > 0:
-                # Word dropout: hide random tokens behind the unknown id so no single word is relied on.
+                # Word dropout, so that no single word is relied on: hide random tokens behind the
+                # unknown id, or delete them (shorter sequences, so training is also faster).
                 hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
-                input_ids = input_ids.masked_fill(hide, self.config.unk_id)
+                if self.config.token_drop == "delete":
+                    input_ids, keep = delete_tokens(input_ids, keep, hide, self.config.pad_id)
+                else:
+                    input_ids = input_ids.masked_fill(hide, self.config.unk_id)
             inputs_embeds = self.tok_emb(input_ids)  # (B, T, E)
         T = inputs_embeds.shape[1]
         if T > self.config.max_length:
@@ -178,7 +198,7 @@ class TransformerClassifier(nn.Module):
                 attentions.append(w)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return x, attentions
+        return x, keep, attentions
 
     def forward(
         self,
@@ -191,8 +211,8 @@ class TransformerClassifier(nn.Module):
     ) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) (or ``inputs_embeds`` (B, T, E) in place of the ids);
         labels: (B,). Returns logits (B, C)."""
-        x, attentions = self.encode(input_ids, attention_mask, output_attentions, inputs_embeds)
-        m = attention_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+        x, keep, attentions = self.encode(input_ids, attention_mask, output_attentions, inputs_embeds)
+        m = keep.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
         pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, E): padding never counts
         logits = self.head(self.hidden(self.drop(pooled)))  # (B, C)
         loss = F.cross_entropy(logits, labels) if labels is not None else None

@@ -139,7 +139,9 @@ class Trainer:
         self.device = device
         self.progress = progress
         self.on_step = on_step  # called with the optimizer step count (tests use it to interrupt)
-        self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+        # The fused kernel updates every parameter in one pass (about 6% of a lesson training step on a CPU).
+        fused = device.type in ("cpu", "cuda")
+        self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, fused=fused)
         self.state = _State()
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 

@@ -143,7 +143,10 @@ def trained(tmp_path_factory) -> dict[str, Path]:
          {"vocab_size": 60, "max_length": 16}),
     ]:
         cfg = resolve_config(preset, model=model, tokenizer=tok,
-                             train={"epochs": 10, "batch_size": 16, "lr": 3e-2, "patience": 0})
+                             train={"epochs": 20, "batch_size": 16, "lr": 3e-2, "patience": 0})
+        # 20 epochs: the WordPiece vocabulary differs from run to run (Hugging Face tokenizers breaks
+        # merge ties in hash-map order: huggingface/tokenizers#1794), and after 10 epochs about one
+        # vocabulary in twenty-five left the toy transformer unsure of an easy sentence.
         fit(cfg, make_texts(240, seed=1), root / family, progress=False)
         runs[family] = root / family
     return runs

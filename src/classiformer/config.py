@@ -42,6 +42,15 @@ def require_rate(obj: Any, names: tuple[str, ...]) -> None:
             raise ConfigError(f"{name} must be in [0, 1), got {getattr(obj, name)}")
 
 
+def require_choice(obj: Any, name: str, choices: tuple[str, ...], what: str = "") -> None:
+    """Fail when the value of ``name`` on ``obj`` is not one of ``choices``."""
+    value = getattr(obj, name)
+    if value not in choices:
+        quoted = [repr(c) for c in choices]
+        allowed = f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
+        raise ConfigError(f"{what}{name} must be {allowed}, got {value!r}")
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
 
@@ -73,8 +82,7 @@ class TokenizerConfig:
     long_text: str = "truncate"
 
     def __post_init__(self) -> None:
-        if self.kind not in ("words", "wordpiece", "hf"):
-            raise ConfigError(f"tokenizer kind must be 'words', 'wordpiece' or 'hf', got {self.kind!r}")
+        require_choice(self, "kind", ("words", "wordpiece", "hf"), "tokenizer ")
         if self.long_text not in LONG_TEXT_MODES:
             raise ConfigError(f"long_text must be one of {list(LONG_TEXT_MODES)}, got {self.long_text!r}")
         if self.vocab_size < 3:
@@ -113,8 +121,7 @@ class TransformerConfig:
         if self.num_layers < 0 or self.hidden_dim < 0:
             raise ConfigError("num_layers and hidden_dim must not be negative")
         require_rate(self, ("dropout", "attention_dropout", "token_dropout"))
-        if self.token_drop not in ("unk", "delete"):
-            raise ConfigError(f"token_drop must be 'unk' or 'delete', got {self.token_drop!r}")
+        require_choice(self, "token_drop", ("unk", "delete"))
 
 
 @dataclass
@@ -142,16 +149,13 @@ class PretrainedConfig:
     labels: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("frozen", "finetune", "partial"):
-            raise ConfigError(f"mode must be 'frozen', 'finetune' or 'partial', got {self.mode!r}")
-        if self.pooling not in ("cls", "pooler", "mean"):
-            raise ConfigError(f"pooling must be 'cls', 'pooler' or 'mean', got {self.pooling!r}")
+        require_choice(self, "mode", ("frozen", "finetune", "partial"))
+        require_choice(self, "pooling", ("cls", "pooler", "mean"))
         if self.mode == "partial" and self.unfreeze_top < 1:
             raise ConfigError("mode 'partial' needs unfreeze_top (--unfreeze-top K) of at least 1")
         if self.unfreeze_top < 0:
             raise ConfigError(f"unfreeze_top must not be negative, got {self.unfreeze_top}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+        require_rate(self, ("dropout",))
         if not self.source:
             raise ConfigError("source must name a model: minilm, a hub id or a local folder")
         if self.feature_cache_mb < 0:
@@ -175,8 +179,7 @@ class RNNAttentionConfig:
     pad_id: int = 0
 
     def __post_init__(self) -> None:
-        if self.cell not in ("gru", "lstm"):
-            raise ConfigError(f"cell must be 'gru' or 'lstm', got {self.cell!r}")
+        require_choice(self, "cell", ("gru", "lstm"))
         require_positive(
             self, ("vocab_size", "max_length", "embed_dim", "hidden_dim", "num_layers", "attention_dim", "num_labels")
         )
@@ -208,8 +211,7 @@ class TrainConfig:
     bf16: bool = False  # bfloat16 autocast for forward passes (CPUs with AVX512-BF16/AMX, GPUs)
 
     def __post_init__(self) -> None:
-        if self.schedule not in ("constant", "linear"):
-            raise ConfigError(f"schedule must be 'constant' or 'linear', got {self.schedule!r}")
+        require_choice(self, "schedule", ("constant", "linear"))
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("epochs, batch_size and grad_accum must be positive")
         if self.lr <= 0:

@@ -110,8 +110,9 @@ def run_keras(train: TextDataset, test: TextDataset, epochs: int, seed: int, pyt
     return result
 
 
-def run_ours(preset: str, train: TextDataset, test: TextDataset, run_dir: Path, overrides: dict[str, Any]) -> dict[str, Any]:
-    config = resolve_config(preset, train=overrides)
+def run_ours(preset: str, train: TextDataset, test: TextDataset, run_dir: Path, overrides: dict[str, Any],
+             model: dict[str, Any], tokenizer: dict[str, Any]) -> dict[str, Any]:
+    config = resolve_config(preset, model=model, tokenizer=tokenizer, train=overrides)
     t0 = time.perf_counter()
     result = fit(config, train, run_dir, overwrite=True, progress=False)
     train_s = time.perf_counter() - t0
@@ -145,6 +146,10 @@ def main() -> int:
     parser.add_argument("--lr", type=float, default=None, help="override the presets' learning rate")
     parser.add_argument("--batch-size", type=int, default=None, help="override the presets' batch size")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--model-config", type=json.loads, default={}, metavar="JSON",
+                        help='override the presets\' model settings, e.g. \'{"token_dropout": 0.3}\'')
+    parser.add_argument("--tokenizer-config", type=json.loads, default={}, metavar="JSON",
+                        help='override the presets\' tokenizer settings, e.g. \'{"vocab_size": 30000}\'')
     parser.add_argument(
         "--keras-epochs",
         type=int,
@@ -179,7 +184,8 @@ def main() -> int:
                 elif model == "keras":
                     r = run_keras(train, test, args.keras_epochs, args.seed, args.keras_python)
                 else:
-                    r = run_ours(model, train, test, Path(tmp) / f"{name}_{model}", overrides)
+                    r = run_ours(model, train, test, Path(tmp) / f"{name}_{model}", overrides, args.model_config,
+                                 args.tokenizer_config)
                 r.update(set=name, model=model, n_train=len(train), n_test=len(test))
                 results.append(r)
                 write_results(args.out, results)  # after every row: a long run keeps what it measured

@@ -170,6 +170,25 @@ def test_finetuned_checkpoint_is_a_hugging_face_folder(tiny_bert: Path, tmp_path
     np.testing.assert_allclose(clf.logits(texts), theirs, atol=1e-6, rtol=1e-6)
 
 
+def test_cls_only_inference_equals_the_full_forward_pass(tiny_bert: Path) -> None:
+    """Inference skips the last layer's work on every token but [CLS]: same logits, padding or not."""
+    cfg = config_for(tiny_bert, "finetune")
+    cfg.model.num_labels = 3
+    model, tok = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+    model.eval()
+    assert model._cls_only_ok()
+    texts = ["goal team", "the new chip and the data report today", "x", "market price bank goal"]
+    batch = collate(tok.encode(texts), tok.pad_id)
+    with torch.no_grad():
+        fast = model(**batch).logits
+        full = model.hf(**batch).logits
+        alone = [model(**collate(tok.encode([t]), tok.pad_id)).logits[0] for t in texts]
+    torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(torch.stack(alone), full, atol=1e-6, rtol=1e-6)
+    model.train()  # training takes the full pass (the loss needs every layer's gradients anyway)
+    assert model(**batch).logits.requires_grad
+
+
 def test_attentions_and_input_embeddings(tiny_bert: Path) -> None:
     cfg = config_for(tiny_bert, "finetune")
     cfg.model.num_labels = 3

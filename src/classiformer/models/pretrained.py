@@ -239,6 +239,8 @@ class PretrainedClassifier(nn.Module):
                                   output_attentions=output_attentions)
                     pooled, attentions = self._pool(out, attention_mask), out.attentions
                 logits = self.head(self.drop(pooled.to(self.head.weight.dtype)))  # (B, C)
+            elif not self.training and not output_attentions and input_ids is not None and self._cls_only_ok():
+                logits = self._cls_only_logits(input_ids, attention_mask)
             else:
                 out = self.hf(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
                               output_attentions=output_attentions)
@@ -248,6 +250,44 @@ class PretrainedClassifier(nn.Module):
                 self.hf.set_attn_implementation(impl)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions and attentions else None)
+
+
+    def _cls_only_ok(self) -> bool:
+        """Whether this model's logits depend on the last layer's first token alone and the layer
+        is one :meth:`_cls_only_logits` knows (BERT's sequence classifier: pooler over [CLS])."""
+        hf, base = self.hf, getattr(self.hf, "base_model", None)
+        cfg: Any = getattr(hf, "config", None)
+        return (
+            type(hf).__name__ == "BertForSequenceClassification"
+            and base is not None and hasattr(base, "_create_attention_masks")
+            and getattr(base, "pooler", None) is not None
+            and not cfg.is_decoder
+            and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
+            and cfg.num_hidden_layers > 0
+        )
+
+    def _cls_only_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Inference logits (B, C) of BERT's sequence classifier, equal to the full forward pass
+        but cheaper: the classifier reads only the [CLS] state of the last layer, so that layer
+        computes keys and values for every token and the rest (query, attention, output projection,
+        feed-forward) for [CLS] alone. With 6 layers that saves about a seventh of the work."""
+        base = self.hf.base_model
+        h = base.embeddings(input_ids=input_ids)  # (B, T, H)
+        mask, _ = base._create_attention_masks(attention_mask, None, h, None, None)
+        *lower, top = base.encoder.layer
+        for layer in lower:
+            h = layer(h, mask)
+        att = top.attention.self
+        B, T, _ = h.shape
+        heads, d = att.num_attention_heads, att.attention_head_size
+        q = att.query(h[:, :1]).view(B, 1, heads, d).transpose(1, 2)  # (B, heads, 1, d)
+        k = att.key(h).view(B, T, heads, d).transpose(1, 2)  # (B, heads, T, d)
+        v = att.value(h).view(B, T, heads, d).transpose(1, 2)
+        key_mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=att.scaling)
+        a = top.attention.output(a.transpose(1, 2).reshape(B, 1, heads * d), h[:, :1])  # (B, 1, H)
+        cls = top.output(top.intermediate(a), a)
+        return self.hf.classifier(self.hf.dropout(base.pooler(cls)))
 
 
 def _from_pretrained(auto_cls: Any, source: str | Path, **kwargs: Any) -> Any:

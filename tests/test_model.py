@@ -140,6 +140,22 @@ def test_delete_tokens_keeps_order_and_never_empties_a_row() -> None:
     assert mask.tolist() == [[True, True], [True, False], [True, False]]
 
 
+def test_sample_deletions_removes_a_fixed_share_of_each_row_at_random() -> None:
+    from classiformer.models.transformer import sample_deletions
+
+    lengths = torch.tensor([10, 10, 7, 1, 0])
+    keep = torch.arange(10)[None] < lengths[:, None]
+    torch.manual_seed(0)
+    hide = sample_deletions(keep, 0.4)
+    assert not (hide & ~keep).any()  # padding is never "deleted"
+    assert hide.sum(1).tolist() == [4, 4, 3, 0, 0]  # round(0.4 * n), at least one token survives
+    assert not torch.equal(hide[0], hide[1])  # rows draw their own positions
+    seen = torch.zeros(10)
+    for _ in range(200):
+        seen += sample_deletions(keep, 0.4)[0].float()
+    assert seen.min() > 40 and seen.max() < 120  # every position is deleted about 40% of the time
+
+
 def test_word_deletion_trains_on_shorter_sequences_and_leaves_evaluation_alone() -> None:
     model = make(token_dropout=0.5, token_drop="delete", dropout=0.0)
     ids, mask = batch(B=6, T=12, pad_tail=4)

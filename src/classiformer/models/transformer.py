@@ -116,6 +116,17 @@ class Block(nn.Module):
         return x, w
 
 
+def sample_deletions(keep: torch.Tensor, p: float) -> torch.Tensor:
+    """Which tokens (B, T) to delete: a random ``round(p * n)`` of each row's ``n`` real tokens (at
+    least one survives). A fixed count rather than a coin per token: rows of equal length (length
+    bucketing makes most of a batch so) stay equal, so the batch pads to no more than it needs."""
+    n = keep.sum(1, keepdim=True)  # (B, 1)
+    survivors = (n - torch.round(n * p)).clamp(min=1).long()
+    scores = torch.rand(keep.shape, device=keep.device).masked_fill(~keep, 2.0)  # padding scores last
+    cutoff = scores.sort(1).values.gather(1, survivors - 1)  # (B, 1): the survivors' highest score
+    return keep & (scores > cutoff)
+
+
 def delete_tokens(
     input_ids: torch.Tensor, keep: torch.Tensor, hide: torch.Tensor, pad_id: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,11 +135,13 @@ def delete_tokens(
     survivors = keep & ~hide
     emptied = ~survivors.any(1) & keep.any(1)
     survivors[emptied] = keep[emptied]
-    order = torch.sort((~survivors).to(torch.uint8), dim=1, stable=True).indices  # survivors first
-    keep = survivors.gather(1, order)
-    T = max(1, int(keep.sum(1).max()))
-    keep = keep[:, :T]
-    return input_ids.gather(1, order)[:, :T].masked_fill(~keep, pad_id), keep
+    counts = survivors.sum(1)  # (B,)
+    T = max(1, int(counts.max()))
+    # Compact without sorting: survivor j of a row goes to column j, the rest to a spill column T.
+    dest = (survivors.cumsum(1) - 1).masked_fill(~survivors, T)
+    out = input_ids.new_full((input_ids.shape[0], T + 1), pad_id).scatter_(1, dest, input_ids)
+    keep = torch.arange(T, device=input_ids.device)[None] < counts[:, None]
+    return out[:, :T], keep
 
 
 class TransformerClassifier(nn.Module):
@@ -179,10 +192,11 @@ class TransformerClassifier(nn.Module):
             if self.training and self.config.token_dropout > 0:
                 # Word dropout, so that no single word is relied on: hide random tokens behind the
                 # unknown id, or delete them (shorter sequences, so training is also faster).
-                hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
                 if self.config.token_drop == "delete":
+                    hide = sample_deletions(keep, self.config.token_dropout)
                     input_ids, keep = delete_tokens(input_ids, keep, hide, self.config.pad_id)
                 else:
+                    hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
                     input_ids = input_ids.masked_fill(hide, self.config.unk_id)
             inputs_embeds = self.tok_emb(input_ids)  # (B, T, E)
         T = inputs_embeds.shape[1]

@@ -106,7 +106,7 @@ def test_predict_file(cli_run: Path, suffix: str) -> None:
         (["train", "--preset", "tiny"], "no train data"),
         (["train", "--train", "missing.csv"], "missing.csv: file not found"),
         (["predict", "nowhere", "x"], "nowhere: no such model folder"),
-        (["train", "--train", "{bad}", "--heads", "5", "--embed-dim", "16"], "divisible"),
+        (["train", "--train", "{bad}", "--preset", "tiny", "--heads", "5", "--embed-dim", "16"], "divisible"),
         (["train", "--train", "{bad}", "--token-drop", "skip"], "token_drop must be 'unk' or 'delete'"),
     ],
 )

@@ -114,6 +114,24 @@ def test_integrated_gradients_are_complete() -> None:
         assert float(scores.sum()) == pytest.approx(float(p - p0), abs=2e-3)
 
 
+def test_integrated_gradients_with_an_ngram_branch() -> None:
+    # The branch reads ids, so it stays fixed along the path: completeness holds for the rest.
+    torch.manual_seed(0)
+    model = TransformerClassifier(TransformerConfig(**ODD_T, ngram_buckets=31)).eval()
+    assert model.ngrams is not None
+    with torch.no_grad():
+        model.ngrams.pairs.weight.normal_(std=0.1)
+    ids, mask = padded_batch()
+    ids, mask = ids[:1], mask[:1]
+    scores = integrated_gradients(model, ids, mask, target=2, steps=256)
+    emb = model.get_input_embeddings()(ids)
+    with torch.no_grad():
+        p = model(ids, mask, inputs_embeds=emb).logits.softmax(-1)[0, 2]
+        p0 = model(ids, mask, inputs_embeds=torch.zeros_like(emb)).logits.softmax(-1)[0, 2]
+        torch.testing.assert_close(model(ids, mask).logits, model(ids, mask, inputs_embeds=emb).logits)
+    assert float(scores.sum()) == pytest.approx(float(p - p0), abs=2e-3)
+
+
 def test_word_merging() -> None:
     tokens = ["[CLS]", "play", "##ing", "foot", "##ball", "now", "[SEP]"]
     assert word_groups(tokens) == [[0], [1, 2], [3, 4], [5], [6]]

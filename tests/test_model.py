@@ -168,3 +168,50 @@ def test_word_deletion_trains_on_shorter_sequences_and_leaves_evaluation_alone()
     assert out.attentions is not None and out.attentions[0].shape[-1] < 12  # shorter while training
     with pytest.raises(ConfigError, match="token_drop"):
         TransformerConfig(token_drop="skip")
+
+
+def test_ngram_branch_starts_silent_and_sums_word_and_pair_weights() -> None:
+    plain, wide = make(), make(ngram_buckets=17, ngram_scale=3.0)
+    ids, mask = batch(pad_tail=4)
+    torch.testing.assert_close(wide(ids, mask).logits, plain(ids, mask).logits)  # zero weights: silent
+    assert wide.ngrams is not None
+    with torch.no_grad():
+        wide.ngrams.words.weight.normal_()
+        wide.ngrams.pairs.weight.normal_()
+    W, P = wide.ngrams.words.weight, wide.ngrams.pairs.weight
+    for row in range(len(ids)):
+        toks = ids[row][mask[row].bool()].tolist()
+        pairs = [(a * 1_000_003 + b) % 17 for a, b in zip(toks, toks[1:])]
+        expected = 3.0 * (W[toks].sum(0) / len(toks) ** 0.5 + P[pairs].sum(0) / len(pairs) ** 0.5)
+        got = wide(ids[row : row + 1], mask[row : row + 1]).logits - plain(ids[row : row + 1], mask[row : row + 1]).logits
+        torch.testing.assert_close(got[0], expected, rtol=1e-5, atol=1e-5)
+    noisy = ids.clone()
+    noisy[mask == 0] = 42  # padding never forms words or pairs
+    longer = torch.cat([ids, torch.zeros(4, 2, dtype=torch.long)], 1), torch.cat([mask, torch.zeros(4, 2, dtype=torch.long)], 1)
+    torch.testing.assert_close(wide(noisy, mask).logits, wide(ids, mask).logits)
+    torch.testing.assert_close(wide(*longer).logits, wide(ids, mask).logits, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="n-gram branch needs input_ids"):
+        wide(None, mask, inputs_embeds=wide.get_input_embeddings()(ids))
+    with pytest.raises(ConfigError, match="ngram_buckets"):
+        TransformerConfig(ngram_buckets=-1)
+
+
+def test_ngram_branch_learns_what_word_order_alone_decides() -> None:
+    # "a b" vs "b a": same words, so only the pair weights (or attention) can tell them apart; a
+    # model whose transformer has no blocks and no hidden layer learns it through the pairs alone.
+    torch.manual_seed(0)
+    model = TransformerClassifier(TransformerConfig(**{**ODD, "num_layers": 0, "hidden_dim": 0, "num_labels": 2,
+                                                       "ngram_buckets": 101, "ngram_scale": 10.0}))
+    ids = torch.tensor([[5, 6], [6, 5]] * 4)
+    mask, labels = torch.ones_like(ids), torch.tensor([0, 1] * 4)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        loss = model(ids, mask, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert model(ids, mask).logits.argmax(1).tolist() == labels.tolist()
+    model.ngrams = None  # the rest sums the same embeddings for both orders: it cannot tell them apart
+    plain = model(ids[:2], mask[:2]).logits
+    torch.testing.assert_close(plain[0], plain[1])

@@ -85,6 +85,21 @@ def test_save_load_gives_identical_logits(trained, tmp_path: Path) -> None:
     assert not list((run / "best").glob("*.pt")) and not list((run / "best").glob("*.pkl"))
 
 
+def test_ngram_branch_trains_and_round_trips(tmp_path: Path) -> None:
+    cfg = tiny_config(epochs=3)
+    cfg.model.ngram_buckets = 97
+    result = fit(cfg, make_texts(120, seed=1), tmp_path / "run", progress=False)
+    model, tok, meta = load_checkpoint(result.best_dir)
+    assert model.ngrams is not None and float(model.ngrams.pairs.weight.detach().abs().sum()) > 0  # it trained
+    from classiformer.data import collate
+
+    b = collate(tok.encode(["goal team today", "bank profit"]), tok.pad_id)
+    clf = Classifier.load(result.best_dir)
+    with torch.inference_mode():
+        logits = model(b["input_ids"], b["attention_mask"]).logits.numpy()
+    np.testing.assert_allclose(clf.logits(["goal team today", "bank profit"]), logits, rtol=1e-6, atol=1e-6)
+
+
 def test_same_seed_same_loss_curve(tmp_path: Path) -> None:
     data = make_texts(120, seed=5)
     a = fit(tiny_config(epochs=2), data, tmp_path / "a", progress=False)

@@ -116,8 +116,11 @@ def integrated_gradients(
         a = alphas[start : start + chunk]
         path = (base + a[:, None, None] * (emb - base)).to(param_dtype).requires_grad_(True)  # (S, T, E)
         mask = attention_mask.expand(len(a), -1)
+        # A from-scratch model's n-gram branch reads the ids, not embeddings: it stays as it is
+        # along the path, so the scores attribute the transformer's part of the prediction.
+        ids = input_ids.expand(len(a), -1) if getattr(model, "ngrams", None) is not None else None
         with torch.enable_grad(), _no_cudnn_rnn():
-            logits = model(input_ids=None, attention_mask=mask, inputs_embeds=path).logits  # (S, C)
+            logits = model(input_ids=ids, attention_mask=mask, inputs_embeds=path).logits  # (S, C)
             prob = (logits.float() / temperature).softmax(-1)[:, target].sum()
             (grad,) = torch.autograd.grad(prob, path)
         total += grad.float().sum(0)

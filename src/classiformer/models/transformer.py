@@ -144,6 +144,47 @@ def delete_tokens(
     return out[:, :T], keep
 
 
+class NgramBranch(nn.Module):
+    """The "wide" part of a wide-and-deep model (Cheng et al., 2016): a linear classifier over the
+    text's words and word pairs, like fastText (Joulin et al., 2017) without its hidden layer. Each
+    word id and each hashed pair of neighbouring ids has one weight per class; the branch's logits
+    are their sums over the text. It learns quickly which words and phrases carry a label, which a
+    small transformer trained from scratch is slow to do, while the transformer adds word order and
+    context. Weights start at zero, so the branch begins silent. Sums are divided by the square root
+    of the count of words (or pairs), as TF-IDF rows are normalised."""
+
+    PAIR_PRIME = 1_000_003  # id pairs hash as (a * prime + b) mod buckets
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.words = nn.Embedding(cfg.vocab_size, cfg.num_labels)
+        self.pairs = nn.Embedding(cfg.ngram_buckets, cfg.num_labels)
+        for emb in (self.words, self.pairs):
+            nn.init.zeros_(emb.weight)
+        self.buckets = cfg.ngram_buckets
+        self.scale = cfg.ngram_scale
+
+    def forward(self, input_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """input_ids, keep: (B, T). Returns logits (B, C)."""
+        pairs = (input_ids[:, :-1] * self.PAIR_PRIME + input_ids[:, 1:]) % self.buckets  # (B, T-1)
+        both = keep[:, :-1] & keep[:, 1:]
+        return self.scale * (_root_sum(self.words(input_ids), keep) + _root_sum(self.pairs(pairs), both))
+
+
+def _root_sum(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Sum of x (B, T, D) over the positions where keep (B, T) is true, divided by the square root of
+    their count: (B, D). Like TF-IDF's unit-length rows, long texts neither drown their words (as a
+    mean would) nor swamp the logits (as a sum would)."""
+    m = keep.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0).sqrt()
+
+
+def _masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of x (B, T, D) over the positions where keep (B, T) is true: (B, D); zero for none."""
+    m = keep.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class TransformerClassifier(nn.Module):
     family = "transformer"
 
@@ -171,9 +212,23 @@ class TransformerClassifier(nn.Module):
             nn.init.normal_(emb.weight, std=0.02)
         with torch.no_grad():
             self.tok_emb.weight[cfg.pad_id].zero_()
+        # last, so that the random draws above are the same with or without it
+        self.ngrams = NgramBranch(cfg) if cfg.ngram_buckets else None
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.tok_emb
+
+    def drop_words(self, input_ids: torch.Tensor, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Word dropout while training, so that no single word is relied on: hide random tokens
+        behind the unknown id, or delete them (shorter sequences, so training is also faster).
+        input_ids, keep: (B, T) -> (B, T'), with T' < T only when deleting."""
+        if not self.training or self.config.token_dropout == 0:
+            return input_ids, keep
+        if self.config.token_drop == "delete":
+            hide = sample_deletions(keep, self.config.token_dropout)
+            return delete_tokens(input_ids, keep, hide, self.config.pad_id)
+        hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
+        return input_ids.masked_fill(hide, self.config.unk_id), keep
 
     def encode(
         self,
@@ -183,21 +238,12 @@ class TransformerClassifier(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """input_ids, attention_mask: (B, T), or token embeddings ``inputs_embeds`` (B, T, E) in
-        place of ``input_ids``. Returns token states (B, T', E), the mask of real tokens (B, T')
-        (T' < T only while training with word deletion) and per-layer weights."""
+        place of ``input_ids``. Returns token states (B, T, E), the mask of real tokens (B, T) and
+        per-layer weights. (Word dropout happens before, in ``forward``.)"""
         keep = attention_mask.bool()
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
-            if self.training and self.config.token_dropout > 0:
-                # Word dropout, so that no single word is relied on: hide random tokens behind the
-                # unknown id, or delete them (shorter sequences, so training is also faster).
-                if self.config.token_drop == "delete":
-                    hide = sample_deletions(keep, self.config.token_dropout)
-                    input_ids, keep = delete_tokens(input_ids, keep, hide, self.config.pad_id)
-                else:
-                    hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
-                    input_ids = input_ids.masked_fill(hide, self.config.unk_id)
             inputs_embeds = self.tok_emb(input_ids)  # (B, T, E)
         T = inputs_embeds.shape[1]
         if T > self.config.max_length:
@@ -224,10 +270,22 @@ class TransformerClassifier(nn.Module):
         **_: object,
     ) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) (or ``inputs_embeds`` (B, T, E) in place of the ids);
-        labels: (B,). Returns logits (B, C)."""
-        x, keep, attentions = self.encode(input_ids, attention_mask, output_attentions, inputs_embeds)
-        m = keep.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-        pooled = (x * m).sum(1) / m.sum(1).clamp(min=1.0)  # (B, E): padding never counts
+        labels: (B,). Returns logits (B, C). With an n-gram branch, passing both ``input_ids`` and
+        ``inputs_embeds`` feeds the ids to the branch and the embeddings to the transformer.
+        While training, both parts see the same words, after word dropout."""
+        keep = attention_mask.bool()
+        if inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("pass input_ids or inputs_embeds")
+            input_ids, keep = self.drop_words(input_ids, keep)
+            x, keep, attentions = self.encode(input_ids, keep, output_attentions)
+        else:
+            x, keep, attentions = self.encode(None, keep, output_attentions, inputs_embeds)
+        pooled = _masked_mean(x, keep)  # (B, E): padding never counts
         logits = self.head(self.hidden(self.drop(pooled)))  # (B, C)
+        if self.ngrams is not None:
+            if input_ids is None:
+                raise ValueError("this model's n-gram branch needs input_ids (pass them with inputs_embeds)")
+            logits = logits + self.ngrams(input_ids, keep)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions else None)

@@ -29,7 +29,7 @@ def cli_run(tmp_path_factory) -> Path:
     test = write_split(root / "test.csv", 60, 2)
     code = main([
         "train", "--train", str(train), "--test", str(test), "--preset", "tiny", "--epochs", "10", "--lr", "0.02",
-        "--vocab-size", "80", "--batch-size", "16", "--output", str(root / "run"), "--no-progress",
+        "--vocab-size", "80", "--batch-size", "16", "--ngram-buckets", "64", "--output", str(root / "run"), "--no-progress",
     ])
     assert code == 0
     return root
@@ -54,6 +54,7 @@ def test_train_writes_run_folder(cli_run: Path) -> None:
     for name in ("best/model.safetensors", "last/trainer_state.pt", "config.json", "metrics.jsonl",
                  "metrics.json", "confusion_matrix.png", "training_curves.png"):
         assert (run / name).exists(), name
+    assert json.loads((run / "config.json").read_text())["model"]["ngram_buckets"] == 64
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["accuracy"] > 0.9 and metrics["train_samples_per_sec"] > 0 and metrics["eval_docs_per_sec"] > 0
 
@@ -108,6 +109,7 @@ def test_predict_file(cli_run: Path, suffix: str) -> None:
         (["predict", "nowhere", "x"], "nowhere: no such model folder"),
         (["train", "--train", "{bad}", "--preset", "tiny", "--heads", "5", "--embed-dim", "16"], "divisible"),
         (["train", "--train", "{bad}", "--token-drop", "skip"], "token_drop must be 'unk' or 'delete'"),
+        (["train", "--train", "{bad}", "--ngram-buckets", "-1"], "ngram_buckets must not be negative"),
     ],
 )
 def test_errors_are_clear(argv: list[str], message: str, capsys, tmp_path: Path, monkeypatch) -> None:

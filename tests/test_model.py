@@ -140,20 +140,23 @@ def test_delete_tokens_keeps_order_and_never_empties_a_row() -> None:
     assert mask.tolist() == [[True, True], [True, False], [True, False]]
 
 
-def test_sample_deletions_removes_a_fixed_share_of_each_row_at_random() -> None:
+def test_sample_deletions_is_a_coin_per_word_with_a_floor_per_row() -> None:
     from classiformer.models.transformer import sample_deletions
 
-    lengths = torch.tensor([10, 10, 7, 1, 0])
-    keep = torch.arange(10)[None] < lengths[:, None]
+    lengths = torch.tensor([40, 40, 2, 1, 0])
+    keep = torch.arange(40)[None] < lengths[:, None]
     torch.manual_seed(0)
-    hide = sample_deletions(keep, 0.4)
-    assert not (hide & ~keep).any()  # padding is never "deleted"
-    assert hide.sum(1).tolist() == [4, 4, 3, 0, 0]  # round(0.4 * n), at least one token survives
-    assert not torch.equal(hide[0], hide[1])  # rows draw their own positions
-    seen = torch.zeros(10)
+    counts = torch.stack([sample_deletions(keep, 0.4).sum(1) for _ in range(400)]).float()  # (400, 5)
+    assert not (sample_deletions(keep, 0.4) & ~keep).any()  # padding is never "deleted"
+    assert counts[:, :2].min() >= 15  # 40 words: at least round(0.4 * 40) - 1 deleted ...
+    assert counts[:, :2].max() > 16 and 16.0 < counts[:, :2].mean() < 18.5  # ... more by chance
+    assert set(counts[:, 2].tolist()) == {0.0, 1.0}  # 2 words: a coin each; losing both keeps both
+    assert 0.35 < counts[:, 2].mean() < 0.6  # 2 * 0.4 * 0.6 = 0.48 of a word on average
+    assert counts[:, 3:].max() == 0  # a single word always survives
+    positions = torch.zeros(40)
     for _ in range(200):
-        seen += sample_deletions(keep, 0.4)[0].float()
-    assert seen.min() > 40 and seen.max() < 120  # every position is deleted about 40% of the time
+        positions += sample_deletions(keep, 0.4)[0].float()
+    assert positions.min() > 40 and positions.max() < 130  # every position is deleted at random
 
 
 def test_word_deletion_trains_on_shorter_sequences_and_leaves_evaluation_alone() -> None:

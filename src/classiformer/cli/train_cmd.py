@@ -34,6 +34,8 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--dropout", "model", "dropout", float, "dropout rate"),
     ("--token-dropout", "model", "token_dropout", float, "from-scratch transformer: share of training tokens hidden (word dropout)"),
     ("--token-drop", "model", "token_drop", str, "how word dropout hides a token: unk (replaced by the unknown id) or delete (removed; shorter, faster batches)"),
+    ("--ngram-buckets", "model", "ngram_buckets", int, "from-scratch transformer: add a linear branch over words and word pairs hashed into this many buckets (0: none)"),
+    ("--ngram-scale", "model", "ngram_scale", float, "output multiplier of the n-gram branch (its effective learning-rate factor under Adam)"),
     ("--epochs", "train", "epochs", int, "maximum epochs"),
     ("--batch-size", "train", "batch_size", int, "examples per batch"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW)"),

@@ -100,36 +100,31 @@ def test_rollout_on_a_tiny_model_matches_numpy_and_ignores_padding() -> None:
     assert got.sum() == pytest.approx(1.0)
 
 
-def test_integrated_gradients_are_complete() -> None:
-    # Sundararajan et al.'s completeness: scores sum to f(input) - f(baseline).
-    for model in models():
-        ids, mask = padded_batch()
-        ids, mask = ids[:1], mask[:1]
-        scores = integrated_gradients(model, ids, mask, target=2, steps=256)
-        emb = model.get_input_embeddings()(ids)
-        with torch.no_grad():
-            p = model(None, mask, inputs_embeds=emb).logits.softmax(-1)[0, 2]
-            p0 = model(None, mask, inputs_embeds=torch.zeros_like(emb)).logits.softmax(-1)[0, 2]
-        assert scores.shape == (9,)
-        assert float(scores.sum()) == pytest.approx(float(p - p0), abs=2e-3)
-
-
-def test_integrated_gradients_with_an_ngram_branch() -> None:
-    # The branch reads ids, so it stays fixed along the path: completeness holds for the rest.
+def ngram_model() -> TransformerClassifier:
     torch.manual_seed(0)
     model = TransformerClassifier(TransformerConfig(**ODD_T, ngram_buckets=31)).eval()
     assert model.ngrams is not None
     with torch.no_grad():
         model.ngrams.pairs.weight.normal_(std=0.1)
-    ids, mask = padded_batch()
-    ids, mask = ids[:1], mask[:1]
-    scores = integrated_gradients(model, ids, mask, target=2, steps=256)
-    emb = model.get_input_embeddings()(ids)
-    with torch.no_grad():
-        p = model(ids, mask, inputs_embeds=emb).logits.softmax(-1)[0, 2]
-        p0 = model(ids, mask, inputs_embeds=torch.zeros_like(emb)).logits.softmax(-1)[0, 2]
-        torch.testing.assert_close(model(ids, mask).logits, model(ids, mask, inputs_embeds=emb).logits)
-    assert float(scores.sum()) == pytest.approx(float(p - p0), abs=2e-3)
+    return model
+
+
+def test_integrated_gradients_are_complete() -> None:
+    # Sundararajan et al.'s completeness: scores sum to f(input) - f(baseline). An n-gram branch
+    # reads ids, not embeddings, so it stays fixed along the path and completeness holds for the rest.
+    for model in [*models(), ngram_model()]:
+        ids, mask = padded_batch()
+        ids, mask = ids[:1], mask[:1]
+        scores = integrated_gradients(model, ids, mask, target=2, steps=256)
+        emb = model.get_input_embeddings()(ids)
+        branch_ids = ids if getattr(model, "ngrams", None) is not None else None
+        with torch.no_grad():
+            p = model(branch_ids, mask, inputs_embeds=emb).logits.softmax(-1)[0, 2]
+            p0 = model(branch_ids, mask, inputs_embeds=torch.zeros_like(emb)).logits.softmax(-1)[0, 2]
+            if branch_ids is not None:  # ids + embeddings of those ids = ids alone
+                torch.testing.assert_close(model(ids, mask).logits, model(ids, mask, inputs_embeds=emb).logits)
+        assert scores.shape == (9,)
+        assert float(scores.sum()) == pytest.approx(float(p - p0), abs=2e-3)
 
 
 def test_word_merging() -> None:

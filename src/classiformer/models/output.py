@@ -1,4 +1,4 @@
-"""The one output type every model family returns."""
+"""The one output type every model family returns, and the masked pooling the families share."""
 
 from __future__ import annotations
 
@@ -18,3 +18,11 @@ class ClassifierOutput:
     loss: torch.Tensor | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     pooling_weights: torch.Tensor | None = None
+
+
+def masked_mean(x: torch.Tensor, keep: torch.Tensor, root: bool = False) -> torch.Tensor:
+    """Sum of x (B, T, D) over the positions where keep (B, T) is nonzero, divided by their count
+    (at least 1), or by its square root when ``root``: (B, D). Padding never counts."""
+    m = keep.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+    n = m.sum(1).clamp(min=1.0)  # (B, 1)
+    return (x * m).sum(1) / (n.sqrt() if root else n)

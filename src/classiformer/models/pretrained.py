@@ -30,7 +30,7 @@ from torch import nn
 from ..config import ConfigError, PretrainedConfig, TokenizerConfig
 from ..hub import ModelSourceError, resolve_source
 from .feature_cache import FeatureCache
-from .output import ClassifierOutput
+from .output import ClassifierOutput, masked_mean
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +189,7 @@ class PretrainedClassifier(nn.Module):
         x = out.last_hidden_state  # (B, T, H)
         if self.config.pooling == "cls":
             return x[:, 0]
-        m = attention_mask.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-        return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return masked_mean(x, attention_mask)
 
     def _features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, index: torch.Tensor, key: str) -> torch.Tensor:
         """Pooled features (B, H) of the examples ``index`` of dataset ``key``, computed at most once."""
@@ -250,7 +249,6 @@ class PretrainedClassifier(nn.Module):
                 self.hf.set_attn_implementation(impl)
         loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions and attentions else None)
-
 
     def _cls_only_ok(self) -> bool:
         """Whether this model's logits depend on the last layer's first token alone and the layer

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TransformerConfig
-from .output import ClassifierOutput
+from .output import ClassifierOutput, masked_mean
 
 
 class Dropout(nn.Module):
@@ -174,21 +174,10 @@ class NgramBranch(nn.Module):
         """input_ids, keep: (B, T). Returns logits (B, C)."""
         pairs = (input_ids[:, :-1] * self.PAIR_PRIME + input_ids[:, 1:]) % self.buckets  # (B, T-1)
         both = keep[:, :-1] & keep[:, 1:]
-        return self.scale * (_root_sum(self.words(input_ids), keep) + _root_sum(self.pairs(pairs), both))
-
-
-def _root_sum(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Sum of x (B, T, D) over the positions where keep (B, T) is true, divided by the square root of
-    their count: (B, D). Like TF-IDF's unit-length rows, long texts neither drown their words (as a
-    mean would) nor swamp the logits (as a sum would)."""
-    m = keep.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0).sqrt()
-
-
-def _masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """Mean of x (B, T, D) over the positions where keep (B, T) is true: (B, D); zero for none."""
-    m = keep.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-    return (x * m).sum(1) / m.sum(1).clamp(min=1.0)
+        # divided by the square root of the count: like TF-IDF's unit-length rows, long texts neither
+        # drown their words (as a mean would) nor swamp the logits (as a plain sum would)
+        words = masked_mean(self.words(input_ids), keep, root=True)
+        return self.scale * (words + masked_mean(self.pairs(pairs), both, root=True))
 
 
 class TransformerClassifier(nn.Module):
@@ -280,14 +269,11 @@ class TransformerClassifier(nn.Module):
         ``inputs_embeds`` feeds the ids to the branch and the embeddings to the transformer.
         While training, both parts see the same words, after word dropout."""
         keep = attention_mask.bool()
-        if inputs_embeds is None:
-            if input_ids is None:
-                raise ValueError("pass input_ids or inputs_embeds")
+        if inputs_embeds is None and input_ids is not None:
             input_ids, keep = self.drop_words(input_ids, keep)
-            x, keep, attentions = self.encode(input_ids, keep, output_attentions)
-        else:
-            x, keep, attentions = self.encode(None, keep, output_attentions, inputs_embeds)
-        pooled = _masked_mean(x, keep)  # (B, E): padding never counts
+        x, keep, attentions = self.encode(input_ids if inputs_embeds is None else None, keep, output_attentions,
+                                          inputs_embeds)
+        pooled = masked_mean(x, keep)  # (B, E)
         logits = self.head(self.hidden(self.drop(pooled)))  # (B, C)
         if self.ngrams is not None:
             if input_ids is None:

@@ -1,0 +1,122 @@
+"""Short probes behind single figures in docs/benchmarks.md (each prints its result):
+
+    python bench/probes.py deletion-speed      # lesson training samples/s on a quarter of IMDB, 2 epochs
+    python bench/probes.py cls-only            # fine-tuned-BERT inference: full pass vs [CLS]-only last layer
+    python bench/probes.py ngram-linear        # a linear model over words and hashed word pairs on IMDB
+    python bench/probes.py finetune-bf16       # MiniLM fine-tuning samples/s at 256 tokens, fp32 vs bf16
+
+They use ../shared/data like bench/scratch.py and run in one to five minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from scratch import DATA, load_set
+
+from classiformer import fit, resolve_config
+from classiformer.data import TextDataset
+from classiformer.tokenizers.words import WordVectorizer
+
+
+def deletion_speed(train: TextDataset, out: Path) -> None:
+    sub = train.subset(list(range(0, len(train), 4)))
+    result = fit(resolve_config("lesson", train={"epochs": 2, "patience": 0}), sub, out, overwrite=True, progress=False)
+    print(f"lesson on {len(sub)} IMDB reviews, 2 epochs: {result.train_samples_per_sec:,.0f} training samples/s")
+
+
+def cls_only(sst2_test: TextDataset) -> None:
+    from classiformer.config import PretrainedConfig, TokenizerConfig
+    from classiformer.data import collate
+    from classiformer.models import PretrainedClassifier
+
+    model, tok = PretrainedClassifier.from_source(
+        PretrainedConfig(source="minilm", mode="finetune", num_labels=2), TokenizerConfig(kind="hf", max_length=128)
+    )
+    model.eval()
+    ids = tok.encode(sst2_test.texts)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    batches = [collate([ids[i] for i in order[s : s + 64]], tok.pad_id) for s in range(0, len(order), 64)]
+    runs = {"full pass": lambda b: model.hf(**b).logits, "[CLS]-only last layer": lambda b: model(**b).logits}
+    with torch.inference_mode():
+        for _ in range(2):
+            for name, run in runs.items():
+                t = time.perf_counter()
+                for b in batches:
+                    run(b)
+                print(f"{name}: {len(ids) / (time.perf_counter() - t):,.0f} docs/s")
+
+
+def ngram_linear(train: TextDataset, test: TextDataset, max_length: int, epochs: int = 8, lr: float = 0.05) -> None:
+    """Adam on mean-pooled word and word-pair weights, constant step, every training review."""
+    buckets = 2**21
+    labels = sorted(set(train.labels))
+    tok = WordVectorizer.fit(train.texts, 100_000, max_length)
+
+    def encode(ds: TextDataset) -> tuple[list[torch.Tensor], torch.Tensor]:
+        ids = [torch.as_tensor(x, dtype=torch.long) for x in tok.encode(ds.texts)]
+        return ids, torch.tensor([labels.index(y) for y in ds.labels])
+
+    def bag(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.cat(rows), torch.tensor([0] + [len(r) for r in rows[:-1]]).cumsum(0)
+
+    words = torch.nn.EmbeddingBag(tok.vocab_size, len(labels), mode="mean")
+    pairs = torch.nn.EmbeddingBag(buckets, len(labels), mode="mean")
+    bias = torch.nn.Parameter(torch.zeros(len(labels)))
+    for emb in (words, pairs):
+        torch.nn.init.zeros_(emb.weight)
+
+    def logits(rows: list[torch.Tensor]) -> torch.Tensor:
+        pair_rows = [(r[:-1] * 1_000_003 + r[1:]) % buckets if len(r) > 1 else r for r in rows]
+        return words(*bag(rows)) + pairs(*bag(pair_rows)) + bias
+
+    (x_tr, y_tr), (x_te, y_te) = encode(train), encode(test)
+    opt = torch.optim.Adam([words.weight, pairs.weight, bias], lr=lr)
+    for epoch in range(epochs):
+        perm = torch.randperm(len(x_tr))
+        for s in range(0, len(perm), 128):
+            idx = perm[s : s + 128]
+            loss = F.cross_entropy(logits([x_tr[i] for i in idx]), y_tr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pred = torch.cat([logits(x_te[s : s + 512]).argmax(1) for s in range(0, len(x_te), 512)])
+        print(f"max length {max_length}, epoch {epoch + 1}: test accuracy {(pred == y_te).float().mean():.4f}")
+
+
+def finetune_bf16(train: TextDataset, out: Path) -> None:
+    sub = train.subset(list(range(0, len(train), 100)))
+    for bf16 in (False, True):
+        cfg = resolve_config("finetune", model={"source": "minilm"}, tokenizer={"max_length": 256, "long_text": "head-tail"},
+                             train={"epochs": 1, "batch_size": 32, "lr": 5e-5, "bf16": bf16, "patience": 0})
+        result = fit(cfg, sub, out / f"bf16_{bf16}", overwrite=True, progress=False)
+        print(f"{'bf16' if bf16 else 'fp32'}: {result.train_samples_per_sec:.1f} training samples/s ({len(sub)} reviews)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("probe", choices=["deletion-speed", "cls-only", "ngram-linear", "finetune-bf16"])
+    ap.add_argument("--max-length", type=int, default=512, help="ngram-linear: words read per review")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/classiformer_probes"))
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    if args.probe == "cls-only":
+        cls_only(load_set("sst2", DATA)[1])
+        return
+    train, test = load_set("imdb", DATA)
+    if args.probe == "deletion-speed":
+        deletion_speed(train, args.out / "deletion")
+    elif args.probe == "ngram-linear":
+        ngram_linear(train, test, args.max_length)
+    else:
+        finetune_bf16(train, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,7 +1,7 @@
 """Short probes behind single figures in docs/benchmarks.md (each prints its result):
 
     python bench/probes.py deletion-speed      # lesson training samples/s on a quarter of IMDB, 2 epochs
-    python bench/probes.py cls-only            # fine-tuned-BERT inference: full pass vs [CLS]-only last layer
+    python bench/probes.py cls-only            # fine-tuned BERT, inference and training steps: full pass vs [CLS]-only last layer
     python bench/probes.py ngram-linear        # a linear model over words and hashed word pairs on IMDB
     python bench/probes.py finetune-bf16       # MiniLM fine-tuning samples/s at 256 tokens, fp32 vs bf16
 
@@ -33,6 +33,7 @@ def cls_only(sst2_test: TextDataset) -> None:
     from classiformer.config import PretrainedConfig, TokenizerConfig
     from classiformer.data import collate
     from classiformer.models import PretrainedClassifier
+    from classiformer.tokenizers.hf import HFTokenizer
 
     model, tok = PretrainedClassifier.from_source(
         PretrainedConfig(source="minilm", mode="finetune", num_labels=2), TokenizerConfig(kind="hf", max_length=128)
@@ -48,7 +49,28 @@ def cls_only(sst2_test: TextDataset) -> None:
                 t = time.perf_counter()
                 for b in batches:
                     run(b)
-                print(f"{name}: {len(ids) / (time.perf_counter() - t):,.0f} docs/s")
+                print(f"inference, {name}: {len(ids) / (time.perf_counter() - t):,.0f} docs/s")
+    # Training steps (forward and backward, batches of 32) on the same sentences and on IMDB reviews
+    # cut to 256 tokens, fp32 and bf16 autocast.
+    model.train()
+    long_tok = HFTokenizer(tok.tok, 256, "head-tail")
+    sets = {"SST-2": ids, "IMDB (256 tokens)": long_tok.encode(load_set("imdb", DATA)[0].texts[:192])}
+    for set_name, rows in sets.items():
+        tb = [collate(rows[s : s + 32], tok.pad_id) for s in range(0, len(rows), 32)]
+        for b in tb:
+            b["labels"] = torch.zeros(len(b["input_ids"]), dtype=torch.long)
+        train_runs = {"full pass": lambda b: model.hf(**b).loss, "[CLS]-only last layer": lambda b: model(**b).loss}
+        for bf16 in (False, True):
+            for _ in range(2):
+                for name, run in train_runs.items():
+                    t = time.perf_counter()
+                    for b in tb:
+                        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                            loss = run(b)
+                        loss.backward()
+                        model.zero_grad(set_to_none=True)
+                    speed = len(rows) / (time.perf_counter() - t)
+                    print(f"training, {set_name}, {'bf16' if bf16 else 'fp32'}, {name}: {speed:,.1f} samples/s")
 
 
 def ngram_linear(train: TextDataset, test: TextDataset, max_length: int, epochs: int = 8, lr: float = 0.05) -> None:

@@ -171,7 +171,7 @@ def test_finetuned_checkpoint_is_a_hugging_face_folder(tiny_bert: Path, tmp_path
 
 
 def test_cls_only_inference_equals_the_full_forward_pass(tiny_bert: Path) -> None:
-    """Inference skips the last layer's work on every token but [CLS]: same logits, padding or not."""
+    """The last layer computes only [CLS]: same logits (padding or not) and, in training, same gradients."""
     cfg = config_for(tiny_bert, "finetune")
     cfg.model.num_labels = 3
     model, tok = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
@@ -185,8 +185,18 @@ def test_cls_only_inference_equals_the_full_forward_pass(tiny_bert: Path) -> Non
         alone = [model(**collate(tok.encode([t]), tok.pad_id)).logits[0] for t in texts]
     torch.testing.assert_close(fast, full, atol=1e-6, rtol=1e-6)
     torch.testing.assert_close(torch.stack(alone), full, atol=1e-6, rtol=1e-6)
-    model.train()  # training takes the full pass (the loss needs every layer's gradients anyway)
-    assert model(**batch).logits.requires_grad
+    # Training takes the same path: loss and every gradient equal the full pass's (the tiny
+    # encoder has no dropout, so the two are deterministic).
+    model.train()
+    labels = torch.tensor([0, 1, 2, 1])
+    grads = []
+    for run in (lambda: model(**batch, labels=labels).loss, lambda: model.hf(**batch, labels=labels).loss):
+        model.zero_grad()
+        run().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(model.parameters()))
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_attentions_and_input_embeddings(tiny_bert: Path) -> None:
@@ -257,6 +267,8 @@ def test_bad_sources_give_clear_errors(tiny_bert: Path, tmp_path: Path) -> None:
     assert Path(resolve_source("minilm"), "config.json").exists()
     with pytest.raises(ConfigError, match="preset 'base' is for 'transformer' models"):
         resolve_config("base", family="hf")
+    with pytest.raises(ConfigError, match=r"attention_dropout must be in \[0, 1\)"):
+        resolve_config("finetune", model={"attention_dropout": 1.5})
     with pytest.raises(ConfigError, match="limit of 40"):
         cfg = resolve_config("finetune", model={"source": str(tiny_bert)}, tokenizer={"max_length": 64})
         PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
@@ -273,9 +285,12 @@ def test_cli_train_evaluate_predict(tiny_bert: Path, tmp_path: Path, capsys: pyt
     run = tmp_path / "run"
     args = ["train", "--model", str(tiny_bert), "--mode", "finetune", "--train", str(train), "--test", str(test),
             "--output", str(run), "--epochs", "3", "--lr", "3e-3", "--batch-size", "16", "--max-length", "20",
-            "--no-progress"]
+            "--attention-dropout", "0.05", "--no-progress"]
     assert main(args) == 0
     assert "accuracy" in capsys.readouterr().out
+    saved = json.loads((run / "best" / "config.json").read_text())
+    assert saved["attention_probs_dropout_prob"] == 0.05  # the tiny encoder's own is 0
+    assert Classifier.load(run / "best").model.hf.base_model.encoder.layer[0].attention.self.dropout.p == 0.05
     assert main(["evaluate", str(run), "--test", str(test), "--long-text", "chunks", "--no-progress"]) == 0
     assert main(["predict", str(run), "goal goal team", "--long-text", "head-tail", "--bf16"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["label"] == "sports"

@@ -23,6 +23,7 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--long-text", "tokenizer", "long_text", str, "pretrained encoders: truncate, head-tail or chunks (texts over --max-length)"),
     ("--pooling", "model", "pooling", str, "frozen mode: cls, pooler or mean"),
     ("--unfreeze-top", "model", "unfreeze_top", int, "partial mode: train the top K encoder layers"),
+    ("--attention-dropout", "model", "attention_dropout", float, "finetune/partial: dropout on attention weights in training (default: the checkpoint's; 0 runs the fused attention kernel, much faster on a CPU)"),
     ("--feature-cache-mb", "model", "feature_cache_mb", int, "frozen mode: features of a set above this size are memory-mapped in the run folder (0: always)"),
     ("--embed-dim", "model", "embed_dim", int, "embedding width"),
     ("--heads", "model", "num_heads", int, "attention heads per block"),

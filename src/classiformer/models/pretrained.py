@@ -98,8 +98,10 @@ class PretrainedClassifier(nn.Module):
                     raise ConfigError(f"{source}: this encoder has no pooler; use pooling 'cls' or 'mean'")
             else:
                 kwargs: dict[str, Any] = {}
+                if cfg.attention_dropout is not None:
+                    kwargs[_attention_dropout_key(source)] = cfg.attention_dropout
                 if fresh_head:
-                    kwargs = dict(
+                    kwargs.update(
                         num_labels=cfg.num_labels, id2label=dict(enumerate(labels)),
                         label2id={lbl: i for i, lbl in enumerate(labels)},
                     )
@@ -238,7 +240,7 @@ class PretrainedClassifier(nn.Module):
                                   output_attentions=output_attentions)
                     pooled, attentions = self._pool(out, attention_mask), out.attentions
                 logits = self.head(self.drop(pooled.to(self.head.weight.dtype)))  # (B, C)
-            elif not self.training and not output_attentions and input_ids is not None and self._cls_only_ok():
+            elif not output_attentions and input_ids is not None and inputs_embeds is None and self._cls_only_ok():
                 logits = self._cls_only_logits(input_ids, attention_mask)
             else:
                 out = self.hf(input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
@@ -265,10 +267,12 @@ class PretrainedClassifier(nn.Module):
         )
 
     def _cls_only_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Inference logits (B, C) of BERT's sequence classifier, equal to the full forward pass
-        but cheaper: the classifier reads only the [CLS] state of the last layer, so that layer
-        computes keys and values for every token and the rest (query, attention, output projection,
-        feed-forward) for [CLS] alone. With 6 layers that saves about a seventh of the work."""
+        """Logits (B, C) of BERT's sequence classifier, equal to the full forward pass but cheaper:
+        the classifier reads only the [CLS] state of the last layer, so that layer computes keys
+        and values for every token and the rest (query, attention, output projection, feed-forward)
+        for [CLS] alone. The other tokens' outputs of that layer reach neither the logits nor the
+        loss, so training takes this path too (same dropouts, same gradients). With 6 layers that
+        saves about a seventh of the work."""
         base = self.hf.base_model
         h = base.embeddings(input_ids=input_ids)  # (B, T, H)
         mask, _ = base._create_attention_masks(attention_mask, None, h, None, None)
@@ -282,10 +286,22 @@ class PretrainedClassifier(nn.Module):
         k = att.key(h).view(B, T, heads, d).transpose(1, 2)  # (B, heads, T, d)
         v = att.value(h).view(B, T, heads, d).transpose(1, 2)
         key_mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
-        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=att.scaling)
+        drop = att.dropout.p if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=drop, scale=att.scaling)
         a = top.attention.output(a.transpose(1, 2).reshape(B, 1, heads * d), h[:, :1])  # (B, 1, H)
         cls = top.output(top.intermediate(a), a)
         return self.hf.classifier(self.hf.dropout(base.pooler(cls)))
+
+
+def _attention_dropout_key(source: str | Path) -> str:
+    """The name of the attention-dropout rate in the configuration of the model at ``source``."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(source))
+    for key in ("attention_probs_dropout_prob", "attention_dropout"):  # BERT-likes; DistilBERT, BART, ...
+        if hasattr(config, key):
+            return key
+    raise ConfigError(f"{source}: {type(config).__name__} has no attention-dropout setting; leave attention_dropout unset")
 
 
 def _from_pretrained(auto_cls: Any, source: str | Path, **kwargs: Any) -> Any:

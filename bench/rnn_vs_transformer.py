@@ -112,7 +112,7 @@ def speed_sweep(threads: int, lengths: tuple[int, ...] = (32, 64, 128, 256), bat
         cfg = resolve_config(preset, model={"num_labels": 2})
         torch.manual_seed(0)
         m = build_model(cfg.family, cfg.model).train()
-        models[family] = (m, torch.optim.AdamW(param_groups(m, 0.01), lr=1e-3))
+        models[family] = (m, torch.optim.AdamW(param_groups(m, 0.01, 1e-3), lr=1e-3))
     rows = []
     for T in lengths:
         ids = torch.randint(2, 20_000, (batch, T))
@@ -156,7 +156,7 @@ def paired_speed(dataset: str, train: TextDataset, threads: int, n_batches: int 
         cfg.model.vocab_size, cfg.model.num_labels = tok.vocab_size, len(labels)
         torch.manual_seed(seed)
         m = build_model(cfg.family, cfg.model).train()
-        models[family] = (m, torch.optim.AdamW(param_groups(m, 0.01), lr=1e-3))
+        models[family] = (m, torch.optim.AdamW(param_groups(m, 0.01, 1e-3), lr=1e-3))
     ids = tok.encode(train.texts)
     lengths = np.array([len(x) for x in ids])
     batches = bucketed_batches(lengths, 32, seed, 0)[: n_batches + 1]

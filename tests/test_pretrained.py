@@ -325,3 +325,31 @@ def test_feature_cache_computes_once_and_rejects_changed_examples(tmp_path: Path
     else:
         cache.lookup(torch.tensor([9]), torch.tensor([1]), compute)  # memory caches grow
         assert len(cache) >= 10
+
+
+def test_layer_decay_gives_lower_layers_smaller_rates(tiny_bert: Path) -> None:
+    from classiformer.models import build_model
+    from classiformer.training import param_groups
+
+    cfg = config_for(tiny_bert, "finetune")
+    model, _ = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+    groups = param_groups(model, 0.01, 1e-3, layer_decay=0.5)
+    rate = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    enc = model.encoder
+    assert rate[id(model.hf.classifier.weight)] == (1e-3, 0.01)  # top: head and pooler
+    assert rate[id(enc.pooler.dense.bias)] == (1e-3, 0.0)
+    assert rate[id(enc.encoder.layer[1].output.dense.weight)] == (5e-4, 0.01)
+    assert rate[id(enc.encoder.layer[0].attention.self.query.weight)] == (2.5e-4, 0.01)
+    assert rate[id(enc.embeddings.word_embeddings.weight)] == (1.25e-4, 0.01)
+    assert rate[id(enc.embeddings.LayerNorm.weight)] == (1.25e-4, 0.0)
+    assert len(rate) == len(list(model.parameters()))
+    assert groups[0]["lr"] == 1e-3  # the top group first: the rate the training log reports
+    # Without decay: two groups, one rate; a model without layer depths refuses decay.
+    assert {g["lr"] for g in param_groups(model, 0.01, 1e-3)} == {1e-3}
+    tiny = resolve_config("tiny")
+    tiny.model.vocab_size = 50
+    scratch = build_model("transformer", tiny.model)
+    with pytest.raises(ConfigError, match="layer_decay needs a pretrained encoder"):
+        param_groups(scratch, 0.01, 1e-3, layer_decay=0.9)
+    with pytest.raises(ConfigError, match=r"layer_decay must be in \(0, 1\]"):
+        resolve_config("finetune", train={"layer_decay": 0.0})

@@ -205,6 +205,8 @@ class TrainConfig:
 
     schedule: ``constant`` or ``linear`` (linear warmup over ``warmup`` of the steps, then linear
     decay to zero). ``patience`` epochs without validation improvement stop training (0 = never).
+    ``layer_decay`` (pretrained encoders): each layer below the top learns at this factor of the
+    one above (embeddings lowest); 1 = one learning rate for all.
     """
 
     epochs: int = 10
@@ -221,6 +223,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     checkpoint_every: int = 0
     eval_batch_size: int = 256
+    layer_decay: float = 1.0
     bf16: bool = False  # bfloat16 autocast for forward passes (CPUs with AVX512-BF16/AMX, GPUs)
 
     def __post_init__(self) -> None:
@@ -231,6 +234,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
 

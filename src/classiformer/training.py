@@ -32,7 +32,7 @@ from .checkpoint import (
     load_trainer_state,
     save_checkpoint,
 )
-from .config import RunConfig, TrainConfig
+from .config import ConfigError, RunConfig, TrainConfig
 from .data.batching import EncodedDataset, batch_of, bucketed_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
 from .inference import logits_for
@@ -84,14 +84,26 @@ class _State:
     stopped_early: bool = False
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Decay matrices (weights of linear and embedding layers); never biases or norms."""
-    decay: list[nn.Parameter] = []
-    no_decay: list[nn.Parameter] = []
+def param_groups(model: nn.Module, weight_decay: float, lr: float, layer_decay: float = 1.0) -> list[dict[str, Any]]:
+    """Decay matrices (weights of linear and embedding layers); never biases or norms. With
+    ``layer_decay`` below 1, a parameter at depth d of a model whose top is depth D (see
+    ``PretrainedClassifier.parameter_depths``) learns at ``lr * layer_decay ** (D - d)``:
+    layer-wise learning-rate decay (Howard and Ruder, 2018; Clark et al., 2020), the top first."""
+    depths: dict[int, int] = {}
+    top = 0
+    if layer_decay != 1.0:
+        get = getattr(model, "parameter_depths", None)
+        if get is None:
+            raise ConfigError(f"layer_decay needs a pretrained encoder; {type(model).__name__} has no layer depths")
+        depths, top = get()
+    groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.dim() >= 2 else no_decay).append(p)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            groups.setdefault((depths.get(id(p), top), p.dim() >= 2), []).append(p)
+    return [
+        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * layer_decay ** (top - depth)}
+        for (depth, decay), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))
+    ]
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -141,7 +153,9 @@ class Trainer:
         self.on_step = on_step  # called with the optimizer step count (tests use it to interrupt)
         # The fused kernel updates every parameter in one pass (about 6% of a lesson training step on a CPU).
         fused = device.type in ("cpu", "cuda")
-        self.optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr, fused=fused)
+        self.optimizer = torch.optim.AdamW(
+            param_groups(model, config.weight_decay, config.lr, config.layer_decay), lr=config.lr, fused=fused
+        )
         self.state = _State()
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 

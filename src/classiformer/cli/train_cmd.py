@@ -41,6 +41,7 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--batch-size", "train", "batch_size", int, "examples per batch"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW)"),
     ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (matrices only)"),
+    ("--layer-decay", "train", "layer_decay", float, "pretrained encoders: each layer learns at this factor of the layer above's rate (1: off)"),
     ("--schedule", "train", "schedule", str, "constant, or linear (warmup then linear decay)"),
     ("--warmup", "train", "warmup", float, "warmup as a fraction of all steps"),
     ("--clip-norm", "train", "clip_norm", float, "clip gradients to this norm (0: off)"),

@@ -131,6 +131,18 @@ class PretrainedClassifier(nn.Module):
         """The transformer body (``BertModel`` for BERT)."""
         return self.hf if self.config.mode == "frozen" else self.hf.base_model
 
+    def parameter_depths(self) -> tuple[dict[int, int], int]:
+        """Depth of each parameter (by ``id``) for layer-wise learning rates: the embeddings 0,
+        encoder layer i at i + 1, everything above (pooler, head) at the top, which is returned too."""
+        layers = _encoder_layers(self.encoder)
+        top = len(layers) + 1
+        depths = {id(p): top for p in self.parameters()}
+        embeddings = getattr(self.encoder, "embeddings", None) or self.get_input_embeddings()
+        depths.update({id(p): 0 for p in embeddings.parameters()})
+        for i, layer in enumerate(layers):
+            depths.update({id(p): i + 1 for p in layer.parameters()})
+        return depths, top
+
     def train(self, mode: bool = True) -> PretrainedClassifier:
         super().train(mode)
         if self.config.mode == "frozen":

@@ -78,7 +78,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
 
 def forward_flops(model: torch.nn.Module, lengths: np.ndarray, cls_only: bool = False) -> float:
     """Forward FLOPs for sequences of ``lengths``: 2 per non-embedding weight per token plus the
-    attention products (QK^T and AV: 4 * T^2 * hidden per layer). With ``cls_only`` (inference
+    attention products (QK^T and AV: 4 * T^2 * hidden per layer). With ``cls_only`` (our classifier
     computes only [CLS] in the last layer: ``PretrainedClassifier._cls_only_ok``), that layer's query, output projection and
     feed-forward run on one token per sequence and its attention on one query row."""
     cfg = model.hf.config  # type: ignore[union-attr]
@@ -111,7 +111,10 @@ def hf_trainer_speed(source: str, train: TextDataset, labels: list[str], args: a
     rows = [{"input_ids": ids, "attention_mask": m, "labels": index[y]}
             for ids, m, y in zip(enc["input_ids"], enc["attention_mask"], train.labels, strict=True)]
     torch.manual_seed(args.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=len(labels), attn_implementation="sdpa")
+    extra = {} if args.attention_dropout is None else {"attention_probs_dropout_prob": args.attention_dropout}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        source, num_labels=len(labels), attn_implementation="sdpa", **extra
+    )
     targs = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=args.batch_size, learning_rate=args.lr,
         weight_decay=0.01, warmup_steps=0.1, lr_scheduler_type="linear", max_grad_norm=1.0,
@@ -167,6 +170,8 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--attention-dropout", type=float, default=None,
+                    help="fine-tuning, ours and Trainer's alike (default: the checkpoint's own, 0.1 for MiniLM)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--reps", type=int, default=2, help="timing repetitions (best is kept)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["hf-trainer", "frozen", "imdb", "pipeline"])
@@ -193,7 +198,8 @@ def main() -> None:
     sst_test = load_jsonl(root / "sst2" / "test.jsonl.gz", None)
     sst_val = load_jsonl(root / "sst2" / "train.jsonl.gz", 200, args.seed + 1)
     train_cfg = {"epochs": 1, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "patience": 0}
-    cfg = resolve_config("finetune", model={"source": args.model}, tokenizer=tok_cfg, train=train_cfg)
+    ft_model = {"source": args.model, "attention_dropout": args.attention_dropout}
+    cfg = resolve_config("finetune", model=ft_model, tokenizer=tok_cfg, train=train_cfg)
     t = time.perf_counter()
     result = fit(cfg, sst_train, tmp / "sst2_finetune", validation=sst_val, progress=False)
     res["finetune_wall_s"] = time.perf_counter() - t
@@ -201,7 +207,7 @@ def main() -> None:
     clf = Classifier.load(result.best_dir, batch_size=64)
     res["sst2_finetuned_accuracy"] = evaluate(clf, sst_test, progress=False)["accuracy"]
     lengths = np.array([len(x) for x in clf.tokenizer.encode(sst_train.texts)])
-    res["finetune_gflops_ours"] = 3 * forward_flops(clf.model, lengths) * result.train_samples_per_sec / len(lengths) / 1e9
+    res["finetune_gflops_ours"] = 3 * forward_flops(clf.model, lengths, clf.model._cls_only_ok()) * result.train_samples_per_sec / len(lengths) / 1e9
     print(f"fine-tune SST-2 ({len(sst_train)} examples, 1 epoch): {result.train_samples_per_sec:.1f} samples/s, "
           f"test accuracy {res['sst2_finetuned_accuracy']:.4f}")
     if "hf-trainer" not in args.skip:

@@ -168,6 +168,14 @@ def test_finetuned_checkpoint_is_a_hugging_face_folder(tiny_bert: Path, tmp_path
     with torch.no_grad():
         theirs = hf(**batch).logits.numpy()
     np.testing.assert_allclose(clf.logits(texts), theirs, atol=1e-6, rtol=1e-6)
+    # The tokenizer sits beside the weights: AutoTokenizer (hence pipeline) and training on from this
+    # folder (--model FOLDER) read the vocabulary the model learned with.
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(str(result.best_dir))(texts)["input_ids"] == [list(x) for x in clf.tokenizer.encode(texts)]
+    cfg = config_for(result.best_dir, "finetune")
+    _, again = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+    assert [list(x) for x in again.encode(texts)] == [list(x) for x in clf.tokenizer.encode(texts)]
 
 
 def test_cls_only_inference_equals_the_full_forward_pass(tiny_bert: Path) -> None:
@@ -265,6 +273,13 @@ def test_bad_sources_give_clear_errors(tiny_bert: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelSourceError, match="no config.json"):
         resolve_source(str(tmp_path / "empty"))
     assert Path(resolve_source("minilm"), "config.json").exists()
+    bare = tmp_path / "weights_only"  # a model folder without tokenizer files
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        (bare / name).write_bytes((tiny_bert / name).read_bytes())
+    with pytest.raises(ModelSourceError, match="weights_only: no tokenizer vocabulary found"):
+        cfg = resolve_config("finetune", model={"source": str(bare)}, tokenizer={"max_length": 16})
+        PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
     with pytest.raises(ConfigError, match="preset 'base' is for 'transformer' models"):
         resolve_config("base", family="hf")
     with pytest.raises(ConfigError, match=r"attention_dropout must be in \[0, 1\)"):

@@ -111,7 +111,7 @@ def save_checkpoint(
     def write(tmp: Path) -> None:
         saver = getattr(model, "save_weights", None)
         if callable(saver):  # families with their own on-disk format (e.g. Hugging Face folders)
-            saver(tmp)
+            saver(tmp, tokenizer)
         else:
             state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", "classiformer": str(FORMAT_VERSION)})

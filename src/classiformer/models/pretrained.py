@@ -100,10 +100,10 @@ class PretrainedClassifier(nn.Module):
                 kwargs: dict[str, Any] = {}
                 if cfg.attention_dropout is not None:
                     kwargs[_attention_dropout_key(source)] = cfg.attention_dropout
-                if fresh_head:
+                if fresh_head:  # a source that is itself a classifier with other labels gets a new head
                     kwargs.update(
                         num_labels=cfg.num_labels, id2label=dict(enumerate(labels)),
-                        label2id={lbl: i for i, lbl in enumerate(labels)},
+                        label2id={lbl: i for i, lbl in enumerate(labels)}, ignore_mismatched_sizes=True,
                     )
                 self.hf = _from_pretrained(AutoModelForSequenceClassification, source, **kwargs)
         except OSError as e:
@@ -154,13 +154,18 @@ class PretrainedClassifier(nn.Module):
 
     # -- checkpoints (called by checkpoint.save_checkpoint / load_checkpoint) ---------------------
 
-    def save_weights(self, folder: Path) -> None:
+    def save_weights(self, folder: Path, tokenizer: Any = None) -> None:
+        """The Hugging Face folder (the whole model, or the frozen encoder in ``encoder/`` beside the
+        head) with the tokenizer's files next to its weights, so that ``AutoTokenizer``, ``pipeline``
+        and ``--model FOLDER`` find the vocabulary the model was trained with."""
+        hf_folder = folder / ENCODER_DIR if self.config.mode == "frozen" else folder
+        self.hf.save_pretrained(str(hf_folder))
         if self.config.mode == "frozen":
-            self.hf.save_pretrained(str(folder / ENCODER_DIR))
             state = {k: v.detach().contiguous().cpu() for k, v in self.head.state_dict().items()}
             save_file(state, str(folder / HEAD_FILE), metadata={"format": "pt"})
-        else:
-            self.hf.save_pretrained(str(folder))
+        hf_tokenizer = getattr(tokenizer, "tok", None)
+        if hf_tokenizer is not None:
+            hf_tokenizer.save_pretrained(str(hf_folder))
 
     def load_weights(self, folder: Path) -> None:
         folder = Path(folder)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..config import LONG_TEXT_MODES, ConfigError
+from ..hub import ModelSourceError
 
 HF_DIR = "hf"  # the transformers tokenizer files, in a sub-folder so its tokenizer_config.json is not ours
 
@@ -43,7 +44,13 @@ class HFTokenizer:
     def from_pretrained(cls, source: str | Path, max_length: int, long_text: str = "truncate", limit: int | None = None) -> HFTokenizer:
         from transformers import AutoTokenizer
 
-        return cls(AutoTokenizer.from_pretrained(str(source), use_fast=True), max_length, long_text, limit)
+        tok = AutoTokenizer.from_pretrained(str(source), use_fast=True)
+        if len(tok) <= len(tok.all_special_ids):  # a folder with a model but no vocabulary files
+            raise ModelSourceError(
+                f"{source}: no tokenizer vocabulary found (the tokenizer has only its {len(tok)} special tokens); "
+                "put the tokenizer files (vocab.txt or tokenizer.json) next to the model"
+            )
+        return cls(tok, max_length, long_text, limit)
 
     @property
     def vocab_size(self) -> int:

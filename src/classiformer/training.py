@@ -84,6 +84,28 @@ class _State:
     stopped_early: bool = False
 
 
+class _LossLog:
+    """Per-batch training losses, kept on the device until read: ``loss.item()`` after every batch
+    would make the host wait for the GPU each step. ``flush`` adds them to the state in batch order,
+    so the running sums are the same floats as adding each batch's loss at once."""
+
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.pending: list[tuple[torch.Tensor, int]] = []
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        self.pending.append((loss.detach(), n))
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([v for v, _ in self.pending]).tolist()
+        for value, (_, n) in zip(values, self.pending):
+            self.state.epoch_loss += value * n
+            self.state.epoch_samples += n
+        self.pending.clear()
+
+
 def param_groups(model: nn.Module, weight_decay: float, lr: float, layer_decay: float = 1.0) -> list[dict[str, Any]]:
     """Decay matrices (weights of linear and embedding layers); never biases or norms. With
     ``layer_decay`` below 1, a parameter at depth d of a model whose top is depth D (see
@@ -231,6 +253,7 @@ class Trainer:
                 )
                 t0 = time.perf_counter()
                 pending = 0
+                losses = _LossLog(s)
                 for b in range(s.batches_done, len(batches)):
                     batch = {k: v.to(self.device) for k, v in batch_of(train, batches[b], self.tokenizer.pad_id).items()}
                     with autocast(self.device, cfg.bf16):
@@ -238,8 +261,7 @@ class Trainer:
                     loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
                     (loss / cfg.grad_accum).backward()
                     pending += 1
-                    s.epoch_loss += loss.item() * len(batches[b])
-                    s.epoch_samples += len(batches[b])
+                    losses.add(loss, len(batches[b]))
                     if pending == cfg.grad_accum or b == len(batches) - 1:
                         if cfg.clip_norm:
                             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
@@ -250,8 +272,11 @@ class Trainer:
                         s.batches_done = b + 1
                         pending = 0
                         rng_at_step = torch.get_rng_state()
-                        bar.set_postfix(loss=f"{s.epoch_loss / max(1, s.epoch_samples):.4f}", refresh=False)
+                        if s.step % 20 == 0:
+                            losses.flush()
+                            bar.set_postfix(loss=f"{s.epoch_loss / max(1, s.epoch_samples):.4f}", refresh=False)
                         if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
+                            losses.flush()
                             s.train_seconds += time.perf_counter() - t0
                             self.save_last(rng_at_step)
                             t0 = time.perf_counter()
@@ -259,6 +284,7 @@ class Trainer:
                             self.on_step(s.step)
                     bar.update(1)
                 bar.close()
+                losses.flush()
                 s.train_seconds += time.perf_counter() - t0
                 s.samples_seen += s.epoch_samples
                 self._end_epoch(val)
@@ -267,6 +293,7 @@ class Trainer:
         except KeyboardInterrupt:
             # Keep what was learned up to the last optimizer step; --resume picks up from there.
             log.warning("interrupted: saving the last checkpoint; continue with --resume")
+            losses.flush()
             s.train_seconds += time.perf_counter() - t0
             self.save_last(rng_at_step)
             raise

@@ -43,6 +43,14 @@ def test_every_command_has_help(command: str, capsys) -> None:
     assert "usage: classiformer " + command in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("command", [["train", "--train", "x.csv"], ["predict", "run", "some text"]])
+def test_bf16_and_fp16_exclude_each_other(command: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--bf16", "--fp16"])
+    assert e.value.code == 2
+    assert "not allowed with argument --bf16" in capsys.readouterr().err
+
+
 def test_top_level_help_lists_commands(capsys) -> None:
     text = build_parser().format_help()
     for command in ("train", "evaluate", "predict", "presets"):

@@ -1,4 +1,4 @@
-"""The ``--device cuda`` path: training, bf16 autocast, checkpoints that move between GPU and CPU,
+"""The ``--device cuda`` path: training, bf16 and fp16 autocast, checkpoints that move between GPU and CPU,
 and the command line. Skipped where no CUDA GPU is present (CI); run on a GPU machine with
 ``pytest tests/test_cuda.py``."""
 
@@ -25,9 +25,9 @@ def labels_of(clf: Classifier, texts: list[str]) -> np.ndarray:
 
 
 @pytest.mark.parametrize("mode", ["frozen", "finetune"])
-@pytest.mark.parametrize("bf16", [False, True])
-def test_pretrained_modes_train_on_the_gpu(tiny_bert: Path, tmp_path: Path, mode: str, bf16: bool) -> None:  # noqa: F811
-    cfg = config_for(tiny_bert, mode, bf16=bf16)
+@pytest.mark.parametrize("half", [{}, {"bf16": True}, {"fp16": True}])
+def test_pretrained_modes_train_on_the_gpu(tiny_bert: Path, tmp_path: Path, mode: str, half: dict[str, bool]) -> None:  # noqa: F811
+    cfg = config_for(tiny_bert, mode, **half)
     result = fit(cfg, make_texts(240, seed=1), tmp_path / "run", device="cuda", progress=False)
     test = make_texts(60, seed=2)
     on_gpu = Classifier.load(result.best_dir, device="cuda")
@@ -36,9 +36,11 @@ def test_pretrained_modes_train_on_the_gpu(tiny_bert: Path, tmp_path: Path, mode
     # A checkpoint written from the GPU loads on a CPU and computes the same logits.
     on_cpu = Classifier.load(result.best_dir, device="cpu")
     np.testing.assert_allclose(on_gpu.logits(test.texts), on_cpu.logits(test.texts), atol=2e-4, rtol=2e-4)
-    # bf16 inference on the GPU agrees with fp32 on (nearly) every label.
-    in_bf16 = Classifier.load(result.best_dir, device="cuda", bf16=True)
-    assert np.mean(labels_of(in_bf16, test.texts) == labels_of(on_cpu, test.texts)) >= 0.95
+    # bf16 and fp16 inference on the GPU agree with fp32 on (nearly) every label.
+    for precision in ("bf16", "fp16"):
+        halved = Classifier.load(result.best_dir, device="cuda", **{precision: True})
+        assert next(halved.model.parameters()).dtype == halved.dtype
+        assert np.mean(labels_of(halved, test.texts) == labels_of(on_cpu, test.texts)) >= 0.95, precision
 
 
 def test_from_scratch_transformer_trains_on_the_gpu(tmp_path: Path) -> None:
@@ -78,5 +80,5 @@ def test_command_line_on_the_gpu(tiny_bert: Path, tmp_path: Path, capsys) -> Non
                  "--device", "cuda", "--bf16", "--no-progress"]) == 0
     assert main(["evaluate", str(run), "--test", str(test), "--long-text", "chunks", "--device", "cuda", "--bf16",
                  "--no-progress"]) == 0
-    assert main(["predict", str(run), "goal goal team", "--device", "cuda"]) == 0
+    assert main(["predict", str(run), "goal goal team", "--device", "cuda", "--fp16"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["label"] == "sports"

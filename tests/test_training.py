@@ -11,6 +11,7 @@ import torch
 
 from classiformer import Classifier, evaluate, fit, resolve_config, write_evaluation
 from classiformer.checkpoint import CheckpointError, atomic_dir, load_checkpoint, read_meta
+from classiformer.config import ConfigError
 
 from .conftest import make_texts
 
@@ -45,6 +46,19 @@ def test_it_learns_and_evaluates(trained) -> None:
         assert paths[png].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     history = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [h["epoch"] for h in history] == list(range(1, 13))
+
+
+def test_fp16_training_scales_the_loss_and_learns(tmp_path: Path, trained) -> None:
+    """float16 autocast with a loss scaler (the path for GPUs without bf16; CPUs run it too)."""
+    result = fit(tiny_config(epochs=12, fp16=True), make_texts(240, seed=1), tmp_path / "run", progress=False)
+    assert result.best_val_accuracy > 0.9
+    scaler = torch.load(tmp_path / "run" / "last" / "trainer_state.pt", weights_only=True)["scaler"]
+    assert scaler["scale"] > 1  # the loss was scaled up (65536 at the start, halved on overflow)
+    fp32 = Classifier.load(trained[0])
+    texts = ["goal match team", "chip software robot", "stock market bank"]
+    assert Classifier.load(trained[0], fp16=True).predict(texts) == fp32.predict(texts) == ["sports", "tech", "money"]
+    with pytest.raises(ConfigError, match="bf16 and fp16"):
+        tiny_config(bf16=True, fp16=True)
 
 
 def test_predict_api(trained) -> None:
@@ -110,18 +124,20 @@ def test_same_seed_same_loss_curve(tmp_path: Path) -> None:
     assert [h["train_loss"] for h in a.history] != [h["train_loss"] for h in c.history]
 
 
-def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("half", [{}, {"fp16": True}])  # fp16: the loss scaler's state resumes too
+def test_interrupted_then_resumed_run_matches_uninterrupted(tmp_path: Path, half: dict[str, bool]) -> None:
     data = make_texts(150, seed=3)
-    full = fit(tiny_config(epochs=3), data, tmp_path / "full", progress=False)
+    full = fit(tiny_config(epochs=3, **half), data, tmp_path / "full", progress=False)
 
     def interrupt(step: int) -> None:
         if step == 11:  # mid-epoch 2 (9 steps per epoch)
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        fit(tiny_config(epochs=3), data, tmp_path / "cut", progress=False, on_step=interrupt)
+        fit(tiny_config(epochs=3, **half), data, tmp_path / "cut", progress=False, on_step=interrupt)
     state = torch.load(tmp_path / "cut" / "last" / "trainer_state.pt", weights_only=True)
     assert state["progress"]["step"] == 11 and state["progress"]["batches_done"] == 2
+    assert bool(state["scaler"]) == bool(half)
     resumed = fit(tiny_config(), data, tmp_path / "cut", resume=True, progress=False)
     strip = ("train_samples_per_sec",)
     assert [{k: v for k, v in h.items() if k not in strip} for h in resumed.history] == [

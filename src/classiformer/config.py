@@ -225,6 +225,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     layer_decay: float = 1.0
     bf16: bool = False  # bfloat16 autocast for forward passes (CPUs with AVX512-BF16/AMX, GPUs)
+    fp16: bool = False  # float16 autocast with loss scaling (GPUs without bf16: T4, V100)
 
     def __post_init__(self) -> None:
         require_choice(self, "schedule", ("constant", "linear"))
@@ -234,6 +235,8 @@ class TrainConfig:
             raise ConfigError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.warmup < 1.0:
             raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.bf16 and self.fp16:
+            raise ConfigError("bf16 and fp16 exclude each other; choose one")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if not 0.0 < self.val_fraction < 1.0:

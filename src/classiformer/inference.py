@@ -22,17 +22,17 @@ def logits_for(
     device: torch.device | str = "cpu",
     progress: bool = False,
     desc: str = "predict",
-    bf16: bool = False,
+    dtype: torch.dtype | None = None,
     cache_key: str | None = None,
 ) -> np.ndarray:
     """Logits (N, C) for every example of ``data``, in input order, float32 (computed under
-    bfloat16 autocast when ``bf16``). ``cache_key`` names ``data`` for models that cache
+    autocast to ``dtype`` when given). ``cache_key`` names ``data`` for models that cache
     per-example work (a frozen encoder's features): batches then carry example indices."""
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
     try:
-        with torch.inference_mode(), autocast(device, bf16):
+        with torch.inference_mode(), autocast(device, dtype):
             batches = sorted_batches(data.lengths, batch_size)
             for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
                 batch = batch_of(EncodedDataset(data.ids), idx, pad_id)

@@ -22,7 +22,7 @@ from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
 from .explain import Explanation, explain
 from .inference import logits_for, mean_by_owner, softmax
-from .runtime import resolve_device
+from .runtime import amp_dtype, resolve_device
 from .tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -54,11 +54,12 @@ class Classifier:
         path: Path | None = None,
         bf16: bool = False,
         long_text: str | None = None,
+        fp16: bool = False,
     ) -> None:
-        # Inference in bf16 converts the weights once: on CPUs with bf16 matrix units this is much
-        # faster than autocast, which re-casts every weight on every call.
-        self.model = model.to(device, dtype=torch.bfloat16 if bf16 else None).eval()
-        self.bf16 = bf16
+        # Inference in bf16 (or fp16) converts the weights once: on CPUs with bf16 matrix units this
+        # is much faster than autocast, which re-casts every weight on every call.
+        self.dtype = amp_dtype(bf16, fp16)
+        self.model = model.to(device, dtype=self.dtype).eval()
         if long_text is not None:
             if not hasattr(tokenizer, "long_text"):
                 raise ValueError(f"--long-text needs a pretrained-encoder model; this {meta.family!r} model truncates")
@@ -75,14 +76,15 @@ class Classifier:
     @classmethod
     def load(
         cls, path: str | Path, device: str | None = None, batch_size: int = 256, bf16: bool = False,
-        long_text: str | None = None,
+        long_text: str | None = None, fp16: bool = False,
     ) -> Classifier:
         """``long_text`` (pretrained encoders): ``truncate``, ``head-tail`` or ``chunks``, overriding
-        the checkpoint's setting; ``bf16``: bfloat16 weights and activations (logits come back as float32)."""
+        the checkpoint's setting; ``bf16`` / ``fp16``: bfloat16 / float16 weights and activations
+        (logits come back as float32; fp16 is for GPUs without bf16)."""
         folder = resolve_model_path(path)
         dev = resolve_device(device)
         model, tokenizer, meta = load_checkpoint(folder, map_location=dev)
-        return cls(model, tokenizer, meta, dev, batch_size, folder, bf16, long_text)
+        return cls(model, tokenizer, meta, dev, batch_size, folder, bf16, long_text, fp16)
 
     @property
     def temperature(self) -> float:

@@ -32,12 +32,20 @@ def set_threads(threads: int | None = None) -> int:
     return threads
 
 
-def autocast(device: torch.device | str, bf16: bool) -> Any:
-    """bfloat16 autocast for forward passes when ``bf16`` (matrix products in bf16, reductions and
-    the loss in fp32); a no-op context otherwise."""
-    if not bf16:
+def amp_dtype(bf16: bool = False, fp16: bool = False) -> torch.dtype | None:
+    """The reduced precision asked for: bfloat16 (CPUs with bf16 units, recent GPUs), float16 (GPUs
+    without bf16, e.g. T4 or V100; training then scales the loss) or None for float32."""
+    if bf16 and fp16:
+        raise ValueError("choose one of bf16 and fp16, not both")
+    return torch.bfloat16 if bf16 else torch.float16 if fp16 else None
+
+
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> Any:
+    """Autocast to ``dtype`` for forward passes (matrix products in ``dtype``, reductions and the
+    loss in fp32); a no-op context when ``dtype`` is None."""
+    if dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def seed_everything(seed: int) -> None:

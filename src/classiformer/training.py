@@ -38,7 +38,7 @@ from .data.datasets import DataError, TextDataset, check_labels_known, stratifie
 from .inference import logits_for
 from .metrics import classification_report
 from .models import FAMILIES, build_model
-from .runtime import autocast, resolve_device, seed_everything
+from .runtime import amp_dtype, autocast, resolve_device, seed_everything
 from .tokenizers import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -178,6 +178,10 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             param_groups(model, config.weight_decay, config.lr, config.layer_decay), lr=config.lr, fused=fused
         )
+        self.amp = amp_dtype(config.bf16, config.fp16)
+        # float16's narrow range needs the loss scaled up (and steps with overflowed gradients
+        # skipped); bfloat16 and float32 do not: a disabled scaler passes everything through.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=config.fp16)
         self.state = _State()
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
 
@@ -189,6 +193,7 @@ class Trainer:
         return {
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": rng,
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "progress": {k: v for k, v in s.__dict__.items() if k != "history"},
@@ -203,6 +208,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         assert self.scheduler is not None
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         if state.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
@@ -212,7 +219,7 @@ class Trainer:
 
     def validate(self, data: EncodedDataset) -> dict[str, float]:
         logits = logits_for(
-            self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device, bf16=self.cfg.bf16,
+            self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device, dtype=self.amp,
             cache_key="val",
         )
         assert data.labels is not None
@@ -256,16 +263,18 @@ class Trainer:
                 losses = _LossLog(s)
                 for b in range(s.batches_done, len(batches)):
                     batch = {k: v.to(self.device) for k, v in batch_of(train, batches[b], self.tokenizer.pad_id).items()}
-                    with autocast(self.device, cfg.bf16):
+                    with autocast(self.device, self.amp):
                         out = self.model(**batch)
                     loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)
-                    (loss / cfg.grad_accum).backward()
+                    self.scaler.scale(loss / cfg.grad_accum).backward()
                     pending += 1
                     losses.add(loss, len(batches[b]))
                     if pending == cfg.grad_accum or b == len(batches) - 1:
                         if cfg.clip_norm:
+                            self.scaler.unscale_(self.optimizer)  # clip the true gradients
                             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
-                        self.optimizer.step()
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
                         self.scheduler.step()
                         self.optimizer.zero_grad(set_to_none=True)
                         s.step += 1

@@ -43,12 +43,14 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--long-text", choices=LONG_TEXT_MODES, default=None,
                    help="pretrained encoders: texts over the length limit are truncated, cut to head+tail, or "
                    "split into overlapping chunks whose logits are averaged (default: the model's setting)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (faster on CPUs with bf16 support)")
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--bf16", action="store_true", help="bfloat16 weights (faster on CPUs with bf16 support and on GPUs)")
+    half.add_argument("--fp16", action="store_true", help="float16 weights (GPUs without bf16, e.g. T4, V100)")
 
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
     return Classifier.load(args.model, device=args.device, batch_size=args.batch_size, bf16=args.bf16,
-                           long_text=args.long_text)
+                           long_text=args.long_text, fp16=args.fp16)
 
 
 def apply_runtime(args: argparse.Namespace) -> None:

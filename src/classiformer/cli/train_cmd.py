@@ -83,7 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--output", "-o", default=None, help="run folder (default: runs/<dataset or file>_<preset>)")
     o.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
-    p.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast for training and evaluation")
+    half = p.add_mutually_exclusive_group()
+    half.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast for training and evaluation")
+    half.add_argument("--fp16", action="store_true", default=None,
+                      help="float16 autocast with loss scaling (GPUs without bf16, e.g. T4, V100)")
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -95,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             sections[section][key] = value
-    if args.bf16:
-        sections["train"]["bf16"] = True
+    for half in ("bf16", "fp16"):
+        if getattr(args, half):
+            sections["train"][half] = True
     preset, family = args.preset, None
     if args.model in FAMILY_PRESETS and not args.mode:  # a family trained from scratch
         family = args.model
@@ -124,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
           f"best validation accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
     if test is not None:
-        clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16)
+        clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16, fp16=config.train.fp16)
         report = evaluate(clf, test, progress=not args.no_progress)
         paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
         print()

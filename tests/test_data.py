@@ -16,7 +16,7 @@ from classiformer.data import (
     read_dataset,
     stratified_split,
 )
-from classiformer.data.batching import bucketed_batches, collate
+from classiformer.data.batching import EncodedDataset, batch_of, bucketed_batches, collate
 
 CSV = 'label,title,body\nsport,Goal!,"A late goal, at last"\ntech,New chip,Faster\n'
 
@@ -140,3 +140,15 @@ def test_collate_pads_dynamically() -> None:
     assert b["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert b["labels"].tolist() == [1, 0]
+
+
+def test_batch_lengths_round_up_to_a_multiple_within_the_longest_example() -> None:
+    """The GPU path pads to a multiple of 64 (few distinct shapes), never past the set's longest."""
+    import numpy as np
+
+    data = EncodedDataset([np.arange(1, n + 1) for n in (3, 70, 130, 150)])
+    widths = {n: batch_of(data, np.array([i]), 0, multiple=64, limit=150)["input_ids"].shape[1] for i, n in enumerate((3, 70, 130, 150))}
+    assert widths == {3: 64, 70: 128, 130: 150, 150: 150}
+    b = batch_of(data, np.array([0]), 0, multiple=64, limit=150)
+    assert b["attention_mask"].sum().item() == 3 and b["input_ids"][0, 3:].eq(0).all()
+    assert batch_of(data, np.array([0, 1]), 0)["input_ids"].shape == (2, 70)  # CPU: the longest member

@@ -178,6 +178,36 @@ def test_finetuned_checkpoint_is_a_hugging_face_folder(tiny_bert: Path, tmp_path
     assert [list(x) for x in again.encode(texts)] == [list(x) for x in clf.tokenizer.encode(texts)]
 
 
+def test_gpu_style_padding_changes_no_logit(tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU batches are padded to a multiple of 64 tokens; the models mask padding, so the
+    logits are those of tight padding (checked here on a CPU: batches of 2, padded to a multiple of 4)."""
+    import classiformer.inference
+
+    result = fit(config_for(tiny_bert, "finetune", epochs=1), make_texts(60, seed=1), tmp_path / "run", progress=False)
+    texts = make_texts(20, seed=4).texts
+    tight = Classifier.load(result.best_dir, batch_size=2).logits(texts)
+    widths: list[int] = []
+    monkeypatch.setattr(classiformer.inference, "pad_multiple", lambda device: 4)
+    clf = Classifier.load(result.best_dir, batch_size=2)
+    clf.model.register_forward_pre_hook(lambda m, a, kw: widths.append(kw["input_ids"].shape[1]), with_kwargs=True)
+    np.testing.assert_allclose(clf.logits(texts), tight, atol=1e-5, rtol=1e-5)
+    longest = max(len(x) for x in clf.tokenizer.encode(texts))
+    assert all(w % 4 == 0 or w == longest for w in widths) and len(set(widths)) > 1
+
+
+def test_gpu_style_padding_trains_the_same(tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import classiformer.training
+
+    cfg = config_for(tiny_bert, "finetune", epochs=2)
+    cfg.model.dropout = 0.0
+    data = make_texts(60, seed=1)
+    tight = fit(cfg, data, tmp_path / "tight", progress=False).history
+    monkeypatch.setattr(classiformer.training, "pad_multiple", lambda device: 8)
+    padded = fit(cfg, data, tmp_path / "padded", progress=False).history
+    for key in ("train_loss", "val_loss"):
+        np.testing.assert_allclose([h[key] for h in padded], [h[key] for h in tight], rtol=1e-4)
+
+
 def test_cls_only_inference_equals_the_full_forward_pass(tiny_bert: Path) -> None:
     """The last layer computes only [CLS]: same logits (padding or not) and, in training, same gradients."""
     cfg = config_for(tiny_bert, "finetune")

@@ -11,7 +11,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .data.batching import EncodedDataset, batch_of, sorted_batches
-from .runtime import autocast
+from .runtime import autocast, pad_multiple
 
 
 def logits_for(
@@ -33,9 +33,11 @@ def logits_for(
     out: np.ndarray | None = None
     try:
         with torch.inference_mode(), autocast(device, dtype):
-            batches = sorted_batches(data.lengths, batch_size)
+            lengths = data.lengths
+            batches = sorted_batches(lengths, batch_size)
+            multiple, limit = pad_multiple(device), int(lengths.max(initial=0))
             for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
-                batch = batch_of(EncodedDataset(data.ids), idx, pad_id)
+                batch = batch_of(EncodedDataset(data.ids), idx, pad_id, multiple, limit)
                 extra = {"index": batch["index"], "cache_key": cache_key} if cache_key else {}
                 logits = model(
                     input_ids=batch["input_ids"].to(device),

@@ -38,7 +38,7 @@ from .data.datasets import DataError, TextDataset, check_labels_known, stratifie
 from .inference import logits_for
 from .metrics import classification_report
 from .models import FAMILIES, build_model
-from .runtime import amp_dtype, autocast, resolve_device, seed_everything
+from .runtime import amp_dtype, autocast, pad_multiple, resolve_device, seed_everything
 from .tokenizers import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -250,6 +250,7 @@ class Trainer:
             prepare("train", len(train), self.run_dir / "feature_cache")
             prepare("val", len(val), self.run_dir / "feature_cache")
         self.model.train()
+        multiple, limit = pad_multiple(self.device), int(lengths.max(initial=0))
         rng_at_step = torch.get_rng_state()
         try:
             while s.epoch < cfg.epochs and not s.stopped_early:
@@ -262,7 +263,8 @@ class Trainer:
                 pending = 0
                 losses = _LossLog(s)
                 for b in range(s.batches_done, len(batches)):
-                    batch = {k: v.to(self.device) for k, v in batch_of(train, batches[b], self.tokenizer.pad_id).items()}
+                    batch = batch_of(train, batches[b], self.tokenizer.pad_id, multiple, limit)
+                    batch = {k: v.to(self.device) for k, v in batch.items()}
                     with autocast(self.device, self.amp):
                         out = self.model(**batch)
                     loss = F.cross_entropy(out.logits.float(), batch["labels"], label_smoothing=cfg.label_smoothing)

@@ -57,10 +57,12 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
 
 
 def collate(
-    ids: Sequence[np.ndarray], pad_id: int, labels: np.ndarray | None = None, index: np.ndarray | None = None
+    ids: Sequence[np.ndarray], pad_id: int, labels: np.ndarray | None = None, index: np.ndarray | None = None,
+    width: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Pad ``ids`` to the longest one: ``input_ids`` and ``attention_mask`` are (B, T)."""
-    longest = max(1, max(len(x) for x in ids))
+    """Pad ``ids`` to the longest one (or to ``width``, if larger): ``input_ids`` and
+    ``attention_mask`` are (B, T)."""
+    longest = max(1, width, max(len(x) for x in ids))
     input_ids = np.full((len(ids), longest), pad_id, dtype=np.int64)
     mask = np.zeros((len(ids), longest), dtype=np.int64)
     for row, x in enumerate(ids):
@@ -74,11 +76,15 @@ def collate(
     return batch
 
 
-def batch_of(data: EncodedDataset, idx: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
-    """Collate the examples ``idx`` of ``data``; ``index`` lets models cache per-example work."""
-    return collate(
-        [data.ids[i] for i in idx],
-        pad_id,
-        None if data.labels is None else data.labels[idx],
-        index=idx,
-    )
+def batch_of(
+    data: EncodedDataset, idx: np.ndarray, pad_id: int, multiple: int = 1, limit: int = 0
+) -> dict[str, torch.Tensor]:
+    """Collate the examples ``idx`` of ``data``; ``index`` lets models cache per-example work.
+    With ``multiple`` > 1 the batch length is rounded up to a multiple of it, but not beyond
+    ``limit`` (the longest example of the set, hence within the model's position limit)."""
+    ids = [data.ids[i] for i in idx]
+    width = 0
+    if multiple > 1:
+        longest = max(len(x) for x in ids)
+        width = min(-(-longest // multiple) * multiple, max(limit, longest))
+    return collate(ids, pad_id, None if data.labels is None else data.labels[idx], index=idx, width=width)

@@ -7,7 +7,7 @@ estimate (the first IMDB and SST-2 runs' measured times scale to the later ones)
 
     python bench/gpu_finetune.py --model MODEL --data ../shared/data --runs runs/gpu --budget 480 --tests
 
-Which configurations are planned, and why, is in docs/benchmarks.md (section 2, "GPU session").
+Results and the reasons for the plan: docs/benchmarks.md, section 2 ("IMDB, three epochs on a GPU").
 ``--small N`` keeps N training and N test rows of each set: a minutes-long rehearsal on a CPU.
 """
 

@@ -198,3 +198,17 @@ def test_corrupted_and_incompatible_checkpoints(trained, tmp_path: Path) -> None
         Classifier.load(tmp_path / "shape")
     with pytest.raises(CheckpointError, match="not a classiformer model"):
         Classifier.load(tmp_path)
+
+
+def test_training_limits_the_onednn_cache_unless_the_user_chose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from classiformer.runtime import release_free_memory
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    fit(tiny_config(epochs=1), make_texts(40, seed=1), tmp_path / "a", progress=False)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "256")
+    fit(tiny_config(epochs=1), make_texts(40, seed=1), tmp_path / "b", progress=False)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "256"
+    release_free_memory()  # glibc here; elsewhere a no-op

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
 import os
 import random
@@ -31,6 +33,31 @@ def pad_multiple(device: torch.device | str) -> int:
     first time), so a few shapes beat tight padding there. A CPU pays no such cost: it pads to the
     longest member only."""
     return 64 if torch.device(device).type == "cuda" else 1
+
+
+@functools.cache
+def _malloc_trim() -> Any:
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows)
+        return None
+
+
+def release_free_memory() -> None:
+    """Hand memory that is free but kept by glibc's allocator back to the system. Training on
+    texts of varying length frees and reallocates tensors of ever-changing sizes, and the heap
+    otherwise keeps growing (MiniLM at 512 tokens on a CPU: 4.5 -> 6.3 GB over 113 steps, 12 GB
+    after 1,400; see docs/benchmarks.md). A no-op where the C library is not glibc."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+def limit_onednn_cache(capacity: int = 16) -> None:
+    """Keep oneDNN's cache of compiled CPU kernels small (default 1,024 entries: one per matrix
+    shape, and length-bucketed batches bring hundreds of shapes, each holding buffers). Must run
+    before the first oneDNN kernel; a value the user set in ONEDNN_PRIMITIVE_CACHE_CAPACITY wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
 
 
 def set_threads(threads: int | None = None) -> int:

@@ -38,7 +38,15 @@ from .data.datasets import DataError, TextDataset, check_labels_known, stratifie
 from .inference import logits_for
 from .metrics import classification_report
 from .models import FAMILIES, build_model
-from .runtime import amp_dtype, autocast, pad_multiple, resolve_device, seed_everything
+from .runtime import (
+    amp_dtype,
+    autocast,
+    limit_onednn_cache,
+    pad_multiple,
+    release_free_memory,
+    resolve_device,
+    seed_everything,
+)
 from .tokenizers import Tokenizer, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -286,6 +294,8 @@ class Trainer:
                         if s.step % 20 == 0:
                             losses.flush()
                             bar.set_postfix(loss=f"{s.epoch_loss / max(1, s.epoch_samples):.4f}", refresh=False)
+                            if self.device.type == "cpu":
+                                release_free_memory()
                         if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
                             losses.flush()
                             s.train_seconds += time.perf_counter() - t0
@@ -368,6 +378,7 @@ def fit(
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
+    limit_onednn_cache()
     if resume:
         if not (run_dir / "last").exists():
             raise CheckpointError(f"{run_dir}: nothing to resume (no last/ checkpoint)")

@@ -10,7 +10,7 @@
 
 Everything runs on bounded subsets (sizes printed and stored) so the whole script fits in about
 ten minutes of a 2-core CPU. Usage: ``python bench/pretrained.py [--data ../shared/data] [--quick]``.
-Prints a table and writes bench/results/pretrained.json.
+Prints a table and writes bench/results/pretrained.json (or ``--json PATH``).
 """
 
 from __future__ import annotations
@@ -174,6 +174,7 @@ def main() -> None:
                     help="fine-tuning, ours and Trainer's alike (default: the checkpoint's own, 0.1 for MiniLM)")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--reps", type=int, default=2, help="timing repetitions (best is kept)")
+    ap.add_argument("--json", default=None, help="results file (default: bench/results/pretrained.json)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["hf-trainer", "frozen", "imdb", "pipeline"])
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -255,9 +256,10 @@ def main() -> None:
             res["imdb_frozen"][policy] = {"accuracy": acc, "eval_s": time.perf_counter() - t}
         print(f"imdb frozen: {res['imdb_frozen']}")
 
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pretrained.json").write_text(json.dumps(res, indent=2))
-    print(f"\nwrote {RESULTS / 'pretrained.json'}")
+    out = Path(args.json) if args.json else RESULTS / "pretrained.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2))
+    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ They use ../shared/data like bench/scratch.py and run in one to five minutes on 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -158,12 +157,13 @@ def memory(train: TextDataset, out: Path, trim_every: int, reviews: int) -> None
     with oneDNN's kernel cache capped at 16 shapes)."""
     import ctypes
 
+    import psutil
+
     libc = ctypes.CDLL("libc.so.6")
-    page = os.sysconf("SC_PAGE_SIZE")
+    process = psutil.Process()
 
     def rss_gb() -> float:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * page / 1e9
+        return process.memory_info().rss / 1e9
 
     samples: list[float] = []
 

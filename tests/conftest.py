@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -31,6 +32,13 @@ def make_texts(n: int, seed: int = 0, labels: dict[str, list[str]] | None = None
         texts.append(" ".join(words))
         ys.append(label)
     return TextDataset(texts, ys, source="<toy>")
+
+
+def write_jsonl(path: Path, n: int, seed: int) -> Path:
+    """``make_texts(n, seed)`` as a JSON-lines file of ``{"text", "label"}`` rows."""
+    ds = make_texts(n, seed=seed)
+    path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels or [], strict=True)))
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,8 @@ import torch
 from classiformer import Classifier, fit
 from classiformer.cli import main
 
-from .conftest import make_texts
-from .test_pretrained import config_for, tiny_bert  # noqa: F401  (the fixture)
+from .conftest import make_texts, write_jsonl
+from .test_pretrained import accuracy, config_for, tiny_bert  # noqa: F401  (the fixture)
 from .test_training import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,7 +32,7 @@ def test_pretrained_modes_train_on_the_gpu(tiny_bert: Path, tmp_path: Path, mode
     test = make_texts(60, seed=2)
     on_gpu = Classifier.load(result.best_dir, device="cuda")
     assert next(on_gpu.model.parameters()).device.type == "cuda"
-    assert np.mean(labels_of(on_gpu, test.texts) == np.array(test.labels)) >= (0.95 if mode == "finetune" else 0.8)
+    assert accuracy(on_gpu, test) >= (0.95 if mode == "finetune" else 0.8)
     # A checkpoint written from the GPU loads on a CPU and computes the same logits.
     on_cpu = Classifier.load(result.best_dir, device="cpu")
     np.testing.assert_allclose(on_gpu.logits(test.texts), on_cpu.logits(test.texts), atol=2e-4, rtol=2e-4)
@@ -47,7 +47,7 @@ def test_from_scratch_transformer_trains_on_the_gpu(tmp_path: Path) -> None:
     result = fit(tiny_config(epochs=12, bf16=True), make_texts(240, seed=1), tmp_path / "run", device="cuda", progress=False)
     clf = Classifier.load(result.best_dir, device="cuda")
     test = make_texts(60, seed=2)
-    assert np.mean(labels_of(clf, test.texts) == np.array(test.labels)) >= 0.9
+    assert accuracy(clf, test) >= 0.9
     np.testing.assert_allclose(
         clf.logits(test.texts), Classifier.load(result.best_dir, device="cpu").logits(test.texts), atol=2e-4, rtol=2e-4
     )
@@ -67,13 +67,7 @@ def test_gpu_and_cpu_training_follow_the_same_loss_curve(tiny_bert: Path, tmp_pa
 def test_command_line_on_the_gpu(tiny_bert: Path, tmp_path: Path, capsys) -> None:  # noqa: F811
     import json
 
-    def write(name: str, n: int, seed: int) -> Path:
-        ds = make_texts(n, seed=seed)
-        p = tmp_path / name
-        p.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels or [], strict=True)))
-        return p
-
-    train, test = write("train.jsonl", 150, 1), write("test.jsonl", 30, 2)
+    train, test = write_jsonl(tmp_path / "train.jsonl", 150, 1), write_jsonl(tmp_path / "test.jsonl", 30, 2)
     run = tmp_path / "run"
     assert main(["train", "--model", str(tiny_bert), "--mode", "finetune", "--train", str(train), "--test", str(test),
                  "--output", str(run), "--epochs", "3", "--lr", "3e-3", "--batch-size", "16", "--max-length", "20",

@@ -18,7 +18,7 @@ from classiformer.data.batching import collate
 from classiformer.hub import ModelSourceError, resolve_source
 from classiformer.models import PretrainedClassifier
 
-from .conftest import FILLER, TOPICS, make_texts
+from .conftest import FILLER, TOPICS, make_texts, write_jsonl
 
 MAX_LEN = 24  # the tiny encoder's position limit is 40; tests stay below it
 
@@ -320,13 +320,7 @@ def test_bad_sources_give_clear_errors(tiny_bert: Path, tmp_path: Path) -> None:
 
 
 def test_cli_train_evaluate_predict(tiny_bert: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    def write(name: str, n: int, seed: int) -> Path:
-        ds = make_texts(n, seed=seed)
-        p = tmp_path / name
-        p.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels, strict=False)))
-        return p
-
-    train, test = write("train.jsonl", 150, 1), write("test.jsonl", 30, 2)
+    train, test = write_jsonl(tmp_path / "train.jsonl", 150, 1), write_jsonl(tmp_path / "test.jsonl", 30, 2)
     run = tmp_path / "run"
     args = ["train", "--model", str(tiny_bert), "--mode", "finetune", "--train", str(train), "--test", str(test),
             "--output", str(run), "--epochs", "3", "--lr", "3e-3", "--batch-size", "16", "--max-length", "20",

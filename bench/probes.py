@@ -6,6 +6,7 @@
     python bench/probes.py ngram-linear        # a linear model over words and hashed word pairs on IMDB
     python bench/probes.py finetune-bf16       # MiniLM fine-tuning samples/s at 256 tokens, fp32 vs bf16
     python bench/probes.py memory [--trim-every N]  # resident memory while fine-tuning MiniLM at 512 tokens
+    python bench/probes.py ceiling --set sst2 RUN ...  # several fine-tuned runs: each, their ensemble, their weight average
 
 They use ../shared/data like bench/scratch.py and run in one to five minutes on 2 cores.
 """
@@ -184,16 +185,50 @@ def memory(train: TextDataset, out: Path, trim_every: int, reviews: int) -> None
           f"{result.train_samples_per_sec:.1f} samples/s, {time.perf_counter() - t:.0f} s")
 
 
+def ceiling(runs: list[str], test: TextDataset) -> None:
+    """How far several fine-tuned runs of one checkpoint (other seeds or settings) get together:
+    each one's test accuracy, the accuracy of averaging their probabilities (an ensemble, k times the
+    cost) and of one model whose weights are their uniform average (a "model soup", Wortsman et al.
+    2022: one model's cost). If even the ensemble stays below a target, the checkpoint and data, not
+    one unlucky run, set the limit."""
+    import numpy as np
+
+    from classiformer import Classifier
+
+    gold = np.array(test.labels)
+    models = [Classifier.load(run) for run in runs]
+    probs = []
+    for run, clf in zip(runs, models, strict=True):
+        probs.append(clf.predict_proba(test.texts))
+        pred = np.array(clf.labels)[probs[-1].argmax(1)]
+        print(f"{run}: {np.mean(pred == gold):.4f}")
+    labels = np.array(models[0].labels)
+    print(f"ensemble of {len(runs)} (mean probability): {np.mean(labels[np.mean(probs, 0).argmax(1)] == gold):.4f}")
+    states = [clf.model.state_dict() for clf in models]
+    soup = {k: sum(state[k].float() for state in states) / len(states) if states[0][k].is_floating_point() else states[0][k]
+            for k in states[0]}
+    models[0].model.load_state_dict(soup)
+    print(f"weight average of {len(runs)} (one model): {np.mean(np.array(models[0].predict(test.texts)) == gold):.4f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("probe", choices=["deletion-speed", "cls-only", "attention-dropout", "ngram-linear", "finetune-bf16", "memory"])
+    ap.add_argument("probe", choices=["deletion-speed", "cls-only", "attention-dropout", "ngram-linear", "finetune-bf16", "memory",
+                                      "ceiling"])
+    ap.add_argument("runs", nargs="*", help="ceiling: run folders fine-tuned on --set (same labels)")
+    ap.add_argument("--set", default="sst2", choices=["ag_news", "sst2", "imdb"], help="ceiling: the test set")
     ap.add_argument("--trim-every", type=int, default=0, help="memory: malloc_trim every N steps (0: never)")
     ap.add_argument("--reviews", type=int, default=1600, help="memory: IMDB training reviews")
     ap.add_argument("--max-length", type=int, default=512, help="ngram-linear: words read per review")
     ap.add_argument("--out", type=Path, default=Path("/tmp/classiformer_probes"))
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()  # ceiling: run folders may come after --set
     torch.set_num_threads(2)
     torch.manual_seed(0)
+    if args.probe == "ceiling":
+        if len(args.runs) < 2:
+            ap.error("ceiling needs at least two run folders")
+        ceiling(args.runs, load_set(args.set, DATA)[1])
+        return
     if args.probe == "cls-only":
         cls_only(load_set("sst2", DATA)[1])
         return

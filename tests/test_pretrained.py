@@ -178,6 +178,39 @@ def test_finetuned_checkpoint_is_a_hugging_face_folder(tiny_bert: Path, tmp_path
     assert [list(x) for x in again.encode(texts)] == [list(x) for x in clf.tokenizer.encode(texts)]
 
 
+def test_a_classifier_source_keeps_its_head_only_for_the_same_labels(tiny_bert: Path, tmp_path: Path) -> None:
+    """Training from a fine-tuned classifier (--model FOLDER): the same labels continue from its head;
+    other labels, even as many, get a fresh head rather than one trained for something else."""
+    import dataclasses
+
+    from transformers import BertForSequenceClassification
+
+    source = BertForSequenceClassification.from_pretrained(
+        str(tiny_bert), num_labels=3, id2label={0: "money", 1: "sports", 2: "tech"}, label2id={"money": 0, "sports": 1, "tech": 2}
+    )
+    with torch.no_grad():
+        source.classifier.weight.fill_(0.5)
+        source.classifier.bias.fill_(0.25)
+    source.save_pretrained(str(tmp_path / "classifier"))
+    for file in ("vocab.txt", "tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+        if (tiny_bert / file).exists():
+            (tmp_path / "classifier" / file).write_bytes((tiny_bert / file).read_bytes())
+    cfg = config_for(tmp_path / "classifier", "finetune")
+
+    def head(labels: list[str]) -> torch.nn.Linear:
+        model_cfg = dataclasses.replace(cfg.model, num_labels=len(labels), labels=labels)
+        model, _ = PretrainedClassifier.from_source(model_cfg, cfg.tokenizer)
+        assert model.hf.config.id2label == dict(enumerate(labels))
+        return model.hf.classifier
+
+    same = head(["money", "sports", "tech"])
+    assert torch.all(same.weight == 0.5) and torch.all(same.bias == 0.25)
+    other = head(["a", "b", "c"])
+    assert not torch.any(other.weight == 0.5) and torch.all(other.bias == 0)
+    assert 0.01 < float(other.weight.detach().std()) < 0.03  # BERT's initializer_range, 0.02
+    assert head(["a", "b"]).weight.shape == (2, 36)  # another count: Hugging Face's new head
+
+
 def test_gpu_style_padding_changes_no_logit(tiny_bert: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a GPU batches are padded to a multiple of 64 tokens; the models mask padding, so the
     logits are those of tight padding (checked here on a CPU: batches of 2, padded to a multiple of 4)."""

@@ -100,15 +100,39 @@ class PretrainedClassifier(nn.Module):
                 kwargs: dict[str, Any] = {}
                 if cfg.attention_dropout is not None:
                     kwargs[_attention_dropout_key(source)] = cfg.attention_dropout
-                if fresh_head:  # a source that is itself a classifier with other labels gets a new head
+                source_labels = _head_labels(source) if fresh_head else None
+                if fresh_head:
                     kwargs.update(
                         num_labels=cfg.num_labels, id2label=dict(enumerate(labels)),
                         label2id={lbl: i for i, lbl in enumerate(labels)}, ignore_mismatched_sizes=True,
                     )
                 self.hf = _from_pretrained(AutoModelForSequenceClassification, source, **kwargs)
+                # A source that is itself a classifier keeps its head only for the very same labels
+                # (continued training); Hugging Face would keep it for any labels of the same count.
+                if source_labels is not None and source_labels != labels:
+                    log.info("%s: its head predicts %s; a new head for %s", source, source_labels, labels)
+                    self._reset_head()
         except OSError as e:
             raise ModelSourceError(f"{source}: cannot load model weights ({str(e).splitlines()[0]})") from None
         self._freeze()
+
+    def _reset_head(self) -> None:
+        """New weights for every part of the Hugging Face classifier outside the encoder body (BERT:
+        ``classifier``; RoBERTa: ``classifier.dense`` and ``out_proj``; DistilBERT: ``pre_classifier``
+        and ``classifier``), drawn as the architecture draws a fresh head. Done by hand: Transformers
+        does not re-initialise weights it has loaded."""
+        std = float(getattr(self.hf.config, "initializer_range", 0.02))
+        with torch.no_grad():
+            for child in self.hf.children():
+                if child is self.hf.base_model:
+                    continue
+                for module in child.modules():
+                    if isinstance(module, nn.Linear):
+                        module.weight.normal_(0.0, std)
+                        if module.bias is not None:
+                            module.bias.zero_()
+                    elif isinstance(module, nn.LayerNorm):
+                        module.reset_parameters()
 
     def _freeze(self) -> None:
         cfg = self.config
@@ -319,6 +343,17 @@ def _attention_dropout_key(source: str | Path) -> str:
         if hasattr(config, key):
             return key
     raise ConfigError(f"{source}: {type(config).__name__} has no attention-dropout setting; leave attention_dropout unset")
+
+
+def _head_labels(source: str | Path) -> list[str] | None:
+    """The labels of the classification head that ``source`` carries (a sequence classifier, e.g. a
+    classiformer checkpoint or a fine-tuned hub model), or None for a bare encoder."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(source))
+    if not any(str(a).endswith("ForSequenceClassification") for a in config.architectures or []):
+        return None
+    return [str(config.id2label[i]) for i in sorted(config.id2label)]
 
 
 def _from_pretrained(auto_cls: Any, source: str | Path, **kwargs: Any) -> Any:

@@ -197,6 +197,8 @@ def ceiling(runs: list[str], test: TextDataset) -> None:
 
     gold = np.array(test.labels)
     models = [Classifier.load(run) for run in runs]
+    if any(clf.labels != models[0].labels for clf in models):
+        raise SystemExit(f"the runs predict different label lists: {[clf.labels for clf in models]}")
     probs = []
     for run, clf in zip(runs, models, strict=True):
         probs.append(clf.predict_proba(test.texts))

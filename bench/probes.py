@@ -156,11 +156,10 @@ def memory(train: TextDataset, out: Path, trim_every: int, reviews: int) -> None
     ``trim_every`` > 0, glibc's ``malloc_trim(0)`` hands freed heap back to the system every that
     many steps on top of what training itself does (since the fifth session: every 20 steps on a CPU,
     with oneDNN's kernel cache capped at 16 shapes)."""
-    import ctypes
-
     import psutil
 
-    libc = ctypes.CDLL("libc.so.6")
+    from classiformer.runtime import release_free_memory
+
     process = psutil.Process()
 
     def rss_gb() -> float:
@@ -170,7 +169,7 @@ def memory(train: TextDataset, out: Path, trim_every: int, reviews: int) -> None
 
     def on_step(step: int) -> None:
         if trim_every and step % trim_every == 0:
-            libc.malloc_trim(0)
+            release_free_memory()
         samples.append(rss_gb())
 
     sub = train.subset(list(range(0, len(train), max(1, len(train) // reviews)))[:reviews])
@@ -199,12 +198,11 @@ def ceiling(runs: list[str], test: TextDataset) -> None:
     models = [Classifier.load(run) for run in runs]
     if any(clf.labels != models[0].labels for clf in models):
         raise SystemExit(f"the runs predict different label lists: {[clf.labels for clf in models]}")
+    labels = np.array(models[0].labels)
     probs = []
     for run, clf in zip(runs, models, strict=True):
         probs.append(clf.predict_proba(test.texts))
-        pred = np.array(clf.labels)[probs[-1].argmax(1)]
-        print(f"{run}: {np.mean(pred == gold):.4f}")
-    labels = np.array(models[0].labels)
+        print(f"{run}: {np.mean(labels[probs[-1].argmax(1)] == gold):.4f}")
     print(f"ensemble of {len(runs)} (mean probability): {np.mean(labels[np.mean(probs, 0).argmax(1)] == gold):.4f}")
     states = [clf.model.state_dict() for clf in models]
     soup = {k: sum(state[k].float() for state in states) / len(states) if states[0][k].is_floating_point() else states[0][k]

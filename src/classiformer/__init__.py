@@ -1,7 +1,6 @@
 """classiformer: train, evaluate, explain and serve transformer text classifiers."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .calibration import calibrate  # noqa: E402
 from .config import (  # noqa: E402
     PRESETS,

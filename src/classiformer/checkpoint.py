@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
+from ._version import __version__
 from .models import build_model, model_config_from_dict
 from .tokenizers import Tokenizer, load_tokenizer, save_tokenizer
 

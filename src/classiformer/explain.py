@@ -24,14 +24,13 @@ import contextlib
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .predict import Classifier
+from .tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +51,28 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Explainable(Protocol):
+    """What an explanation needs of a classifier: the model, its tokenizer, the class names in
+    logit order, the temperature that calibrates its probabilities and the device the model is on.
+    ``predict.Classifier`` is one; this module does not import it, so that it stays below
+    prediction in the layering and can explain any model that has these."""
+
+    @property
+    def model(self) -> nn.Module: ...
+
+    @property
+    def tokenizer(self) -> Tokenizer: ...
+
+    @property
+    def labels(self) -> list[str]: ...
+
+    @property
+    def temperature(self) -> float: ...
+
+    @property
+    def device(self) -> torch.device: ...
 
 
 # -- attention rollout ----------------------------------------------------------------------------
@@ -247,7 +268,7 @@ def token_strings(tokenizer: Any, text: str, ids: np.ndarray) -> list[str]:
 
 
 def explain(
-    clf: Classifier,
+    clf: Explainable,
     text: str,
     methods: Sequence[str] = ("rollout", "gradient"),
     words: bool = False,
@@ -320,6 +341,7 @@ def explain(
 
 __all__ = [
     "METHODS",
+    "Explainable",
     "Explanation",
     "eager_attention",
     "explain",

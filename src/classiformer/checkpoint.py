@@ -65,6 +65,33 @@ class CheckpointMeta:
         return json.dumps(self.__dict__, indent=2, ensure_ascii=False)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system shows it (Linux): setting it
+    to read it, the portable way, races with other threads creating files."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: Path) -> None:
+    """Give a temporary file or folder the permissions a plain ``open``/``mkdir`` would have.
+    ``mkstemp`` makes files 0600 and ``mkdtemp`` folders 0700 whatever the umask, so what is
+    renamed into place would be readable by its owner alone: a model trained by one account could
+    not be served by another or mounted into a container. A folder gets this with all it holds."""
+    path = Path(path)
+    mask = _umask()
+    # Writers below us do the same (safetensors writes 0600 files), so a folder is done as a whole.
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_dir(dest: Path, write: Callable[[Path], None]) -> Path:
     """Run ``write(tmp)`` on a fresh temporary folder beside ``dest``, then swap it into place."""
     dest = Path(dest)
@@ -72,6 +99,7 @@ def atomic_dir(dest: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
     try:
         write(tmp)
+        apply_umask(tmp)
         old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
@@ -90,6 +118,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        apply_umask(Path(tmp))
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

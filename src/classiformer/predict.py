@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, CheckpointMeta, load_checkpoint
+from .checkpoint import CheckpointError, CheckpointMeta, apply_umask, load_checkpoint
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
 from .explain import Explanation, explain
@@ -162,6 +162,7 @@ def predict_file(
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
     n = 0
     try:
+        apply_umask(Path(tmp))
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as f, tqdm(
             total=total, unit="doc", desc="predict", disable=not progress
         ) as bar:

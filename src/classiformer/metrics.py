@@ -63,3 +63,166 @@ def format_calibration(report: dict[str, Any]) -> str:
         f"calibration (temperature {report['temperature']:.3f}): NLL {report['nll_uncalibrated']:.4f} -> "
         f"{report['nll']:.4f}, ECE {report['ece_uncalibrated']:.4f} -> {report['ece']:.4f}"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-label metrics. Inputs are (N, L) arrays: 0/1 truth, 0/1 decisions, real-valued scores.
+# Conventions follow scikit-learn with ``zero_division=0``: a ratio whose denominator is zero is 0
+# (precision of a label never predicted, recall of a label with no positives, F1 of a label with
+# neither), and macro averages run over every label column, those with no positives included.
+
+
+def _indicator(y: np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(y)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be an (examples, labels) array, got shape {arr.shape}")
+    if not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} must hold only 0 and 1 (or booleans)")
+    return arr.astype(bool)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    num, den = np.asarray(num, dtype=np.float64), np.asarray(den, dtype=np.float64)
+    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+
+
+def multilabel_counts(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-label true positives, false positives, false negatives and support (true positives + false negatives)."""
+    t, p = _indicator(y_true, "y_true"), _indicator(y_pred, "y_pred")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}")
+    tp = (t & p).sum(0)
+    fp = (~t & p).sum(0)
+    fn = (t & ~p).sum(0)
+    return {"tp": tp, "fp": fp, "fn": fn, "support": tp + fn}
+
+
+def precision_recall_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, average: str | None = "micro"
+) -> tuple[Any, Any, Any]:
+    """Precision, recall and F1 of multi-label decisions: per label (``average=None``, arrays) or
+    averaged (``"micro"``: pooled over all decisions; ``"macro"``: unweighted mean over labels;
+    ``"weighted"``: mean weighted by each label's support). F1 is 2TP / (2TP + FP + FN)."""
+    c = multilabel_counts(y_true, y_pred)
+    tp, fp, fn = c["tp"], c["fp"], c["fn"]
+    if average == "micro":
+        tp, fp, fn = tp.sum(keepdims=True), fp.sum(keepdims=True), fn.sum(keepdims=True)
+    precision = _ratio(tp, tp + fp)
+    recall = _ratio(tp, tp + fn)
+    f1 = _ratio(2 * tp, 2 * tp + fp + fn)
+    if average is None:
+        return precision, recall, f1
+    if average == "micro":
+        return float(precision[0]), float(recall[0]), float(f1[0])
+    if average == "macro":
+        return float(precision.mean()), float(recall.mean()), float(f1.mean())
+    if average == "weighted":
+        support = c["support"]
+        if support.sum() == 0:
+            return 0.0, 0.0, 0.0
+        w = support / support.sum()
+        return float(precision @ w), float(recall @ w), float(f1 @ w)
+    raise ValueError(f"average must be 'micro', 'macro', 'weighted' or None, got {average!r}")
+
+
+def subset_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Share of examples whose predicted label set is exactly the true one (empty sets included)."""
+    t, p = _indicator(y_true, "y_true"), _indicator(y_pred, "y_pred")
+    return float((t == p).all(1).mean()) if len(t) else 0.0
+
+
+def hamming_loss(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Share of the N x L label decisions that are wrong."""
+    t, p = _indicator(y_true, "y_true"), _indicator(y_pred, "y_pred")
+    return float((t != p).mean()) if t.size else 0.0
+
+
+def label_ranking_average_precision(y_true: np.ndarray, scores: np.ndarray, chunk: int = 1024) -> float:
+    """Label-ranking average precision (as scikit-learn's ``label_ranking_average_precision_score``):
+    for each example and each of its true labels j, the share of true labels among the labels
+    scored at least as high as j; averaged over its true labels, then over examples. An example
+    with no true label, or with every label true, scores 1."""
+    t = _indicator(y_true, "y_true")
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape != t.shape:
+        raise ValueError(f"y_true has shape {t.shape} but scores have shape {s.shape}")
+    if not len(t):
+        return 0.0
+    n_labels = t.shape[1]
+    total = 0.0
+    for start in range(0, len(t), chunk):
+        tc, sc = t[start:start + chunk], s[start:start + chunk]
+        at_least = sc[:, None, :] >= sc[:, :, None]  # (B, j, k): label k scored >= label j
+        rank = at_least.sum(2)  # (B, j) labels ranked at or above j (ties count against j)
+        rank_true = (at_least & tc[:, None, :]).sum(2)  # (B, j) true labels among them
+        n_true = tc.sum(1)
+        per_example = np.where(tc, rank_true / rank, 0.0).sum(1) / np.maximum(n_true, 1)
+        degenerate = (n_true == 0) | (n_true == n_labels)
+        total += float(np.where(degenerate, 1.0, per_example).sum())
+    return total / len(t)
+
+
+def multilabel_report(
+    y_true: np.ndarray, scores: np.ndarray, labels: list[str], thresholds: np.ndarray | float = 0.5
+) -> dict[str, Any]:
+    """Everything ``evaluate`` reports for a multi-label model: micro, macro and weighted
+    precision/recall/F1, subset accuracy, Hamming loss, label-ranking average precision and a
+    per-label table (support, predicted, precision, recall, F1, threshold). A label is predicted
+    when its score is at least its threshold (one per label, or one for all)."""
+    s = np.asarray(scores, dtype=np.float64)
+    t = _indicator(y_true, "y_true")
+    if s.shape != t.shape or s.shape[1] != len(labels):
+        raise ValueError(f"y_true {t.shape} and scores {s.shape} must both be (examples, {len(labels)} labels)")
+    th = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (len(labels),))
+    pred = s >= th
+    report: dict[str, Any] = {"problem_type": "multi_label_classification"}
+    for average in ("micro", "macro", "weighted"):
+        p, r, f = precision_recall_f1(t, pred, average)
+        report.update({f"{average}_precision": p, f"{average}_recall": r, f"{average}_f1": f})
+    p_l, r_l, f_l = precision_recall_f1(t, pred, None)
+    support, predicted = t.sum(0), pred.sum(0)
+    report.update({
+        "subset_accuracy": subset_accuracy(t, pred),
+        "hamming_loss": hamming_loss(t, pred),
+        "label_ranking_average_precision": label_ranking_average_precision(t, s),
+        "per_label": {
+            label: {
+                "support": int(support[i]), "predicted": int(predicted[i]), "precision": float(p_l[i]),
+                "recall": float(r_l[i]), "f1": float(f_l[i]), "threshold": float(th[i]),
+            }
+            for i, label in enumerate(labels)
+        },
+        "labels": list(labels),
+        "n": int(len(t)),
+        "labels_per_example": float(t.sum(1).mean()) if len(t) else 0.0,
+        "examples_without_labels": int((t.sum(1) == 0).sum()),
+    })
+    return report
+
+
+def format_multilabel_report(report: dict[str, Any], top: int = 20) -> str:
+    """A plain-text summary: the averaged metrics, then the per-label table of the ``top`` most
+    frequent labels (so 90 labels do not flood a terminal; the full table is in the JSON report)."""
+    lines = [
+        f"{'':<10}  precision  recall      f1",
+        *(
+            f"{avg:<10}  {report[f'{avg}_precision']:9.4f}  {report[f'{avg}_recall']:6.4f}  {report[f'{avg}_f1']:.4f}"
+            for avg in ("micro", "macro", "weighted")
+        ),
+        f"subset accuracy {report['subset_accuracy']:.4f}   Hamming loss {report['hamming_loss']:.4f}   "
+        f"LRAP {report['label_ranking_average_precision']:.4f}   n={report['n']} "
+        f"({report['labels_per_example']:.2f} labels per example, {report['examples_without_labels']} without any)",
+        "",
+    ]
+    per_label = report["per_label"]
+    shown = sorted(report["labels"], key=lambda lb: (-per_label[lb]["support"], lb))[:top]
+    w = max(10, *(len(lb) for lb in shown)) if shown else 10
+    lines.append(f"{'label':<{w}}  support  precision  recall      f1  threshold")
+    for lb in shown:
+        m = per_label[lb]
+        lines.append(
+            f"{lb:<{w}}  {m['support']:7d}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:.4f}  {m['threshold']:9.4f}"
+        )
+    if len(report["labels"]) > len(shown):
+        lines.append(f"... {len(report['labels']) - len(shown)} less frequent label(s) in the JSON report")
+    return "\n".join(lines)

@@ -1,0 +1,115 @@
+"""Decision thresholds of a multi-label model, tuned on held-out scores.
+
+A sigmoid head trained with binary cross-entropy scores rare labels low: 0.5 is rarely the
+threshold that maximises their F1. Each label gets the threshold that maximises its own F1 on the
+validation split (the "SCut" strategy, Yang, 2001, "A Study of Thresholding Strategies for Text
+Categorization"; with F1 as the target, Lipton, Elkan et al., 2014, "Optimal Thresholding of
+Classifiers to Maximize F1 Measure"). A threshold tuned on one or two positives fits those
+examples rather than the label (Yang's SCut overfits exactly there, hence her SCutFBR fallback),
+so a label with fewer than
+``MIN_POSITIVES`` validation positives takes the global threshold instead: the one value that
+maximises micro-F1 over all label decisions of the validation split.
+
+A label is predicted when ``score >= threshold``. A tuned threshold sits midway between the lowest
+score it accepts and the next lower score, so scores that move a little on new data do not flip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+# Fewer validation positives than this and a label's own F1-optimal threshold is mostly noise.
+MIN_POSITIVES = 3
+
+
+@dataclass
+class Thresholds:
+    """One decision threshold per label (in the model's label order), and how each was chosen."""
+
+    per_label: list[float]
+    tuned: list[bool]  # False: the label had too few positives and uses ``global_threshold``
+    global_threshold: float
+    min_positives: int = MIN_POSITIVES
+
+    def __post_init__(self) -> None:
+        if len(self.per_label) != len(self.tuned):
+            raise ValueError(f"{len(self.per_label)} thresholds but {len(self.tuned)} tuned flags")
+
+    def apply(self, scores: np.ndarray) -> np.ndarray:
+        """Boolean decisions (N, L) for scores (N, L)."""
+        s = np.asarray(scores)
+        if s.ndim != 2 or s.shape[1] != len(self.per_label):
+            raise ValueError(f"scores of shape {s.shape} for {len(self.per_label)} thresholds")
+        return s >= np.asarray(self.per_label)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thresholds:
+        unknown = set(data) - {"per_label", "tuned", "global_threshold", "min_positives"}
+        if unknown:
+            raise ValueError(f"unknown threshold field(s) {sorted(unknown)}")
+        return cls(
+            per_label=[float(t) for t in data["per_label"]],
+            tuned=[bool(t) for t in data["tuned"]],
+            global_threshold=float(data["global_threshold"]),
+            min_positives=int(data.get("min_positives", MIN_POSITIVES)),
+        )
+
+
+def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float] | None:
+    """``(threshold, F1)`` of the F1-optimal rule ``score >= threshold`` for binary ``y_true``
+    (N,) and ``scores`` (N,), or ``None`` when there is no positive to find. Of several equally
+    good cuts the highest threshold wins (fewest positive predictions)."""
+    y = np.asarray(y_true).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"{y.size} labels but {s.size} scores")
+    positives = int(y.sum())
+    if positives == 0:
+        return None
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(~y)
+    # Cutting below position k accepts the k + 1 highest scores; only cuts between distinct scores
+    # are rules a threshold can express. F1 = 2TP / (2TP + FP + FN), with FN = positives - TP.
+    cut = np.flatnonzero(np.r_[s[:-1] != s[1:], True])
+    f1 = 2 * tp[cut] / (tp[cut] + fp[cut] + positives)
+    k = int(cut[int(np.argmax(f1))])
+    threshold = float(s[k])
+    if k + 1 < len(s):
+        mid = (s[k] + s[k + 1]) / 2
+        if s[k + 1] < mid <= s[k]:  # adjacent floats can round the midpoint onto the lower score
+            threshold = float(mid)
+    return threshold, float(f1.max())
+
+
+def tune_thresholds(
+    y_true: np.ndarray, scores: np.ndarray, min_positives: int = MIN_POSITIVES, default: float = 0.5
+) -> Thresholds:
+    """Per-label F1-optimal thresholds on held-out ``scores`` (N, L) with 0/1 ``y_true`` (N, L);
+    labels with fewer than ``min_positives`` positives take the micro-F1-optimal global threshold
+    (``default`` when the held-out data has no positive at all)."""
+    y = np.asarray(y_true).astype(bool)
+    s = np.asarray(scores, dtype=np.float64)
+    if y.ndim != 2 or y.shape != s.shape:
+        raise ValueError(f"y_true {y.shape} and scores {s.shape} must be the same (examples, labels) shape")
+    pooled = best_f1_threshold(y, s)
+    global_threshold = default if pooled is None else pooled[0]
+    per_label: list[float] = []
+    tuned: list[bool] = []
+    for j in range(y.shape[1]):
+        best = best_f1_threshold(y[:, j], s[:, j]) if y[:, j].sum() >= min_positives else None
+        per_label.append(global_threshold if best is None else best[0])
+        tuned.append(best is not None)
+    return Thresholds(per_label, tuned, global_threshold, min_positives)
+
+
+def fixed_thresholds(value: float, n_labels: int) -> Thresholds:
+    """One threshold for every label, not tuned on data (what ``--threshold`` asks for)."""
+    return Thresholds([float(value)] * n_labels, [False] * n_labels, float(value), 0)

@@ -140,3 +140,113 @@ def calibrate(clf: Classifier, dataset: TextDataset, progress: bool = False) -> 
     report = store_temperature(clf.path, clf.logits(dataset.texts, progress=progress), labels, dataset.source)
     clf.meta.temperature = report["temperature"]
     return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Multi-label models: one temperature per label for the sigmoid outputs. Each label's decision is
+# its own binary problem, so its T_l is fitted on its own binary NLL; as with softmax scaling, a
+# temperature never moves a score across 0.5 (the sign of the logit is kept), only its confidence.
+# ECE is measured per label on the probability of the positive class ("class-wise" ECE, Nixon et
+# al., 2019, "Measuring Calibration in Deep Learning"; Kull et al., 2019): over equal-width bins,
+# |share of positives - mean probability|, weighted by the share of examples in the bin.
+
+
+def _label_arrays(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.float64)
+    if z.ndim != 2 or z.shape != y.shape:
+        raise ValueError(f"logits {z.shape} and targets {y.shape} must be the same (examples, labels) shape")
+    return z, y
+
+
+def sigmoid(logits: np.ndarray, temperatures: np.ndarray | float = 1.0) -> np.ndarray:
+    """``sigmoid(logits / T)`` with one temperature per label column (or one for all), float64."""
+    z = np.asarray(logits, dtype=np.float64) / np.asarray(temperatures, dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def label_nll(logits: np.ndarray, targets: np.ndarray, temperatures: np.ndarray | float = 1.0) -> np.ndarray:
+    """Per-label mean binary negative log-likelihood (L,) of 0/1 ``targets`` (N, L) under
+    ``sigmoid(logits / T_l)``."""
+    z, y = _label_arrays(logits, targets)
+    t = torch.from_numpy(np.broadcast_to(np.asarray(temperatures, dtype=np.float64), (z.shape[1],)).copy())
+    loss = F.binary_cross_entropy_with_logits(torch.from_numpy(z) / t, torch.from_numpy(y), reduction="none")
+    return loss.mean(0).numpy()
+
+
+def _fit_binary_temperature(z: torch.Tensor, y: torch.Tensor, max_iter: int) -> float:
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # over log T, so T stays positive
+    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(z / log_t.exp(), y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def fit_label_temperatures(
+    logits: np.ndarray, targets: np.ndarray, min_examples: int = 3, max_iter: int = 100
+) -> np.ndarray:
+    """Per-label temperatures (L,) minimising each label's binary NLL on held-out ``logits`` (N, L).
+
+    A label with fewer than ``min_examples`` positives or negatives keeps T = 1: with none of one
+    kind the NLL rewards an extreme T (certainty), and a handful of examples fit noise. Each T is clamped to
+    [0.05, 20] like the softmax temperature."""
+    z, y = _label_arrays(logits, targets)
+    if len(z) == 0:
+        raise ValueError("cannot fit temperatures on zero examples")
+    out = np.ones(z.shape[1])
+    positives = y.sum(0)
+    for j in range(z.shape[1]):
+        if positives[j] < min_examples or len(y) - positives[j] < min_examples:
+            continue
+        t = _fit_binary_temperature(torch.from_numpy(z[:, j]), torch.from_numpy(y[:, j]), max_iter)
+        out[j] = t if math.isfinite(t) else 1.0
+    return out
+
+
+def binary_ece(proba: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
+    """ECE of positive-class probabilities ``proba`` against 0/1 ``targets`` (any shape, pooled)."""
+    p = np.asarray(proba, dtype=np.float64).ravel()
+    y = np.asarray(targets, dtype=np.float64).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"{p.size} probabilities but {y.size} targets")
+    if not len(p):
+        return 0.0
+    which = np.clip(np.digitize(p, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, weights=y, minlength=bins) - np.bincount(which, weights=p, minlength=bins))
+    # sum_b n_b / N * |mean_y_b - mean_p_b| = sum_b |sum_y_b - sum_p_b| / N
+    return float(gap[count > 0].sum() / len(p))
+
+
+def label_ece(proba: np.ndarray, targets: np.ndarray, bins: int = 15) -> dict[str, Any]:
+    """ECE per label (list), their mean, and the micro ECE pooled over all N x L decisions."""
+    p, y = _label_arrays(proba, targets)
+    per_label = [binary_ece(p[:, j], y[:, j], bins) for j in range(p.shape[1])]
+    return {"per_label": per_label, "mean": float(np.mean(per_label)) if per_label else 0.0, "micro": binary_ece(p, y, bins)}
+
+
+def multilabel_calibration_report(
+    logits: np.ndarray, targets: np.ndarray, temperatures: np.ndarray, bins: int = 15
+) -> dict[str, Any]:
+    """Mean binary NLL and ECE (mean per label, and micro) before (T = 1) and after per-label
+    temperature scaling, with the temperatures and the per-label ECEs of both."""
+    z, y = _label_arrays(logits, targets)
+    before = label_ece(sigmoid(z), y, bins)
+    after = label_ece(sigmoid(z, temperatures), y, bins)
+    return {
+        "temperatures": [float(t) for t in np.asarray(temperatures)],
+        "nll_uncalibrated": float(label_nll(z, y).mean()),
+        "nll": float(label_nll(z, y, temperatures).mean()),
+        "ece_uncalibrated": before["mean"],
+        "ece": after["mean"],
+        "micro_ece_uncalibrated": before["micro"],
+        "micro_ece": after["micro"],
+        "per_label_ece_uncalibrated": before["per_label"],
+        "per_label_ece": after["per_label"],
+    }

@@ -37,8 +37,25 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[s
     }
 
 
-def format_report(report: dict[str, Any]) -> str:
-    """A plain-text table: per-class metrics, then the confusion matrix."""
+def most_confused(report: dict[str, Any], top: int = 10) -> list[tuple[str, str, int]]:
+    """The ``top`` largest off-diagonal cells as (true label, predicted label, count), largest first
+    (ties in label order); cells with no errors are left out."""
+    labels = report["labels"]
+    cm = np.asarray(report["confusion_matrix"], dtype=np.int64)
+    off = cm.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(-off, axis=None, kind="stable")[:top]
+    pairs = [(labels[k // len(labels)], labels[k % len(labels)], int(off.flat[k])) for k in order]
+    return [p for p in pairs if p[2] > 0]
+
+
+def format_report(
+    report: dict[str, Any], width: int = 120, max_matrix_classes: int = 10, matrix_path: str | None = None
+) -> str:
+    """A plain-text table: per-class metrics, then the confusion matrix when it has at most
+    ``max_matrix_classes`` classes and fits in ``width`` characters; otherwise the most-confused
+    pairs (20 or 90 classes would make a matrix hundreds of columns wide) and ``matrix_path``,
+    where the full matrix was drawn."""
     labels = report["labels"]
     w = max(10, *(len(lbl) for lbl in labels))
     lines = [f"{'class':<{w}}  precision  recall     f1  support"]
@@ -47,11 +64,25 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{lbl:<{w}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:.4f}  {m['support']:7d}")
     lines.append(f"{'accuracy':<{w}}  {report['accuracy']:.4f}   macro-F1 {report['macro_f1']:.4f}   n={report['n']}")
     lines.append("")
-    lines.append("confusion matrix (rows: true, columns: predicted)")
     cw = max(6, *(len(lbl) for lbl in labels))
-    lines.append(" " * w + "  " + " ".join(f"{lbl[:cw]:>{cw}}" for lbl in labels))
+    matrix = [" " * w + "  " + " ".join(f"{lbl[:cw]:>{cw}}" for lbl in labels)]
     for lbl, row in zip(labels, report["confusion_matrix"]):
-        lines.append(f"{lbl:<{w}}  " + " ".join(f"{v:>{cw}d}" for v in row))
+        matrix.append(f"{lbl:<{w}}  " + " ".join(f"{v:>{cw}d}" for v in row))
+    if len(labels) <= max_matrix_classes and max(len(x) for x in matrix) <= width:
+        lines.append("confusion matrix (rows: true, columns: predicted)")
+        lines.extend(matrix)
+    else:
+        pairs = most_confused(report)
+        support = {lbl: report["per_class"][lbl]["support"] for lbl in labels}
+        lines.append(f"most confused pairs (true -> predicted, of {len(labels)} classes)")
+        tw = max((len(t) for t, _, _ in pairs), default=0)
+        pw = max((len(p) for _, p, _ in pairs), default=0)
+        for true, pred, count in pairs:
+            lines.append(f"  {true:<{tw}} -> {pred:<{pw}}  {count:7d}  ({count / max(1, support[true]):.1%} of {true})")
+        if not pairs:
+            lines.append("  none: every example is predicted as its true class")
+        where = matrix_path or "confusion_matrix.png"
+        lines.append(f"the full {len(labels)}x{len(labels)} confusion matrix is drawn in {where} (and stored in metrics.json)")
     return "\n".join(lines)
 
 

@@ -11,27 +11,52 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 
-def plot_confusion_matrix(cm: list[list[int]], labels: list[str], path: Path, title: str = "Confusion matrix") -> Path:
+def _short(label: str, limit: int = 28) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "\u2026"
+
+
+def confusion_matrix_figure(cm: list[list[int]], labels: list[str], title: str = "Confusion matrix") -> Figure:
+    """The row-normalised confusion matrix as a figure whose cells, fonts and size follow the
+    class count: 4 classes get large annotated cells, 90 classes small cells with smaller tick
+    labels that never overlap (one tick label per cell, each no taller than the cell), and the
+    figure stays a few thousand pixels wide at most."""
     m = np.asarray(cm, dtype=float)
+    n = len(labels)
     rows = m.sum(1, keepdims=True)
     norm = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
-    size = max(4.0, 0.6 * len(labels) + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
+    cell = min(0.6, max(0.16, 12.0 / max(n, 1)))  # inches per class: 0.6 up to 20 classes, 0.16 at 75+
+    font = min(10.0, max(5.0, cell * 72 * 0.6))  # points; a tick label is at most 60% of a cell tall
+    names = [_short(lbl) for lbl in labels]
+    # Room for the longest tick label (about 0.6 em per character) on the left and at the bottom.
+    margin = 0.8 + max(len(x) for x in names) * font * 0.6 / 72
+    side = n * cell
+    fig, ax = plt.subplots(figsize=(side + margin + 1.6, side + margin + 0.8))
     im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    # Few classes: 45-degree labels read best; many: vertical ones, one cell wide each.
+    if n <= 10:
+        ax.set_xticks(range(n), names, rotation=45, ha="right", rotation_mode="anchor", fontsize=font)
+    else:
+        ax.set_xticks(range(n), names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), names, fontsize=font)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    if len(labels) <= 20:
-        for i in range(len(labels)):
-            for j in range(len(labels)):
-                ax.text(j, i, f"{int(m[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=8,
+    if n <= 30:  # counts and shares fit inside a cell down to ~0.4 inches
+        size = min(8.0, cell * 72 / 3.2)
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{int(m[i, j])}\n{norm[i, j]:.0%}", ha="center", va="center", fontsize=size,
                         color="white" if norm[i, j] > 0.5 else "black")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(cm: list[list[int]], labels: list[str], path: Path, title: str = "Confusion matrix") -> Path:
+    fig = confusion_matrix_figure(cm, labels, title)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 from ..config import LONG_TEXT_MODES
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
+from ..metrics import format_report
 from ..predict import Classifier
 from ..runtime import set_threads
 
@@ -91,3 +93,9 @@ def rel(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def report_text(report: dict[str, Any], paths: dict[str, Path]) -> str:
+    """The metrics table for this terminal: the confusion matrix only when it fits its width."""
+    width = shutil.get_terminal_size((120, 24)).columns
+    return format_report(report, width=width, matrix_path=rel(paths["confusion_matrix"]))

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_calibration, format_report
+from ..metrics import format_calibration
 from .common import (
     add_data_options,
     add_inference_options,
@@ -15,6 +15,7 @@ from .common import (
     load_classifier,
     load_split,
     rel,
+    report_text,
     require,
 )
 
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else (clf.path.parent if clf.path and clf.path.name in ("best", "last") else Path(args.model))
     paths = write_evaluation(report, out)
     print(f"model: {clf.path}   test set: {test.source}")
-    print(format_report(report))
+    print(report_text(report, paths))
     print(f"\n{report['eval_docs_per_sec']:,.0f} docs/s")
     print(format_calibration(report))
     for what, path in paths.items():

@@ -8,10 +8,18 @@ from pathlib import Path
 
 from ..config import FAMILY_PRESETS, PRESETS, resolve_config
 from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_calibration, format_report
+from ..metrics import format_calibration
 from ..predict import Classifier
 from ..training import fit
-from .common import add_data_options, add_runtime_options, apply_runtime, load_split, rel, require
+from .common import (
+    add_data_options,
+    add_runtime_options,
+    apply_runtime,
+    load_split,
+    rel,
+    report_text,
+    require,
+)
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
         print()
         print(f"test set: {test.source}")
-        print(format_report(report))
+        print(report_text(report, paths))
         print(format_calibration(report))
         print()
         for what, path in paths.items():

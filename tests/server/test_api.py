@@ -43,7 +43,7 @@ def assert_error(response: httpx.Response, status: int, type_: str | None = None
 # -- predictions and model info --------------------------------------------------------------------
 
 def test_predict_matches_the_library(classifier: Classifier) -> None:
-    texts = ["goal match team", "stock market price", "", "robot chip code code code", "Ünïcode 😀 — data"]
+    texts = ["goal match team", "stock market price", "x", "robot chip code code code", "Ünïcode 😀 — data"]
     expected = classifier.predict_proba(texts)
     with client_for(classifier) as client:
         r = client.post("/v1/predict", json={"texts": texts})
@@ -71,6 +71,17 @@ def test_model_loads_from_a_path_at_startup_not_before(served_model: Path) -> No
     assert info["limits"]["max_texts"] == 64
     assert info["explain"] is True
     assert app.state.service is None  # closed with the lifespan
+
+
+def test_model_info_reports_counts_as_integers(classifier: Classifier) -> None:
+    with client_for(classifier, max_texts=7, request_timeout_s=2.5) as client:
+        raw = client.get("/v1/model").text
+    # The JSON text itself: 7, not 7.0 (a float limit invites clients to send 7.5 texts)
+    assert '"max_texts":7,' in raw.replace(" ", "")
+    limits = httpx.Response(200, text=raw).json()["limits"]
+    for name in ("max_texts", "max_chars", "max_body_bytes"):
+        assert type(limits[name]) is int, (name, limits[name])
+    assert limits["request_timeout_s"] == 2.5
 
 
 def test_health_and_readiness(classifier: Classifier) -> None:
@@ -152,6 +163,16 @@ def test_invalid_bodies_are_422_json(classifier: Classifier, body: bytes) -> Non
         assert_error(client.post("/v1/predict", content=body, headers={"content-type": "application/json"}), 422, "validation_error")
 
 
+@pytest.mark.parametrize("blank", ["", "   ", "\n\t "])
+def test_empty_texts_are_refused_naming_the_index(classifier: Classifier, blank: str) -> None:
+    # The same rule as the file readers (an empty text has nothing to classify): 422, never a guess.
+    with client_for(classifier) as client:
+        error = assert_error(client.post("/v1/predict", json={"texts": ["fine", blank]}), 422, "validation_error")
+        assert "texts[1]" in error["message"] and "empty" in error["message"]
+        error = assert_error(client.post("/v1/explain", json={"text": blank}), 422, "validation_error")
+        assert error["message"].startswith("text is empty")
+
+
 def test_request_timeout_is_504_naming_the_limit(classifier: Classifier) -> None:
     # The batch waits 2 s for company; the request gives up after 0.2 s.
     with client_for(classifier, max_wait_ms=2000, request_timeout_s=0.2) as client:
@@ -194,6 +215,26 @@ def test_api_key(classifier: Classifier) -> None:
         assert client.post("/v1/predict", json={"texts": ["a"]}, headers={"X-API-Key": "s3cret"}).status_code == 200
         assert client.get("/healthz").status_code == 200  # probes need no key
         assert client.get("/").status_code == 200  # nor does the page (it asks for the key)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/predict", b'{"texts": ["unterminated'),  # not JSON
+        ("POST", "/v1/predict", b'{"wrong": 1}'),  # JSON, wrong shape
+        ("POST", "/v1/explain", b"[]"),
+        ("POST", "/v1/predict", b"x" * 5_000),  # over max_body_bytes: not even read
+        ("GET", "/v1/model", b""),
+    ],
+)
+def test_the_key_is_checked_before_the_body(classifier: Classifier, method: str, path: str, body: bytes) -> None:
+    # An unauthenticated client learns nothing about the API (no 422 details, no 413 limits).
+    with client_for(classifier, api_key="s3cret", max_body_bytes=1_000) as client:
+        r = client.request(method, path, content=body, headers={"content-type": "application/json"})
+        error = assert_error(r, 401, "unauthorized")
+        assert "X-API-Key" in error["message"]
+        r = client.request(method, path, content=body, headers={"content-type": "application/json", "X-API-Key": "s3cret"})
+        assert r.status_code != 401
 
 
 @pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("localhost", True), ("::1", True),

@@ -22,7 +22,7 @@ from ..predict import Classifier
 from .errors import install_error_handlers
 from .middleware import BodySizeLimit
 from .routes import explain, health, model, page, predict
-from .security import API_KEY_HEADER, require_api_key
+from .security import API_KEY_HEADER, ApiKeyGuard, require_api_key
 from .service import ModelService
 from .settings import ServerSettings
 
@@ -71,7 +71,9 @@ def create_app(model_or_path: str | Path | Classifier, settings: ServerSettings 
     app.include_router(model.router, dependencies=guarded)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    # Middleware added last runs first: CORS, then the key, then the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(ApiKeyGuard, api_key=settings.api_key)
     if settings.cors_origins:  # off unless asked for
         app.add_middleware(
             CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"],

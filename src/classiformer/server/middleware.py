@@ -8,7 +8,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     data = json.dumps(body).encode("utf-8")
     await send({
         "type": "http.response.start",
@@ -42,10 +42,10 @@ class BodySizeLimit:
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                await _send_json(send, 400, {"error": {"type": "bad_request", "message": "invalid Content-Length header"}})
+                await send_json(send, 400, {"error": {"type": "bad_request", "message": "invalid Content-Length header"}})
                 return
             if int(declared) > self.max_bytes:
-                await _send_json(send, 413, self._too_large())
+                await send_json(send, 413, self._too_large())
                 return
         chunks: list[bytes] = []
         size = 0
@@ -56,7 +56,7 @@ class BodySizeLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_bytes:
-                await _send_json(send, 413, self._too_large())
+                await send_json(send, 413, self._too_large())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

@@ -11,7 +11,7 @@ class ErrorDetail(BaseModel):
     type: str = Field(description="machine-readable kind: validation_error, limit_exceeded, unauthorized, ...")
     message: str
     limit: str | None = Field(None, description="the configured limit that was exceeded")
-    value: float | None = Field(None, description="that limit's value")
+    value: int | float | None = Field(None, description="that limit's value")
     details: list[dict[str, str]] | None = None
 
 
@@ -22,7 +22,7 @@ class ErrorBody(BaseModel):
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["Stocks rally as oil prices fall"]}]})
 
-    texts: list[str] = Field(description="texts to classify (at most max_texts, each at most max_chars characters)")
+    texts: list[str] = Field(description="texts to classify (at most max_texts; each not blank, at most max_chars characters)")
 
 
 class Prediction(BaseModel):
@@ -37,7 +37,7 @@ class PredictResponse(BaseModel):
 class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"text": "Stocks rally as oil prices fall"}]})
 
-    text: str = Field(description="the text to explain (at most max_chars characters)")
+    text: str = Field(description="the text to explain (not blank, at most max_chars characters)")
     methods: list[str] | None = Field(
         None, max_length=8, description="importance methods (default: rollout and gradient)"
     )
@@ -60,6 +60,15 @@ class ExplainResponse(BaseModel):
     attention: AttentionSummary | None = Field(None, description="absent when the model exposes no attention")
 
 
+class Limits(BaseModel):
+    # int before float: a count such as max_texts stays 64, not 64.0
+    max_texts: int = Field(description="most texts per POST /v1/predict")
+    max_chars: int = Field(description="most characters per text")
+    max_body_bytes: int = Field(description="largest request body")
+    request_timeout_s: float = Field(description="longest a request may take, in seconds")
+    read_timeout_s: float = Field(description="longest a client may take to send a request's headers, and its body")
+
+
 class ModelInfo(BaseModel):
     name: str = Field(description="the model folder's name")
     family: str
@@ -67,7 +76,7 @@ class ModelInfo(BaseModel):
     config: dict[str, Any] = Field(description="the model's and tokenizer's configuration")
     temperature: float
     versions: dict[str, Any]
-    limits: dict[str, float]
+    limits: Limits
     batching: dict[str, Any]
     explain: bool = Field(description="whether POST /v1/explain is available")
 

@@ -50,6 +50,10 @@ class ModelService:
 
     # -- limits ---------------------------------------------------------------------------------
     def check_text(self, text: str, where: str) -> None:
+        if not text.strip():
+            # The rule of the file readers: an empty text has nothing to classify, and a label for
+            # it would only be the model's prior.
+            raise ApiError(422, "validation_error", f"{where} is empty (or only whitespace): send a text to classify")
         limit = self.settings.max_chars
         if len(text) > limit:
             raise limit_error("max_chars", limit, f"{where} has {len(text)} characters; the limit is max_chars ({limit})")

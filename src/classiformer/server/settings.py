@@ -15,6 +15,11 @@ class ServerSettings:
     batching: gather concurrent requests into one model call of at most ``max_batch_size`` texts,
     waiting at most ``max_wait_ms`` for company after the first request arrives. Off, every request
     runs on its own (one at a time, as the model runs on one worker thread either way).
+
+    Connections (the slowloris defence, with the server's own header-size limit): a client has
+    ``read_timeout_s`` to send a request's headers, and again to send its body; an idle keep-alive
+    connection is closed after ``keep_alive_timeout_s``; beyond ``max_connections`` open connections
+    new requests are answered 503.
     """
 
     batching: bool = True
@@ -25,6 +30,9 @@ class ServerSettings:
     max_body_bytes: int = 1_000_000
     max_queue: int = 4096
     request_timeout_s: float = 30.0
+    read_timeout_s: float = 10.0
+    keep_alive_timeout_s: int = 5
+    max_connections: int = 1000
     api_key: str | None = None
     cors_origins: list[str] = field(default_factory=list)
     device: str | None = None
@@ -32,23 +40,27 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         require_positive(
-            self, ("max_batch_size", "max_texts", "max_chars", "max_body_bytes", "max_queue", "inference_batch_size"),
+            self, ("max_batch_size", "max_texts", "max_chars", "max_body_bytes", "max_queue", "inference_batch_size",
+             "keep_alive_timeout_s", "max_connections"),
             "server setting ",
         )
         if self.max_wait_ms < 0:
             raise ConfigError(f"server setting max_wait_ms must not be negative, got {self.max_wait_ms}")
-        if self.request_timeout_s <= 0:
-            raise ConfigError(f"server setting request_timeout_s must be positive, got {self.request_timeout_s}")
+        for name in ("request_timeout_s", "read_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"server setting {name} must be positive, got {getattr(self, name)}")
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("server setting api_key must not be empty (leave it unset to serve without a key)")
 
     def limits(self) -> dict[str, float | int]:
-        """The limits a client should know about (also reported by ``GET /v1/model``)."""
+        """The limits a client should know about (also reported by ``GET /v1/model``): counts are
+        ints, durations in seconds are floats."""
         return {
-            "max_texts": self.max_texts,
-            "max_chars": self.max_chars,
-            "max_body_bytes": self.max_body_bytes,
-            "request_timeout_s": self.request_timeout_s,
+            "max_texts": int(self.max_texts),
+            "max_chars": int(self.max_chars),
+            "max_body_bytes": int(self.max_body_bytes),
+            "request_timeout_s": float(self.request_timeout_s),
+            "read_timeout_s": float(self.read_timeout_s),
         }
 
 

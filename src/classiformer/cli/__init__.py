@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -41,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     log = logging.getLogger("classiformer")
     try:
-        return int(args.func(args) or 0)
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that went away shows here, not in the flush at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _stdout_closed()
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -50,6 +56,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("failed")
         print(f"error: {e}", file=sys.stderr)
         return 1
+
+
+def _stdout_closed() -> int:
+    """The reader of standard output went away (``classiformer predict RUN | head -3``): stop
+    quietly, as Unix tools do, with the status a SIGPIPE would have given (128 + 13 = 141, which
+    ``set -o pipefail`` scripts see from ``cat`` too). Python flushes stdout once more at exit; it
+    now points at /dev/null so that flush cannot fail as well (see the Python docs' "Note on
+    SIGPIPE" in the signal module)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # stdout is not a file (replaced in-process): nothing flushes to a pipe
+        return 128 + int(signal.SIGPIPE)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return 128 + int(signal.SIGPIPE)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="predict labels and class probabilities",
         description="Predict with a trained model. Texts come from the arguments, from --input (CSV, TSV, JSONL[.gz] "
         "or TXT with one text per line; streamed in constant memory) or, when neither is given, from standard "
-        "input (one text per line). Output is one JSON object per text, or a CSV/JSONL file with --output.",
+        "input (one text per line). Output is one JSON object per text, {\"line\", \"label\", \"probabilities\"}, "
+        "the same rows as a JSONL --output file; line is the text's line in --input or on standard input, or its "
+        "1-based position among the arguments.",
         epilog='example: classiformer predict runs/ag_news_lesson "Stocks rally as oil prices fall"',
     )
     add_inference_options(p)
@@ -31,11 +33,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _emit(clf: Classifier, texts: list[str]) -> None:
-    proba = clf.predict_proba(texts)
-    for p in proba:
+def _emit(clf: Classifier, rows: list[tuple[int, str]]) -> None:
+    """One JSON line per ``(line, text)`` row, the same object a JSONL ``--output`` file holds, so
+    that output to a terminal, a pipe or a file joins back to the input the same way."""
+    proba = clf.predict_proba([t for _, t in rows])
+    for (line, _), p in zip(rows, proba):
         probs = {lbl: round(float(x), 6) for lbl, x in zip(clf.labels, p)}
-        print(json.dumps({"label": clf.labels[int(p.argmax())], "probabilities": probs}, ensure_ascii=False))
+        print(json.dumps({"line": line, "label": clf.labels[int(p.argmax())], "probabilities": probs}, ensure_ascii=False))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,11 +54,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"wrote {n} prediction(s) to {args.output}", file=sys.stderr)
         else:
             for chunk in chunks(rows, 4096):
-                _emit(clf, [t for _, t in chunk])
+                _emit(clf, chunk)
         return 0
-    texts = args.texts or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    if not texts:
+    if args.texts:
+        given = list(enumerate(args.texts, start=1))
+    else:  # numbered by stdin line, so that the blank lines skipped show as gaps
+        given = [(i, line.rstrip("\r\n")) for i, line in enumerate(sys.stdin, start=1) if line.strip()]
+    if not given:
         print("error: no texts given (pass them as arguments, with --input FILE, or on standard input)", file=sys.stderr)
         return 2
-    _emit(clf, texts)
+    _emit(clf, given)
     return 0

@@ -132,7 +132,7 @@ def test_bad_row_in_training_file(tmp_path: Path, capsys) -> None:
     p = tmp_path / "t.csv"
     p.write_text("label,text\nsports,goal\ntech\n")
     assert main(["train", "--train", str(p), "--output", str(tmp_path / "r")]) == 1
-    assert "t.csv:3: expected at least 2 fields" in capsys.readouterr().err
+    assert "t.csv:3: expected 2 fields (as in the header), found 1" in capsys.readouterr().err
 
 
 def test_resume_flag_continues_a_run(cli_run: Path, capsys) -> None:

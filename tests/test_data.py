@@ -65,14 +65,14 @@ def test_parquet(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "name, content, columns, message",
     [
-        ("short.csv", "label,text\npos,fine\nneg\n", None, r"short.csv:3: expected at least 2 fields, found 1"),
+        ("short.csv", "label,text\npos,fine\nneg\n", None, r"short.csv:3: expected 2 fields \(as in the header\), found 1"),
         ("cols.csv", "label,body\npos,fine\n", None, r"cols.csv:1: missing column 'text'"),
         ("empty_text.csv", 'label,text\npos,fine\nneg,"   "\n', None, r"empty_text.csv:3: empty text"),
         ("nolabel.csv", "label,text\n,fine\n", None, r"nolabel.csv:2: missing label"),
         ("bad.jsonl", '{"text": "ok", "label": "a"}\n{"text": "oops"\n', None, r"bad.jsonl:2: invalid JSON"),
         ("field.jsonl", '{"text": "ok", "label": "a"}\n{"txt": "x", "label": "a"}\n', None, r"field.jsonl:2: missing field"),
         ("empty.csv", "", None, r"empty.csv: file is empty"),
-        ("quote.csv", 'label,text\npos,"unclosed\n', None, r"quote.csv:\d+: malformed CSV"),
+        ("quote.csv", 'label,text\npos,"unclosed\n', None, r"quote.csv:2: malformed CSV"),
         ("ag.csv", '"7","a","b"\n', Columns(label=0, text=[1, 2], header=False, label_map={"1": "World"}), r"ag.csv:1: unknown class '7'"),
     ],
 )

@@ -1,5 +1,11 @@
 """Labelled text datasets and their readers: CSV/TSV, JSON Lines (optionally gzipped),
-folder-per-class and Parquet.
+folder-per-class and Parquet; and the streaming reader of texts to predict (``iter_texts``).
+
+Training and prediction read rows through the same code, so a file that trains also predicts:
+UTF-8 with or without a byte-order mark, ``.gz`` for any text format, lines ending in ``\n`` or
+``\r\n`` (split on those only, never on U+2028 and the other ``str.splitlines`` breaks, which are
+valid inside JSON strings), CSV as in RFC 4180 (https://www.rfc-editor.org/rfc/rfc4180) with every
+record as wide as the header, JSON Lines as in https://jsonlines.org.
 
 Every bad row is reported with its file and line; with ``skip_bad_rows=True`` it is skipped and
 counted instead (the count is on ``TextDataset.skipped`` and logged). Nothing is dropped silently.
@@ -8,15 +14,19 @@ counted instead (the count is on ``TextDataset.skipped`` and logged). Nothing is
 from __future__ import annotations
 
 import csv
+import ctypes
 import gzip
 import io
 import json
 import logging
 import random
+import sys
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, NamedTuple, cast
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +117,14 @@ def stratified_split(
 
 # ---------------------------------------------------------------------------------------------
 # Reading files
+#
+# One row-reading core per format (``_csv_rows``, ``_jsonl_rows``, ``_txt_rows``) serves both
+# training (``read_dataset``, which collects rows) and prediction (``iter_texts``, which streams
+# them), so decoding, BOM, gzip, line numbers and the checks on texts and labels are the same in
+# both. A core streams the file line by line and yields one ``_Row`` per record: either a valid
+# text (and label) or the problem that makes the row bad; the consumer decides whether a bad row
+# is an error or a counted skip. Problems with the whole file (not found, not UTF-8, broken gzip,
+# malformed CSV, missing columns) raise ``DataError`` at once.
 
 
 @dataclass
@@ -123,29 +141,267 @@ class Columns:
     label_map: dict[str, str] | None = None  # e.g. {"1": "World", ...}
 
 
-def _decode(raw: bytes, path: Path) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(
-            f"{path}:{line}: bytes that are not UTF-8 ({raw[e.start:e.start + 4]!r}); "
-            "re-encode the file as UTF-8"
-        ) from None
+JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
+
+# The csv module refuses fields over 131,072 characters by default, so a long document was called
+# "malformed". The limit stays finite on purpose: a quote that is never closed swallows the rest of
+# the file into one field, and a bound keeps that from filling memory before it is reported.
+# 2**24 characters is over five times "War and Peace", far beyond what a classifier reads.
+CSV_FIELD_LIMIT = 2**24
 
 
-def _read_bytes(path: Path) -> bytes:
+class _Row(NamedTuple):
+    """One record of a file: a valid ``text`` (and ``label``) or the ``problem`` that makes it bad."""
+
+    line: int
+    text: str = ""
+    label: str | None = None
+    problem: str | None = None
+
+
+def _json_kind(value: object) -> str:
+    """A value's type in JSON's words, for messages about JSON input."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({json.dumps(value)})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, (list, tuple)):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _make_row(line: int, values: list[object], names: Sequence[str], label: object, labelled: bool) -> _Row:
+    """Validate a record's text fields (``values``, from fields ``names``) and label, the same way
+    for every format.
+
+    Texts must be strings (a JSON number or null is not silently turned into ``"None"``); they are
+    stripped and joined with a space and must not be empty. Labels are strings (stripped) or
+    integers (their decimal string); booleans and fractional numbers are refused, since ``true``
+    becoming a class "True" or ``1.0`` a class "1.0" is a data error, not a class name.
+    """
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            return _Row(line, problem=f"text field {names[i]!r} is {_json_kind(value)}, not a string")
+    # One field (the common case) needs no join; mypy cannot see that the loop proved str.
+    text = str(values[0]).strip() if len(values) == 1 else " ".join([str(v).strip() for v in values]).strip()
+    if not text:
+        return _Row(line, problem="empty text")
+    if not labelled:
+        return _Row(line, text)
+    if label is None or (isinstance(label, str) and not label.strip()):
+        return _Row(line, problem="missing label")
+    if isinstance(label, bool) or not isinstance(label, (str, int)):
+        return _Row(line, problem=f"label is {_json_kind(label)}; labels must be strings or integers")
+    return _Row(line, text, label.strip() if isinstance(label, str) else str(label))
+
+
+def _not_utf8(raw: bytes, line: int, pos: int) -> str:
+    """The problem with line ``line`` (bytes ``raw``, not UTF-8 at ``pos``), with a hint at the cause."""
+    hint = "re-encode the file as UTF-8"
+    if line == 1 and raw.startswith(b"\x1f\x8b"):
+        hint = "the file looks gzip-compressed; name it with a .gz suffix"
+    elif line == 1 and raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        hint = "the file looks UTF-16; re-encode it as UTF-8"
+    return f"bytes that are not UTF-8 ({raw[pos:pos + 4]!r} at byte {pos + 1} of the line); {hint}"
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    if path.suffix.lower() == ".gz":
+        return cast(BinaryIO, gzip.open(path, "rb"))
+    return path.open("rb")
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """Stream the lines of a UTF-8 text file, gunzipped when it is named ``.gz``.
+
+    Lines are split on ``\\n`` only (``\\r\\n`` endings are kept for the caller to strip), never on the
+    other characters that ``str.splitlines`` treats as line breaks (U+2028, U+0085, ...), which are
+    valid inside JSON strings and CSV fields. A UTF-8 byte-order mark is dropped. Bytes that are not
+    UTF-8 are reported with their line; a truncated or corrupted gzip file is a ``DataError`` naming
+    the file, not a traceback.
+    """
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    raw = path.read_bytes()
-    if path.suffix == ".gz":
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a file")
+    line_no = 0
+    try:
+        # newline="\n": split on "\n" alone and translate nothing (newline="" would also split on a lone "\r").
+        with _open_binary(path) as raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="\n") as f:
+            for line in f:
+                line_no += 1
+                yield line
+    except UnicodeDecodeError:
+        raise _find_bad_bytes(path, line_no) from None
+    except gzip.BadGzipFile as e:
+        raise DataError(f"{path}: not a valid gzip file ({e}); if it is plain text, drop the .gz suffix") from None
+    except EOFError:
+        raise DataError(
+            f"{path}: truncated gzip file: it ends inside the compressed data, after line {line_no} "
+            "(was a download or copy cut short?)"
+        ) from None
+    except zlib.error as e:
+        raise DataError(f"{path}:{line_no + 1}: corrupted gzip data ({e})") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the file ({e.strerror or e})") from None
+
+
+def _find_bad_bytes(path: Path, good_lines: int) -> DataError:
+    """The error for bytes that are not UTF-8 after line ``good_lines``, naming their line.
+
+    The decoder works on blocks of the file, so its error carries no line; this slow path decodes
+    line by line from there (it runs once, only for a file that fails anyway)."""
+    try:
+        with _open_binary(path) as f:
+            for line_no, raw in enumerate(f, start=1):
+                if line_no <= good_lines:
+                    continue
+                try:
+                    raw.decode("utf-8")  # a byte-order mark is valid UTF-8 (U+FEFF)
+                except UnicodeDecodeError as e:
+                    return DataError(f"{path}:{line_no}: {_not_utf8(raw, line_no, e.start)}")
+    except (OSError, EOFError, zlib.error):
+        pass
+    return DataError(f"{path}: bytes that are not UTF-8 after line {good_lines}; re-encode the file as UTF-8")
+
+
+def _empty(path: Path) -> DataError:
+    return DataError(f"{path}: file is empty")
+
+
+def _column_index(header: list[str] | None, col: str | int, path: Path, header_line: int = 1) -> int:
+    if isinstance(col, int) or (isinstance(col, str) and col.isdigit() and header is None):
+        return int(col)
+    if header is None:
+        raise DataError(f"{path}: column {col!r} named, but the file has no header; use a 0-based index")
+    if col not in header:
+        raise DataError(f"{path}:{header_line}: missing column {col!r}; the header has {header}")
+    return header.index(col)
+
+
+def _raise_csv_field_limit() -> None:
+    # Process-wide, so only ever raised (never lowered below what the caller set); clipped to a C
+    # long, the most the csv module accepts on every platform.
+    limit = min(CSV_FIELD_LIMIT, sys.maxsize, 2 ** (8 * ctypes.sizeof(ctypes.c_long) - 1) - 1)
+    if csv.field_size_limit() < limit:
+        csv.field_size_limit(limit)
+
+
+def _blank(row: list[str]) -> bool:
+    return not row or (len(row) == 1 and not row[0].strip())
+
+
+def _csv_rows(
+    path: Path, delimiter: str, text_cols: Sequence[str | int], label_col: str | int | None, header: bool
+) -> Iterator[_Row]:
+    """Records of a CSV/TSV file. ``label_col=None``: no label is read (prediction).
+
+    Every record must have as many fields as the header (or, without a header, as the first
+    record): a row with more fields than that usually holds an unquoted delimiter, and taking the
+    first fields would silently cut its text. Errors name the line where the record starts, so an
+    unbalanced quote is reported where it was opened, not where the parser gave up.
+    """
+    _raise_csv_field_limit()
+    reader = csv.reader(_lines(path), delimiter=delimiter, strict=True)
+    sep = "a tab" if delimiter == "\t" else repr(delimiter)
+    start = 0  # lines read before the current record
+    try:
+        names: list[str] | None = None
+        expected: int | None = None  # fields per record
+        counted_at = "the header"
+        if header:
+            for row in reader:
+                if not _blank(row):
+                    break
+            else:
+                raise _empty(path)
+            names = [h.strip() for h in row]
+            expected = len(names)
+        text_idx = [_column_index(names, c, path, reader.line_num) for c in text_cols]
+        label_idx = None if label_col is None else _column_index(names, label_col, path, reader.line_num)
+        need = max(text_idx + ([] if label_idx is None else [label_idx])) + 1
+        if expected is not None and need > expected:
+            raise DataError(f"{path}:{reader.line_num}: column index {need - 1} is beyond the header's {expected} fields")
+        text_names = [names[i] if names else str(i) for i in text_idx]
+        labelled = label_idx is not None
+        seen = header
+        start = reader.line_num
+        for row in reader:
+            line, start = start + 1, reader.line_num
+            if len(row) <= 1 and _blank(row):
+                continue
+            seen = True
+            if expected is None and len(row) >= need:
+                expected, counted_at = len(row), f"line {line}"
+            if expected is None or len(row) != expected:
+                if expected is None:
+                    problem = f"expected at least {need} fields, found {len(row)}"
+                else:
+                    problem = f"expected {expected} fields (as in {counted_at}), found {len(row)}"
+                    if len(row) > expected:
+                        problem += f"; quote texts that contain {sep}"
+                yield _Row(line, problem=problem)
+                continue
+            label = None if label_idx is None else row[label_idx]
+            yield _make_row(line, [row[i] for i in text_idx], text_names, label, labelled)
+        if not seen:
+            raise _empty(path)
+    except csv.Error as e:
+        first = start + 1
+        if "unexpected end of data" in str(e):
+            problem = f"a quoted field opened in the record starting at line {first} is never closed (unbalanced quote)"
+        elif "field larger than field limit" in str(e):
+            problem = (f"a field longer than {csv.field_size_limit():,} characters in the record starting at "
+                       f"line {first}; is a quote there left open?")
+        else:
+            problem = str(e)
+            if reader.line_num > first:
+                problem += f" at line {reader.line_num}, in a record that starts at line {first} (is a quote there unbalanced?)"
+        raise DataError(f"{path}:{first}: malformed CSV: {problem}") from None
+
+
+def _jsonl_rows(path: Path, text_keys: Sequence[str], label_key: str | None) -> Iterator[_Row]:
+    """Records of a JSON Lines file: one object per line. ``label_key=None``: no label is read."""
+    wanted = list(text_keys) + ([] if label_key is None else [label_key])
+    seen = False
+    for line_no, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        seen = True
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise DataError(f"{path}: not a valid gzip file ({e})") from None
-    if not raw.strip():
-        raise DataError(f"{path}: file is empty")
-    return raw
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            yield _Row(line_no, problem=f"invalid JSON: {e.msg} (column {e.colno})")
+            continue
+        if not isinstance(obj, dict):
+            yield _Row(line_no, problem=f"expected a JSON object, found {_json_kind(obj)}")
+            continue
+        missing = [k for k in wanted if k not in obj]
+        if missing:
+            yield _Row(line_no, problem=f"missing field(s) {missing}; found {sorted(obj)}")
+            continue
+        label = None if label_key is None else obj[label_key]
+        yield _make_row(line_no, [obj[k] for k in text_keys], text_keys, label, labelled=label_key is not None)
+    if not seen:
+        raise _empty(path)
+
+
+def _txt_rows(path: Path) -> Iterator[_Row]:
+    """Records of a plain text file: one text per line, blank lines skipped (prediction only)."""
+    seen = False
+    for line_no, line in enumerate(_lines(path), start=1):
+        text = line.strip()  # also drops the \r of a \r\n ending
+        if text:
+            seen = True
+            yield _Row(line_no, text)
+    if not seen:
+        raise _empty(path)
 
 
 def _base_suffix(path: Path) -> str:
@@ -165,30 +421,26 @@ class _RowSink:
         self.lines: list[int] = []
         self.skipped = 0
 
-    def bad(self, line: int, problem: str) -> None:
+    def bad(self, line: int, problem: str, source: Path | None = None) -> None:
+        where = f"{source or self.path}:{line}"
         if not self.skip:
-            raise DataError(f"{self.path}:{line}: {problem} (pass skip_bad_rows / --skip-bad-rows to skip such rows)")
+            raise DataError(f"{where}: {problem} (pass skip_bad_rows / --skip-bad-rows to skip such rows)")
         self.skipped += 1
-        log.warning("%s:%d: skipped: %s", self.path, line, problem)
+        log.warning("%s: skipped: %s", where, problem)
 
-    def add(self, line: int, text: object, label: object) -> None:
-        if not isinstance(text, str):
-            return self.bad(line, f"text is {type(text).__name__}, not a string")
-        if not text.strip():
-            return self.bad(line, "empty text")
+    def take(self, row: _Row, source: Path | None = None) -> None:
+        if row.problem is not None:
+            return self.bad(row.line, row.problem, source)
+        label = row.label
         if self.labelled:
-            if label is None or (isinstance(label, str) and not label.strip()):
-                return self.bad(line, "missing label")
-            if isinstance(label, (dict, list)):
-                return self.bad(line, f"label must be a string or number, got {type(label).__name__}")
-            label = str(label).strip()
+            assert label is not None  # _make_row gives every valid labelled row a label
             if self.columns.label_map is not None:
                 if label not in self.columns.label_map:
-                    return self.bad(line, f"unknown class {label!r}; expected one of {list(self.columns.label_map)}")
+                    return self.bad(row.line, f"unknown class {label!r}; expected one of {list(self.columns.label_map)}", source)
                 label = self.columns.label_map[label]
             self.labels.append(label)
-        self.texts.append(text)
-        self.lines.append(line)
+        self.texts.append(row.text)
+        self.lines.append(row.line)
 
     def finish(self) -> TextDataset:
         if self.skipped:
@@ -204,69 +456,28 @@ class _RowSink:
         )
 
 
-def _column_index(header: list[str] | None, col: str | int, path: Path) -> int:
-    if isinstance(col, int) or (isinstance(col, str) and col.isdigit() and header is None):
-        return int(col)
-    if header is None:
-        raise DataError(f"{path}: column {col!r} named, but the file has no header; use a 0-based index")
-    if col not in header:
-        raise DataError(f"{path}:1: missing column {col!r}; the header has {header}")
-    return header.index(col)
+def _label_column(path: Path, columns: Columns, labelled: bool) -> str | int | None:
+    if not labelled:
+        return None
+    if columns.label is None:
+        raise DataError(f"{path}: no label column given for labelled data")
+    return columns.label
 
 
 def read_delimited(
     path: Path, columns: Columns, delimiter: str, skip_bad_rows: bool = False, labelled: bool = True
 ) -> TextDataset:
-    text = _decode(_read_bytes(path), path)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     sink = _RowSink(path, columns, skip_bad_rows, labelled)
-    header: list[str] | None = None
-    try:
-        if columns.header:
-            header = [h.strip() for h in next(reader)]
-        text_idx = [_column_index(header, c, path) for c in columns.text]
-        label_idx = _column_index(header, columns.label, path) if labelled and columns.label is not None else None
-        need = max(text_idx + ([label_idx] if label_idx is not None else [])) + 1
-        start = reader.line_num
-        for row in reader:
-            line = start + 1
-            start = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue  # blank line
-            if len(row) < need:
-                sink.bad(line, f"expected at least {need} fields, found {len(row)}")
-                continue
-            joined = " ".join(row[i].strip() for i in text_idx)
-            sink.add(line, joined, row[label_idx] if label_idx is not None else None)
-    except csv.Error as e:
-        raise DataError(f"{path}:{reader.line_num}: malformed CSV: {e}") from None
+    for row in _csv_rows(path, delimiter, columns.text, _label_column(path, columns, labelled), columns.header):
+        sink.take(row)
     return sink.finish()
 
 
 def read_jsonl(path: Path, columns: Columns, skip_bad_rows: bool = False, labelled: bool = True) -> TextDataset:
-    text = _decode(_read_bytes(path), path)
     sink = _RowSink(path, columns, skip_bad_rows, labelled)
-    text_keys = [str(c) for c in columns.text]
-    for line_no, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            sink.bad(line_no, f"invalid JSON: {e.msg}")
-            continue
-        if not isinstance(obj, dict):
-            sink.bad(line_no, "expected a JSON object")
-            continue
-        missing = [k for k in text_keys + ([str(columns.label)] if labelled else []) if k not in obj]
-        if missing:
-            sink.bad(line_no, f"missing field(s) {missing}; found {sorted(obj)}")
-            continue
-        parts = [obj[k] for k in text_keys]
-        if not all(isinstance(p, str) for p in parts):
-            sink.bad(line_no, "text field is not a string")
-            continue
-        sink.add(line_no, " ".join(p.strip() for p in parts), obj.get(str(columns.label)) if labelled else None)
+    label = _label_column(path, columns, labelled)
+    for row in _jsonl_rows(path, [str(c) for c in columns.text], None if label is None else str(label)):
+        sink.take(row)
     return sink.finish()
 
 
@@ -279,44 +490,56 @@ def read_parquet(path: Path, columns: Columns, skip_bad_rows: bool = False, labe
         raise DataError(f"{path}: file not found")
     table = pq.read_table(path)
     names = table.column_names
-    wanted = [str(c) for c in columns.text] + ([str(columns.label)] if labelled else [])
+    label = _label_column(path, columns, labelled)
+    wanted = [str(c) for c in columns.text] + ([] if label is None else [str(label)])
     for c in wanted:
         if c not in names:
             raise DataError(f"{path}: missing column {c!r}; the file has {names}")
     data = table.to_pydict()
+    text_names = [str(c) for c in columns.text]
     sink = _RowSink(path, columns, skip_bad_rows, labelled)
-    for i in range(table.num_rows):
-        parts = [data[str(c)][i] for c in columns.text]
-        if not all(isinstance(p, str) for p in parts):
-            sink.bad(i + 1, "text is missing or not a string")
-            continue
-        sink.add(i + 1, " ".join(p.strip() for p in parts), data[str(columns.label)][i] if labelled else None)
+    for i in range(table.num_rows):  # "line" is the 1-based row number
+        values = [data[c][i] for c in text_names]
+        sink.take(_make_row(i + 1, values, text_names, None if label is None else data[str(label)][i], labelled))
     return sink.finish()
 
 
+def _file_row(path: Path, label: str) -> _Row:
+    """One example file of a folder dataset, decoded and checked like a row of any other format."""
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        line_start = raw.rfind(b"\n", 0, e.start) + 1
+        return _Row(line, problem=_not_utf8(raw[line_start:], line, e.start - line_start))
+    return _make_row(1, [text], ["file"], label, labelled=True)
+
+
 def read_folder(path: Path, skip_bad_rows: bool = False) -> TextDataset:
-    """One sub-folder per class, one UTF-8 text file per example."""
+    """One sub-folder per class, one UTF-8 text file per example.
+
+    A class folder without a usable example is an error naming the folder: a class left out would
+    be missing from the model without a word. With ``skip_bad_rows`` it is left out with a warning.
+    """
     class_dirs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not class_dirs:
         raise DataError(f"{path}: no class sub-folders found (expected {path}/<label>/<example>.txt)")
     sink = _RowSink(path, Columns(label_map=None), skip_bad_rows, labelled=True)
     for d in class_dirs:
-        for f in sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith(".")):
-            try:
-                text = f.read_bytes().decode("utf-8-sig")
-            except UnicodeDecodeError as e:
-                sink.path = f
-                sink.bad(1, f"bytes that are not UTF-8 at offset {e.start}")
-                sink.path = path
-                continue
-            if not text.strip():
-                sink.path = f
-                sink.bad(1, "empty text")
-                sink.path = path
-                continue
-            sink.texts.append(text)
-            sink.labels.append(d.name)
-            sink.lines.append(1)
+        files = sorted(p for p in d.rglob("*") if p.is_file() and not p.name.startswith("."))
+        before = len(sink.texts)
+        for f in files:
+            sink.take(_file_row(f, d.name), source=f)
+        if len(sink.texts) > before:
+            continue
+        what = "no usable example files (all were skipped)" if files else "no example files"
+        if not skip_bad_rows:
+            raise DataError(
+                f"{d}: class folder {d.name!r} has {what}; add examples or remove the folder "
+                "(or pass skip_bad_rows / --skip-bad-rows to leave the class out)"
+            )
+        log.warning("%s: class %r has %s; it is LEFT OUT of the dataset and the model", d, d.name, what)
     return sink.finish()
 
 
@@ -336,7 +559,7 @@ def read_dataset(
         return read_delimited(p, columns, ",", skip_bad_rows, labelled)
     if kind == ".tsv":
         return read_delimited(p, columns, "\t", skip_bad_rows, labelled)
-    if kind in (".jsonl", ".ndjson", ".json"):
+    if kind in JSONL_SUFFIXES:
         return read_jsonl(p, columns, skip_bad_rows, labelled)
     if kind == ".parquet":
         return read_parquet(p, columns, skip_bad_rows, labelled)
@@ -345,48 +568,40 @@ def read_dataset(
     raise DataError(f"{p}: unknown format {kind or '(no extension)'}; use .csv, .tsv, .jsonl[.gz], .parquet or a folder")
 
 
-def iter_texts(path: str | Path, text_columns: Sequence[str | int] = ("text",), header: bool = True) -> Iterator[tuple[int, str]]:
-    """Stream ``(line, text)`` from a CSV/TSV/JSONL(.gz) file in constant memory (for prediction)."""
+def iter_texts(
+    path: str | Path,
+    text_columns: Sequence[str | int] = ("text",),
+    header: bool = True,
+    skip_bad_rows: bool = False,
+) -> Iterator[tuple[int, str]]:
+    """Stream ``(line, text)`` from a CSV/TSV/JSONL/TXT file (each optionally ``.gz``) in constant
+    memory, for prediction.
+
+    Rows are read and checked by the same code as training data (``read_dataset``): a bad row is a
+    ``DataError`` naming file and line, or with ``skip_bad_rows`` a logged, counted skip.
+    """
     p = Path(path)
-    if not p.exists():
-        raise DataError(f"{p}: file not found")
     kind = _base_suffix(p)
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8", newline="") as f:
-        try:
-            if kind in (".jsonl", ".ndjson", ".json"):
-                for line_no, line in enumerate(f, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as e:
-                        raise DataError(f"{p}:{line_no}: invalid JSON: {e.msg}") from None
-                    if not isinstance(obj, dict):
-                        raise DataError(f"{p}:{line_no}: expected a JSON object")
-                    missing = [str(c) for c in text_columns if str(c) not in obj]
-                    if missing:
-                        raise DataError(f"{p}:{line_no}: missing field(s) {missing}")
-                    yield line_no, " ".join(str(obj[str(c)]) for c in text_columns)
-            elif kind in (".csv", ".tsv"):
-                reader = csv.reader(f, delimiter="\t" if kind == ".tsv" else ",", strict=True)
-                hdr = [h.strip() for h in next(reader)] if header else None
-                idx = [_column_index(hdr, c, p) for c in text_columns]
-                start = reader.line_num
-                for row in reader:
-                    line_no, start = start + 1, reader.line_num
-                    if not row:
-                        continue
-                    if len(row) <= max(idx):
-                        raise DataError(f"{p}:{line_no}: expected at least {max(idx) + 1} fields, found {len(row)}")
-                    yield line_no, " ".join(row[i].strip() for i in idx)
-            elif kind == ".txt":
-                for line_no, line in enumerate(f, start=1):
-                    if line.strip():
-                        yield line_no, line.rstrip("\n")
-            else:
-                raise DataError(f"{p}: unknown format {kind!r} for prediction input; use .csv, .tsv, .jsonl[.gz] or .txt")
-        except UnicodeDecodeError as e:
-            raise DataError(f"{p}: bytes that are not UTF-8 near byte {e.start} of a line; re-encode as UTF-8") from None
-        except csv.Error as e:
-            raise DataError(f"{p}: malformed CSV: {e}") from None
+    rows: Iterator[_Row]
+    if kind in JSONL_SUFFIXES:
+        rows = _jsonl_rows(p, [str(c) for c in text_columns], None)
+    elif kind in (".csv", ".tsv"):
+        rows = _csv_rows(p, "\t" if kind == ".tsv" else ",", list(text_columns), None, header)
+    elif kind == ".txt":
+        rows = _txt_rows(p)
+    elif not p.exists():
+        raise DataError(f"{p}: file not found")
+    else:
+        raise DataError(f"{p}: unknown format {kind or '(no extension)'} for prediction input; "
+                        "use .csv, .tsv, .jsonl or .txt (each optionally .gz)")
+    skipped = 0
+    for line, text, _, problem in rows:
+        if problem is None:
+            yield line, text
+        elif skip_bad_rows:
+            skipped += 1
+            log.warning("%s:%d: skipped: %s", p, line, problem)
+        else:
+            raise DataError(f"{p}:{line}: {problem}")
+    if skipped:
+        log.warning("%s: skipped %d bad row(s)", p, skipped)

@@ -166,12 +166,41 @@ def read_meta(folder: Path) -> CheckpointMeta:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: corrupted ({e})") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupted: expected a JSON object, found {json.dumps(data)[:60]}")
     version = data.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    # isinstance(True, int) holds in Python, so a JSON true would pass as version 1 without the bool test.
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: corrupted: format_version must be an integer >= 1, found {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version!r} is not supported by classiformer {__version__} "
             f"(supports up to {FORMAT_VERSION}); upgrade classiformer"
         )
+    missing = [k for k in ("family", "model", "labels") if k not in data]
+    if missing:
+        raise CheckpointError(f"{path}: incompatible metadata: missing {', '.join(missing)}")
+
+    def number(v: object) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < float("inf")  # NaN fails too
+
+    # CheckpointMeta(**data) checks no types; a wrong one would fail much later, far from its cause.
+    expected: dict[str, tuple[Callable[[Any], bool], str]] = {
+        "family": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+        "model": (lambda v: isinstance(v, dict), "an object"),
+        "labels": (lambda v: isinstance(v, list) and bool(v) and all(isinstance(x, str) for x in v)
+                   and len(set(v)) == len(v), "a non-empty list of distinct strings"),
+        "train": (lambda v: isinstance(v, dict), "an object"),
+        "tokenizer": (lambda v: isinstance(v, dict), "an object"),
+        "extra": (lambda v: isinstance(v, dict), "an object"),
+        "preset": (lambda v: v is None or isinstance(v, str), "a string or null"),
+        "temperature": (number, "a positive number"),
+        "classiformer_version": (lambda v: isinstance(v, str), "a string"),
+        "created": (lambda v: isinstance(v, str), "a string"),
+    }
+    for key, (ok, what) in expected.items():
+        if key in data and not ok(data[key]):
+            raise CheckpointError(f"{path}: corrupted: {key} must be {what}, found {json.dumps(data[key])[:60]}")
     try:
         return CheckpointMeta(**data)
     except TypeError as e:

@@ -1,14 +1,20 @@
-"""The micro-batcher on its own: order, isolation of failures, timeouts and draining."""
+"""The micro-batcher on its own: order, isolation of failures, timeouts and draining; the inference
+thread's lanes: predictions before queued explanations."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
+from classiformer import Classifier
+from classiformer.server import ServerSettings
 from classiformer.server.batching import MicroBatcher, Overloaded, ShuttingDown
+from classiformer.server.service import ModelService
+from classiformer.server.worker import EXPLAIN, PREDICT, InferenceThread
 
 
 def lengths(texts: list[str]) -> np.ndarray:
@@ -113,3 +119,93 @@ def test_a_lone_client_pays_no_batching_wait() -> None:
     first, *later = run(go())
     assert first >= 0.29  # traffic was not known to be sparse yet
     assert max(later) < 0.15, later
+
+
+# -- the inference thread's lanes ---------------------------------------------------------------------
+
+def test_urgent_work_overtakes_queued_work_but_never_preempts() -> None:
+    worker = InferenceThread()
+    gate = threading.Event()
+    started = threading.Event()
+    done: list[str] = []
+
+    def first() -> None:
+        started.set()
+        gate.wait(10)
+        done.append("slow0")
+
+    try:
+        futures = [worker.submit(EXPLAIN, first)]
+        assert started.wait(10)  # holds the thread, so what follows queues up
+        futures += [worker.submit(EXPLAIN, done.append, f"slow{i}") for i in (1, 2, 3)]
+        futures += [worker.lane(PREDICT).submit(done.append, "urgent")]
+        assert worker.queued == 4
+        gate.set()
+        for f in futures:
+            f.result(timeout=10)
+    finally:
+        gate.set()
+        worker.shutdown()
+    assert done == ["slow0", "urgent", "slow1", "slow2", "slow3"]
+
+
+def test_shutdown_drains_the_queue_and_cancelled_work_is_skipped() -> None:
+    worker = InferenceThread()
+    gate = threading.Event()
+    done: list[int] = []
+    blocker = worker.submit(PREDICT, gate.wait, 10)
+    queued = [worker.submit(EXPLAIN, done.append, i) for i in range(3)]
+    assert queued[1].cancel()  # not started yet: it never runs
+    gate.set()
+    worker.shutdown(wait=True)
+    assert blocker.result() is True and done == [0, 2]
+    with pytest.raises(RuntimeError, match="shut down"):
+        worker.submit(PREDICT, done.append, 9)
+
+
+def test_a_predict_is_answered_before_explains_queued_ahead_of_it(classifier: Classifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The first explanation holds the inference thread until three more and one prediction wait.
+    real_explain = classifier.explain
+    gate = threading.Event()
+    entered = threading.Event()
+
+    def gated_explain(text: str, **kwargs):  # type: ignore[no-untyped-def]
+        if not entered.is_set():
+            entered.set()
+            gate.wait(10)
+        return real_explain(text, **kwargs)
+
+    monkeypatch.setattr(classifier, "explain", gated_explain)
+
+    async def go() -> list[str]:
+        service = ModelService(classifier, ServerSettings(max_wait_ms=0))
+        service.start()
+        answered: list[str] = []
+
+        async def explain(i: int) -> None:
+            await service.explain("goal team match")
+            answered.append(f"explain{i}")
+
+        async def predict() -> None:
+            await service.predict(["goal team match"])
+            answered.append("predict")
+
+        try:
+            tasks = [asyncio.create_task(explain(0))]
+            while not entered.is_set():
+                await asyncio.sleep(0.01)
+            tasks += [asyncio.create_task(explain(i)) for i in (1, 2, 3)]
+            tasks.append(asyncio.create_task(predict()))
+            for _ in range(500):  # until all four wait on the thread (bounded: 5 s)
+                if service.worker.queued == 4:
+                    break
+                await asyncio.sleep(0.01)
+            assert service.worker.queued == 4
+            gate.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 30)
+        finally:
+            gate.set()
+            await service.close()
+        return answered
+
+    assert run(go()) == ["explain0", "predict", "explain1", "explain2", "explain3"]

@@ -1,7 +1,8 @@
 """The model behind the API: limits, micro-batched prediction and explanation, off the event loop.
 
 Routes parse and format; this module decides. The model runs on one dedicated thread, so the event
-loop stays free to accept and answer requests while a batch is computed.
+loop stays free to accept and answer requests while a batch is computed; predictions are queued
+there ahead of explanations (``worker.InferenceThread``).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import functools
 import logging
 import platform
 from collections.abc import Awaitable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import numpy as np
@@ -21,6 +21,7 @@ from ..predict import Classifier
 from .batching import MicroBatcher, Overloaded, ShuttingDown
 from .errors import ApiError, limit_error
 from .settings import ServerSettings
+from .worker import EXPLAIN, PREDICT, InferenceThread
 
 log = logging.getLogger(__name__)
 
@@ -31,9 +32,9 @@ class ModelService:
     def __init__(self, classifier: Classifier, settings: ServerSettings) -> None:
         self.classifier = classifier
         self.settings = settings
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classiformer-infer")
+        self.worker = InferenceThread()
         self.batcher = MicroBatcher(
-            classifier.predict_proba, self.executor, settings.max_batch_size, settings.max_wait_ms,
+            classifier.predict_proba, self.worker.lane(PREDICT), settings.max_batch_size, settings.max_wait_ms,
             settings.max_queue, enabled=settings.batching,
         )
 
@@ -42,7 +43,7 @@ class ModelService:
 
     async def close(self) -> None:
         await self.batcher.close()
-        self.executor.shutdown(wait=True)
+        self.worker.shutdown(wait=True)
 
     @property
     def ready(self) -> bool:
@@ -104,7 +105,7 @@ class ModelService:
         call = functools.partial(self.classifier.explain, text, **kwargs)
         loop = asyncio.get_running_loop()
         try:
-            explanation = await self._timed(loop.run_in_executor(self.executor, call))
+            explanation = await self._timed(loop.run_in_executor(self.worker.lane(EXPLAIN), call))
         except (ValueError, KeyError) as e:  # e.g. an unknown method
             raise ApiError(422, "validation_error", f"cannot explain: {e}") from None
         return summarise_explanation(explanation.to_dict(), self.classifier.labels)

@@ -41,6 +41,9 @@ META_FILE = "classiformer.json"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_DIR = "tokenizer"
 STATE_FILE = "trainer_state.pt"
+# Hugging Face's names (PretrainedConfig.problem_type), so exported configs mean the same thing.
+SINGLE_LABEL = "single_label_classification"
+MULTI_LABEL = "multi_label_classification"
 
 
 class CheckpointError(RuntimeError):
@@ -57,12 +60,25 @@ class CheckpointMeta:
     preset: str | None = None
     temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # Multi-label models score each label with its own sigmoid; their decision thresholds (tuned
+    # on the validation split, thresholds.Thresholds.to_dict()) and per-label temperatures live here.
+    problem_type: str = SINGLE_LABEL
+    thresholds: dict[str, Any] | None = None
+    temperatures: list[float] | None = None
     format_version: int = FORMAT_VERSION
     classiformer_version: str = __version__
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
 
+    def __post_init__(self) -> None:
+        if self.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
+            raise ValueError(f"problem_type must be {SINGLE_LABEL!r} or {MULTI_LABEL!r}, got {self.problem_type!r}")
+
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, ensure_ascii=False)
+
+    @property
+    def multi_label(self) -> bool:
+        return self.problem_type == MULTI_LABEL
 
 
 def _umask() -> int:
@@ -203,7 +219,7 @@ def read_meta(folder: Path) -> CheckpointMeta:
             raise CheckpointError(f"{path}: corrupted: {key} must be {what}, found {json.dumps(data[key])[:60]}")
     try:
         return CheckpointMeta(**data)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: incompatible metadata ({e})") from None
 
 

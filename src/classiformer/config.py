@@ -226,9 +226,17 @@ class TrainConfig:
     layer_decay: float = 1.0
     bf16: bool = False  # bfloat16 autocast for forward passes (CPUs with AVX512-BF16/AMX, GPUs)
     fp16: bool = False  # float16 autocast with loss scaling (GPUs without bf16: T4, V100)
+    # Imbalance and multi-label (losses.py): class weights for single-label cross-entropy ("none",
+    # "balanced" or a JSON file {label: weight}); pos_weight for multi-label BCE ("none" or
+    # "auto": negatives / positives per label); multi_label forces one sigmoid per label even
+    # when every example has exactly one label (otherwise detected from the data).
+    class_weight: str = "none"
+    pos_weight: str = "none"
+    multi_label: bool = False
 
     def __post_init__(self) -> None:
         require_choice(self, "schedule", ("constant", "linear"))
+        require_choice(self, "pos_weight", ("none", "auto"))
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("epochs, batch_size and grad_accum must be positive")
         if self.lr <= 0:

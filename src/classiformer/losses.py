@@ -121,10 +121,10 @@ def weighted_cross_entropy(
 ) -> torch.Tensor:
     """Mean over the batch of ``weight[y_i] * CE_i`` for logits (B, C) and class ids (B,); with
     ``weight=None`` this is plain (optionally label-smoothed) cross-entropy."""
+    if weight is None:
+        return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
     per_example = F.cross_entropy(logits, labels, reduction="none", label_smoothing=label_smoothing)
-    if weight is not None:
-        per_example = per_example * weight[labels]
-    return per_example.mean()
+    return (per_example * weight[labels]).mean()
 
 
 def bce_with_logits(logits: torch.Tensor, targets: torch.Tensor, pos_weight: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,130 @@
+"""Multi-label training: sigmoid + BCE in the shared loop, on a 3-label toy task with overlapping labels."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classiformer.checkpoint import MULTI_LABEL, CheckpointMeta, load_checkpoint, read_meta
+from classiformer.config import ConfigError, resolve_config
+from classiformer.data.batching import EncodedDataset
+from classiformer.inference import logits_for
+from classiformer.losses import Loss
+from classiformer.models import build_model
+from classiformer.tokenizers import train_tokenizer
+from classiformer.training import Trainer, multilabel_validation
+
+from .conftest import FILLER, TOPICS
+
+NAMES = sorted(TOPICS)  # money, sports, tech
+
+
+def multilabel_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
+    """Texts about zero, one, two or three topics; a text's labels are the topics it mentions."""
+    rng = random.Random(seed)
+    texts, label_sets = [], []
+    for _ in range(n):
+        k = rng.choices([0, 1, 2, 3], weights=[1, 4, 3, 1])[0]
+        topics = sorted(rng.sample(NAMES, k))
+        words = [w for t in topics for w in rng.choices(TOPICS[t], k=rng.randint(1, 2))]
+        words += rng.choices(FILLER, k=rng.randint(2, 6))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        label_sets.append(topics)
+    return texts, label_sets
+
+
+def indicator(label_sets: list[list[str]]) -> np.ndarray:
+    return np.array([[lb in s for lb in NAMES] for s in label_sets], dtype=np.int64)
+
+
+def tiny(epochs: int = 15):
+    return resolve_config(
+        "tiny",
+        model={"embed_dim": 18, "num_heads": 3, "ff_dim": 23, "hidden_dim": 11, "dropout": 0.0},
+        tokenizer={"vocab_size": 60, "max_length": 12},
+        train={"epochs": epochs, "batch_size": 16, "lr": 3e-2, "patience": 0},
+    )
+
+
+def trainer_for(tmp_path: Path, texts: list[str], loss: Loss | None = None, multi: bool = True) -> Trainer:
+    cfg = tiny()
+    tok = train_tokenizer(cfg.tokenizer, texts)
+    cfg.model.num_labels, cfg.model.vocab_size = 3, tok.vocab_size
+    cfg.model.max_length, cfg.model.pad_id = tok.max_length, tok.pad_id
+    torch.manual_seed(0)
+    model = build_model(cfg.family, cfg.model)
+    meta = CheckpointMeta(family=cfg.family, model=cfg.to_dict()["model"], labels=NAMES,
+                          problem_type=MULTI_LABEL if multi else "single_label_classification")
+    return Trainer(model, tok, meta, cfg.train, tmp_path, torch.device("cpu"), progress=False, loss=loss)
+
+
+def test_sigmoid_bce_learns_overlapping_labels(tmp_path: Path) -> None:
+    texts, sets = multilabel_texts(300, seed=0)
+    val_texts, val_sets = multilabel_texts(100, seed=1)
+    assert any(not s for s in sets) and any(len(s) >= 2 for s in sets)
+    trainer = trainer_for(tmp_path, texts)
+    tok = trainer.tokenizer
+    train = EncodedDataset(tok.encode(texts), indicator(sets))
+    val = EncodedDataset(tok.encode(val_texts), indicator(val_sets))
+    result = trainer.train(train, val)
+    last = result.history[-1]
+    assert last["val_micro_f1"] > 0.9 and last["val_macro_f1"] > 0.9 and last["val_subset_accuracy"] > 0.7
+    assert result.best_val_accuracy == max(h["val_micro_f1"] for h in result.history)  # best epoch by micro-F1
+    # Scores are independent sigmoids: a text about two topics scores high on both.
+    model, tok, meta = load_checkpoint(result.best_dir)
+    assert meta.problem_type == MULTI_LABEL and read_meta(result.best_dir).multi_label
+    z = logits_for(model, EncodedDataset(tok.encode(["goal team stock market", "the a of today"])), tok.pad_id)
+    p = 1 / (1 + np.exp(-z))
+    assert p[0, NAMES.index("sports")] > 0.5 and p[0, NAMES.index("money")] > 0.5 and p[0, NAMES.index("tech")] < 0.5
+    assert (p[1] < 0.5).all()  # no topic word: no label
+
+
+def test_pos_weight_changes_the_training_loss(tmp_path: Path) -> None:
+    texts, sets = multilabel_texts(64, seed=2)
+    runs = []
+    for k, pw in enumerate((None, torch.tensor([5.0, 5.0, 5.0]))):
+        trainer = trainer_for(tmp_path / str(k), texts, Loss(multi_label=True, pos_weight=pw))
+        data = EncodedDataset(trainer.tokenizer.encode(texts), indicator(sets))
+        trainer.cfg.epochs = 1
+        runs.append(trainer.train(data, data).history[0]["train_loss"])
+    assert runs[1] > runs[0] * 1.5  # positives weigh 5x in the first epoch's loss
+
+
+def test_validation_metrics_by_hand() -> None:
+    y = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]])
+    logits = np.array([[3.0, -2.0, -1.0], [-1.0, 0.5, -3.0], [1.0, -0.5, -2.0], [-2.0, -2.0, -2.0]], dtype=np.float32)
+    m = multilabel_validation(logits, y)
+    # At 0.5: predicted {0}, {1}, {0}, {} -> 3 of 4 positives found, no false positive.
+    assert m["val_micro_f1_at_0.5"] == pytest.approx(2 * 3 / (2 * 3 + 0 + 1))
+    assert m["val_subset_accuracy"] >= 0.75
+    t = torch.from_numpy(y).float()
+    assert m["val_loss"] == pytest.approx(float(torch.nn.functional.binary_cross_entropy_with_logits(torch.from_numpy(logits), t)))
+
+
+def test_a_loss_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
+    texts, _ = multilabel_texts(20, seed=3)
+    with pytest.raises(ConfigError, match="single-label loss for a multi_label"):
+        trainer_for(tmp_path, texts, Loss())
+
+
+def test_checkpoint_problem_type_is_checked(tmp_path: Path) -> None:
+    import json
+
+    from classiformer.checkpoint import CheckpointError
+
+    texts, sets = multilabel_texts(40, seed=4)
+    trainer = trainer_for(tmp_path, texts)
+    trainer.cfg.epochs = 1
+    data = EncodedDataset(trainer.tokenizer.encode(texts), indicator(sets))
+    best = trainer.train(data, data).best_dir
+    meta_file = best / "classiformer.json"
+    raw = json.loads(meta_file.read_text())
+    assert raw["problem_type"] == MULTI_LABEL and raw["thresholds"] is None
+    meta_file.write_text(json.dumps({**raw, "problem_type": "regression"}))
+    with pytest.raises(CheckpointError, match="problem_type must be"):
+        read_meta(best)

@@ -253,3 +253,52 @@ def test_folder_files_not_in_utf8_name_their_line(tmp_path: Path) -> None:
     (root / "pos" / "1.txt").write_bytes("fine\ncaf\xe9\n".encode("latin-1"))
     with pytest.raises(DataError, match=r"pos/1.txt:2: bytes that are not UTF-8 \(b'\\xe9"):
         read_dataset(root)
+
+
+# ---------------------------------------------------------------------------------------------
+# predict --input end to end: bad files end with "error: FILE..." (exit 1), never a traceback
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from classiformer.cli import main
+
+    from .conftest import write_jsonl
+
+    root = tmp_path_factory.mktemp("readers_cli")
+    train = write_jsonl(root / "train.jsonl", 60, seed=1)
+    assert main(["train", "--train", str(train), "--preset", "tiny", "--epochs", "1", "--vocab-size", "60",
+                 "--ngram-buckets", "16", "--output", str(root / "run"), "--no-progress"]) == 0
+    return root / "run"
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("cut.jsonl.gz", gzip.compress(b'{"text": "goal"}\n' * 5000)[:-20], "truncated gzip file"),
+        ("plain.csv.gz", b"text\ngoal\n", "not a valid gzip file"),
+        ("latin.txt", "goal\ncaf\xe9\n".encode("latin-1"), ":2: bytes that are not UTF-8"),
+        ("types.jsonl", b'{"text": "goal"}\n{"text": null}\n', ':2: text field \'text\' is null, not a string'),
+    ],
+)
+def test_predict_input_errors_name_the_file(tiny_run: Path, tmp_path: Path, capsys, name: str, content: bytes,
+                                            message: str) -> None:
+    from classiformer.cli import main
+
+    p = tmp_path / name
+    p.write_bytes(content)
+    out = tmp_path / "out.csv"
+    assert main(["predict", str(tiny_run), "--input", str(p), "--output", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {p}") and message in err and "Traceback" not in err
+    assert not out.exists()  # no partial output
+
+
+def test_predict_input_with_bom_and_crlf(tiny_run: Path, tmp_path: Path, capsys) -> None:
+    from classiformer.cli import main
+
+    p = tmp_path / "win.csv"
+    p.write_bytes("\ufefftext\r\ngoal match\r\nstock market\r\n".encode())
+    out = tmp_path / "out.jsonl"
+    assert main(["predict", str(tiny_run), "--input", str(p), "--output", str(out), "--no-progress"]) == 0
+    assert [json.loads(r)["line"] for r in out.read_text().splitlines()] == [2, 3]

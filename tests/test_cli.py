@@ -141,3 +141,53 @@ def test_resume_flag_continues_a_run(cli_run: Path, capsys) -> None:
     assert main(["train", "--train", str(cli_run / "train.csv"), "--output", str(cli_run / "run"), "--resume", "--no-progress"]) == 0
     assert f"trained {epochs} epoch(s)" in capsys.readouterr().out
     assert len((cli_run / "run" / "metrics.jsonl").read_text().splitlines()) == epochs
+
+
+CODES = {"money": "1", "sports": "2", "tech": "3"}
+
+
+def write_headerless(path: Path, n: int, seed: int, extra: list[list[str]] | None = None) -> Path:
+    """AG News' layout: no header, label codes in column 0, the text in column 1."""
+    ds = make_texts(n, seed=seed)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([[CODES[y], t] for y, t in zip(ds.labels or [], ds.texts)] + (extra or []))
+    return path
+
+
+@pytest.mark.parametrize("spec", ["Finance,Sport,Technology", "names.json"])
+def test_label_names_name_the_codes_of_a_headerless_csv(spec: str, tmp_path: Path, capsys) -> None:
+    if spec.endswith(".json"):
+        spec = str(tmp_path / spec)
+        Path(spec).write_text(json.dumps({"1": "Finance", "2": "Sport", "3": "Technology"}))
+    train, test = write_headerless(tmp_path / "train.csv", 240, 1), write_headerless(tmp_path / "test.csv", 60, 2)
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(train), "--test", str(test), "--no-header", "--label-column", "0",
+                 "--text-column", "1", "--label-names", spec, "--preset", "tiny", "--epochs", "6", "--lr", "0.02",
+                 "--vocab-size", "80", "--batch-size", "16", "--output", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "Technology" in out and "\n1 " not in out
+    names = ["Finance", "Sport", "Technology"]
+    assert json.loads((run / "best" / "classiformer.json").read_text())["labels"] == names
+    assert json.loads((run / "metrics.json").read_text())["labels"] == names
+    assert main(["predict", str(run), "goal team match", "bank stock profit"]) == 0
+    preds = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [p["label"] for p in preds] == ["Sport", "Finance"] and set(preds[0]["probabilities"]) == set(names)
+
+
+@pytest.mark.parametrize(
+    "names, extra, message",
+    [
+        ("A,B", None, "train.csv: --label-names gives 2 name(s) ['A', 'B'] for 3 label(s) ['1', '2', '3']"),
+        ("A,B,A", None, "two classes are named 'A'"),
+        ("A,B,C", [["4", "goal"]], "test.csv:31: unknown class '4'"),
+        ("{missing}.json", None, "missing.json: file not found"),
+    ],
+)
+def test_label_names_errors_are_clear(names: str, extra, message: str, tmp_path: Path, capsys) -> None:
+    train = write_headerless(tmp_path / "train.csv", 30, 1)
+    test = write_headerless(tmp_path / "test.csv", 30, 2, extra)
+    assert main(["train", "--train", str(train), "--test", str(test), "--no-header", "--label-names",
+                 names.replace("{missing}", str(tmp_path / "missing")), "--preset", "tiny",
+                 "--output", str(tmp_path / "r"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err, err

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from classiformer.cli import main
 from classiformer.data import DownloadError, fetch
-from classiformer.data.builtin import AG_NEWS, BuiltinDataset, RemoteFile, load_builtin
+from classiformer.data.builtin import AG_NEWS, BuiltinDataset, RemoteFile, fetch_splits, load_builtin
 
 GOOD = b'"1","Vote","Election today"\n"2","Goal","Late winner"\n"3","Oil","Prices up"\n"4","Chip","Faster"\n'
 
@@ -68,8 +70,59 @@ def test_offline_message_says_where_to_put_the_files(tmp_path: Path) -> None:
     with pytest.raises(DownloadError) as e:
         load_builtin("ag_news", "train", data_dir=tmp_path)
     msg = str(e.value)
-    assert f"copy train.csv (MD5 {AG_NEWS.files['train'].md5}) into {tmp_path / 'ag_news'}" in msg
+    assert f"{tmp_path / 'ag_news' / 'train.csv'}   (MD5 {AG_NEWS.files['train'].md5})" in msg
     assert "CLASSIFORMER_AG_NEWS_MIRRORS" in msg
+
+
+def test_offline_train_names_every_missing_file_at_once(tmp_path: Path, capsys) -> None:
+    # README command 1 with no network: the user learns of train.csv and test.csv on the first try,
+    # and of the --train/--test route with the flags that read AG News' own CSVs.
+    code = main(["train", "--dataset", "ag_news", "--data-dir", str(tmp_path), "--preset", "tiny", "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    for split in ("train", "test"):
+        assert f"{tmp_path / 'ag_news' / f'{split}.csv'}   (MD5 {AG_NEWS.files[split].md5})" in err
+    assert "--train FILE --test FILE" in err
+    assert "--no-header --label-column 0 --text-column 1 --text-column 2 --label-names World,Sports,Business,Sci/Tech" in err
+    assert not (tmp_path / "ag_news").exists() or list((tmp_path / "ag_news").iterdir()) == []
+
+
+def test_a_placed_file_that_is_not_canonical_is_used_with_a_warning(tmp_path: Path, caplog) -> None:
+    (tmp_path / "ag_news").mkdir()
+    (tmp_path / "ag_news" / "test.csv").write_bytes(GOOD)  # the user's own copy, e.g. re-saved by an editor
+    canonical = AG_NEWS.files["test"].md5
+    with caplog.at_level(logging.WARNING, logger="classiformer.data.builtin"):
+        data = load_builtin("ag_news", "test", data_dir=tmp_path)
+    assert data.labels == ["World", "Sports", "Business", "Sci/Tech"] and len(data) == 4
+    warning = caplog.records[-1]
+    assert warning.levelno == logging.WARNING
+    assert hashlib.md5(GOOD).hexdigest() in warning.getMessage() and canonical in warning.getMessage()
+    assert "not the canonical test.csv" in warning.getMessage()
+    assert (tmp_path / "ag_news" / "test.csv").read_bytes() == GOOD  # never deleted or replaced
+
+
+def test_only_the_missing_files_are_named(tmp_path: Path) -> None:
+    (tmp_path / "ag_news").mkdir()
+    (tmp_path / "ag_news" / "test.csv").write_bytes(GOOD)
+    with pytest.raises(DownloadError) as e:
+        load_builtin("ag_news", "train", data_dir=tmp_path, also=("test",))
+    msg = str(e.value)
+    assert "could not download ag_news (train.csv)" in msg and "test.csv   (MD5" not in msg
+
+
+def test_every_split_downloads_in_one_call(server, tmp_path: Path) -> None:
+    base, root = server
+    (root / "ag_news_csv").mkdir()
+    other = GOOD.replace(b"Vote", b"Poll")
+    (root / "ag_news_csv" / "train.csv").write_bytes(GOOD)
+    (root / "ag_news_csv" / "test.csv").write_bytes(other)
+    ds = BuiltinDataset(
+        name="ag_news", mirrors=(), mirrors_env="NO_SUCH_ENV", columns=AG_NEWS.columns, citation="",
+        files={"train": RemoteFile("train.csv", hashlib.md5(GOOD).hexdigest()),
+               "test": RemoteFile("test.csv", hashlib.md5(other).hexdigest())},
+    )
+    paths = fetch_splits(ds, ["train", "test"], tmp_path / "cache", mirrors=[base])
+    assert paths["train"].read_bytes() == GOOD and paths["test"].read_bytes() == other
 
 
 def test_cached_files_are_read_with_class_names(tmp_path: Path) -> None:

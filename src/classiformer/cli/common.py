@@ -11,6 +11,7 @@ from typing import Any
 from ..config import LONG_TEXT_MODES
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
+from ..data.label_names import name_labels, parse_label_names
 from ..metrics import format_report
 from ..predict import Classifier
 from ..runtime import set_threads
@@ -28,6 +29,9 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
     g.add_argument("--text-column", action="append", dest="text_columns", metavar="COL",
                    help="text column (repeat to join several, e.g. title and description; default: text)")
     g.add_argument("--no-header", action="store_true", help="CSV/TSV files have no header row; columns are 0-based indices")
+    g.add_argument("--label-names", metavar="NAMES|FILE.json",
+                   help="class names for label codes: comma-separated, one per label in label order (labels 1,2,3,4 "
+                   "-> World,Sports,Business,Sci/Tech), or a JSON file mapping each raw label to its name")
     g.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and report how many) instead of failing")
 
 
@@ -65,16 +69,34 @@ def columns_from_args(args: argparse.Namespace) -> Columns:
 
     texts = args.text_columns or (["1"] if args.no_header else ["text"])
     label = args.label_column if not (args.no_header and args.label_column == "label") else "0"
-    return Columns(label=col(label), text=[col(c) for c in texts], header=not args.no_header)
+    label_map = getattr(args, "label_map", None)
+    return Columns(label=col(label), text=[col(c) for c in texts], header=not args.no_header, label_map=label_map)
+
+
+SPLITS = ("train", "validation", "test")
 
 
 def load_split(args: argparse.Namespace, split: str) -> TextDataset | None:
-    """The dataset for ``split`` (train/validation/test) named on the command line, or None."""
+    """The dataset for ``split`` (train/validation/test) named on the command line, or None.
+    ``--label-names`` given as a list is fixed by the first split read (the training data) and
+    kept on ``args.label_map`` for the others."""
     path = getattr(args, split, None)
     if path:
+        if args.label_names and getattr(args, "label_map", None) is None:
+            names = parse_label_names(args.label_names)
+            if isinstance(names, dict):
+                args.label_map = names
+            else:
+                ds = read_dataset(path, columns_from_args(args), skip_bad_rows=args.skip_bad_rows)
+                ds, args.label_map = name_labels(ds, names)
+                return ds
         return read_dataset(path, columns_from_args(args), skip_bad_rows=args.skip_bad_rows)
     if args.dataset and split in BUILTINS[args.dataset].files:
-        return load_builtin(args.dataset, split, args.data_dir, skip_bad_rows=args.skip_bad_rows)
+        if args.label_names:
+            raise DataError(f"--label-names is for files of your own; {args.dataset} names its classes itself")
+        # Every split this command reads is fetched now, so an offline user hears of all missing files at once.
+        later = tuple(s for s in SPLITS if s != split and s in vars(args) and not getattr(args, s))
+        return load_builtin(args.dataset, split, args.data_dir, skip_bad_rows=args.skip_bad_rows, also=later)
     return None
 
 

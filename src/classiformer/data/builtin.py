@@ -4,6 +4,10 @@ AG News (Zhang, Zhao & LeCun, 2015, "Character-level Convolutional Networks for 
 Classification") is fetched from the same mirror torchtext used. The URL list is configurable
 (``CLASSIFORMER_AG_NEWS_MIRRORS``, comma-separated base URLs) and each file is written atomically:
 a download that fails or does not match its MD5 leaves nothing in the cache.
+
+A file that is already in the data folder is the user's (placed there by hand, or by an earlier
+download): one whose MD5 differs from the canonical file's is used all the same, with a warning
+that gives both hashes. When files cannot be had, one error names every missing file at once.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from .datasets import Columns, DataError, TextDataset, read_dataset
+from .datasets import Columns, DataError, TextDataset, read_dataset, sort_labels
 
 log = logging.getLogger(__name__)
 
@@ -111,36 +115,90 @@ def fetch(
     timeout: float = 30.0,
 ) -> Path:
     """Return the local path of ``split``, downloading and verifying it if needed."""
-    if split not in dataset.files:
-        raise DataError(f"{dataset.name} has splits {sorted(dataset.files)}, not {split!r}")
-    remote = dataset.files[split]
+    return fetch_splits(dataset, [split], data_dir, mirrors, timeout)[split]
+
+
+def fetch_splits(
+    dataset: BuiltinDataset,
+    splits: list[str],
+    data_dir: str | Path | None = None,
+    mirrors: list[str] | None = None,
+    timeout: float = 30.0,
+) -> dict[str, Path]:
+    """Local paths of ``splits``, downloading what is missing. Fails once, naming every file that
+    could not be had, so an offline user learns the whole list on the first try."""
+    for split in splits:
+        if split not in dataset.files:
+            raise DataError(f"{dataset.name} has splits {sorted(dataset.files)}, not {split!r}")
     folder = (Path(data_dir).expanduser() if data_dir else default_data_dir()) / dataset.name
-    dest = folder / remote.name
-    if dest.exists():
-        if md5sum(dest) == remote.md5:
-            return dest
-        raise DataError(
-            f"{dest}: MD5 {md5sum(dest)} does not match the canonical {remote.md5}; delete the file to download it again"
-        )
     if mirrors is None:
         env = os.environ.get(dataset.mirrors_env)
         mirrors = [m.strip() for m in env.split(",") if m.strip()] if env else list(dataset.mirrors)
-    errors = []
-    for base in mirrors:
-        url = base.rstrip("/") + "/" + remote.name
-        log.info("downloading %s", url)
-        try:
-            _download(url, dest, remote.md5, timeout)
-            return dest
-        except DownloadError as e:
-            errors.append(str(e))
-    tried = "\n  ".join(errors)
-    raise DownloadError(
-        f"could not download {dataset.name} {remote.name}:\n  {tried}\n"
-        f"If this machine is offline, copy {remote.name} (MD5 {remote.md5}) into {folder}/ "
-        f"(or pass --data-dir / set CLASSIFORMER_DATA to a folder that holds {dataset.name}/{remote.name}), "
-        f"or set {dataset.mirrors_env} to a mirror you can reach."
+    paths: dict[str, Path] = {}
+    failed: dict[str, list[str]] = {}
+    for split in dict.fromkeys(splits):
+        remote = dataset.files[split]
+        dest = folder / remote.name
+        if dest.exists():
+            _check_placed(dest, remote)
+            paths[split] = dest
+            continue
+        errors = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + remote.name
+            log.info("downloading %s", url)
+            try:
+                _download(url, dest, remote.md5, timeout)
+                paths[split] = dest
+                break
+            except DownloadError as e:
+                errors.append(str(e))
+        else:
+            failed[remote.name] = errors or ["no mirror configured"]
+    if failed:
+        raise DownloadError(_missing_message(dataset, folder, failed))
+    return paths
+
+
+def _check_placed(path: Path, remote: RemoteFile) -> None:
+    """A file already in the data folder is the user's to use: warn when it is not the canonical one."""
+    got = md5sum(path)
+    if got != remote.md5:
+        log.warning(
+            "%s is not the canonical %s (MD5 %s, expected %s); using it as it is. Delete it to download "
+            "the canonical file.", path, remote.name, got, remote.md5,
+        )
+
+
+def _missing_message(dataset: BuiltinDataset, folder: Path, failed: dict[str, list[str]]) -> str:
+    names = list(failed)
+    tried = "".join(f"\n  {name}: {err}" for name, errs in failed.items() for err in errs)
+    files = "\n".join(f"  {folder / name}   (MD5 {_md5_of(dataset, name)})" for name in names)
+    own = " ".join(f"--{split} FILE" for split in dataset.files)
+    return (
+        f"could not download {dataset.name} ({', '.join(names)}):{tried}\n"
+        f"If this machine is offline, put the file(s) here:\n{files}\n"
+        f"(or pass --data-dir DIR / set CLASSIFORMER_DATA to a folder that holds "
+        f"{' and '.join(f'{dataset.name}/{n}' for n in names)}), set {dataset.mirrors_env} to a mirror you can reach, "
+        f"or pass files of your own with {own} instead of --dataset (for {dataset.name}'s own CSVs: "
+        f"{reader_flags(dataset.columns)})."
     )
+
+
+def reader_flags(columns: Columns) -> str:
+    """The command-line data options that read files laid out as ``columns`` describes."""
+    flags = [] if columns.header else ["--no-header"]
+    flags += ["--label-column", str(columns.label)]
+    for c in columns.text:
+        flags += ["--text-column", str(c)]
+    if columns.label_map:
+        names = [columns.label_map[k] for k in sort_labels(list(columns.label_map))]
+        flags += ["--label-names", ",".join(names)]
+    return " ".join(flags)
+
+
+def _md5_of(dataset: BuiltinDataset, name: str) -> str:
+    return next(r.md5 for r in dataset.files.values() if r.name == name)
 
 
 def load_builtin(
@@ -148,9 +206,12 @@ def load_builtin(
     split: str,
     data_dir: str | Path | None = None,
     skip_bad_rows: bool = False,
+    also: tuple[str, ...] = (),
 ) -> TextDataset:
-    """Load a built-in dataset's split (downloading it if needed)."""
+    """Load a built-in dataset's split (downloading it if needed). ``also``: further splits the
+    caller will need next, fetched now so that a missing file of any of them is reported at once."""
     if name not in BUILTINS:
         raise DataError(f"unknown built-in dataset {name!r}; available: {sorted(BUILTINS)}")
     ds = BUILTINS[name]
-    return read_dataset(fetch(ds, split, data_dir), ds.columns, skip_bad_rows)
+    paths = fetch_splits(ds, [split, *(s for s in also if s in ds.files)], data_dir)
+    return read_dataset(paths[split], ds.columns, skip_bad_rows)

@@ -76,6 +76,12 @@ def test_csv_texts_longer_than_the_csv_modules_default_limit_are_read(write_csv)
     assert csv.field_size_limit() >= 200_000
 
 
+def test_a_bare_carriage_return_is_reported_with_a_hint(write_csv) -> None:
+    p = write_csv("mac.csv", b"label,text\rpos,fine\rneg,bad\r")
+    with pytest.raises(DataError, match=r"mac.csv:1: malformed CSV: a carriage return .* convert \\r line endings"):
+        read_dataset(p)
+
+
 # ---------------------------------------------------------------------------------------------
 # JSON Lines: line breaks inside strings, label and text types
 

@@ -356,6 +356,10 @@ def _csv_rows(
         first = start + 1
         if "unexpected end of data" in str(e):
             problem = f"a quoted field opened in the record starting at line {first} is never closed (unbalanced quote)"
+        elif "new-line character seen in unquoted field" in str(e):
+            # Lines end in \n or \r\n only: a bare \r outside quotes is a classic Mac line ending.
+            problem = ("a carriage return (\\r) inside an unquoted field; quote the field, or convert \\r line "
+                       "endings to \\n")
         elif "field larger than field limit" in str(e):
             problem = (f"a field longer than {csv.field_size_limit():,} characters in the record starting at "
                        f"line {first}; is a quote there left open?")

@@ -1,6 +1,15 @@
 """classiformer: train, evaluate, explain and serve transformer text classifiers."""
 
-from ._version import __version__
+import os as _os
+
+# Before anything imports torch (its OpenMP runtime reads this once, when it loads): threads that
+# finish their share of work sleep instead of spinning. Spinning waits for a peer that another
+# process has descheduled, so on a shared CPU the default policy made training several times
+# slower (bench/threads.py; docs/benchmarks.md). A policy or spin count the user set wins.
+if "OMP_WAIT_POLICY" not in _os.environ and "GOMP_SPINCOUNT" not in _os.environ:
+    _os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+
+from ._version import __version__  # noqa: E402
 from .calibration import calibrate  # noqa: E402
 from .config import (  # noqa: E402
     PRESETS,

@@ -22,7 +22,7 @@ from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
 from .explain import Explanation, explain
 from .inference import logits_for, mean_by_owner, softmax
-from .runtime import amp_dtype, resolve_device
+from .runtime import amp_dtype, bf16_worthwhile, resolve_device
 from .tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,9 @@ class Classifier:
         fp16: bool = False,
     ) -> None:
         # Inference in bf16 (or fp16) converts the weights once: on CPUs with bf16 matrix units this
-        # is much faster than autocast, which re-casts every weight on every call.
-        self.dtype = amp_dtype(bf16, fp16)
+        # is much faster than autocast, which re-casts every weight on every call. On CPUs without
+        # them bf16 is emulated and several times slower, so it falls back to fp32 (with a warning).
+        self.dtype = amp_dtype(bf16 and bf16_worthwhile(device), fp16)
         self.model = model.to(device, dtype=self.dtype).eval()
         if long_text is not None:
             if not hasattr(tokenizer, "long_text"):
@@ -80,7 +81,8 @@ class Classifier:
     ) -> Classifier:
         """``long_text`` (pretrained encoders): ``truncate``, ``head-tail`` or ``chunks``, overriding
         the checkpoint's setting; ``bf16`` / ``fp16``: bfloat16 / float16 weights and activations
-        (logits come back as float32; fp16 is for GPUs without bf16)."""
+        (logits come back as float32; fp16 is for GPUs without bf16). On a CPU without bf16 matrix
+        units ``bf16`` falls back to float32 unless ``CLASSIFORMER_BF16=force``."""
         folder = resolve_model_path(path)
         dev = resolve_device(device)
         model, tokenizer, meta = load_checkpoint(folder, map_location=dev)

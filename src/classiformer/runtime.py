@@ -1,4 +1,9 @@
-"""Device, threads and seeding, chosen in one place and passed in."""
+"""Device, threads, precision and seeding, chosen in one place and passed in.
+
+CPU features come from ``/proc/cpuinfo`` (Linux's flag names, see the kernel's
+``arch/x86/include/asm/cpufeatures.h``) and from ``torch.backends.cpu.get_cpu_capability()``
+(the vector width PyTorch's own kernels were dispatched to).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,10 @@ import ctypes
 import functools
 import logging
 import os
+import platform
 import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -63,9 +71,98 @@ def limit_onednn_cache(capacity: int = 16) -> None:
 def set_threads(threads: int | None = None) -> int:
     """Use ``threads`` intra-op threads (default: all cores the process may use)."""
     if threads is None or threads <= 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = available_cpus()
     torch.set_num_threads(threads)
     return threads
+
+
+# Flags (as /proc/cpuinfo spells them) of the instruction sets that decide CPU matrix speed.
+_X86_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+BF16_FORCE_ENV = "CLASSIFORMER_BF16"  # "force": use bf16 even on a CPU without bf16 matrix units
+
+
+@dataclass(frozen=True)
+class CpuFeatures:
+    """What this CPU can do for matrix products. ``flags`` holds the names of :data:`_X86_FLAGS`
+    (and ``bf16`` on ARM) the CPU reports; ``known`` is False where nothing could be read (no
+    /proc/cpuinfo: macOS, Windows), in which case no decision is taken on the CPU's behalf."""
+
+    model: str
+    cores: int  # the processors this process may run on
+    flags: tuple[str, ...]
+    torch_capability: str
+    known: bool = True
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 matrix products run on dedicated units (AVX512-BF16 dot products, AMX tiles, ARM
+        BF16). Without them PyTorch emulates bf16 through fp32 conversions, several times slower
+        than plain fp32 (docs/benchmarks.md: 5.7x on an AVX2-only EPYC)."""
+        return any(f in self.flags for f in ("avx512_bf16", "amx_bf16", "bf16"))
+
+    def summary(self) -> str:
+        """One line for logs and benchmark output."""
+        shown = ", ".join(self.flags) if self.known else "flags unknown"
+        bf16 = "native bf16" if self.native_bf16 else "no native bf16" if self.known else "bf16 unknown"
+        return f"{self.model}, {self.cores} cores, {shown}; torch kernels {self.torch_capability}; {bf16}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "native_bf16": self.native_bf16, "summary": self.summary()}
+
+
+def parse_cpuinfo(text: str, cores: int, torch_capability: str = "unknown") -> CpuFeatures:
+    """The features in a /proc/cpuinfo text (x86 ``flags`` or ARM ``Features`` lines; the first
+    processor's, as all cores of a machine report the same)."""
+    model, flags = "", None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        if key in ("model name", "cpu model", "hardware") and not model:
+            model = value.strip()
+        elif key in ("flags", "features") and flags is None:
+            flags = set(value.split())
+    wanted = _X86_FLAGS + ("asimd", "bf16", "i8mm", "sve")
+    found = tuple(f for f in wanted if f in (flags or ()))
+    return CpuFeatures(model or platform.processor() or platform.machine(), cores, found, torch_capability,
+                       known=flags is not None)
+
+
+def available_cpus() -> int:
+    """Processors this process may run on (its affinity mask, which a container or ``taskset``
+    narrows), not the machine's count."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+@functools.cache
+def cpu_features() -> CpuFeatures:
+    """This machine's :class:`CpuFeatures` (read once)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    return parse_cpuinfo(text, available_cpus(), torch.backends.cpu.get_cpu_capability())
+
+
+def bf16_worthwhile(device: torch.device | str, features: CpuFeatures | None = None,
+                    env: dict[str, str] | None = None) -> bool:
+    """Whether bf16 asked for on ``device`` should be used. On a CPU known to lack bf16 matrix units
+    it is several times slower than fp32, so the answer is no (with a warning) unless
+    ``CLASSIFORMER_BF16=force``. GPUs and CPUs whose features are unknown get what was asked."""
+    if torch.device(device).type != "cpu":
+        return True
+    features = features or cpu_features()
+    if features.native_bf16 or not features.known:
+        return True
+    if (os.environ if env is None else env).get(BF16_FORCE_ENV, "").lower() == "force":
+        log.warning("bf16 forced by %s=force on a CPU without bf16 matrix units; expect it to be "
+                    "several times slower than fp32", BF16_FORCE_ENV)
+        return True
+    log.warning("bf16 asked for, but this CPU has no bf16 matrix units (%s): bf16 would be several times "
+                "slower, so float32 is used instead; set %s=force to use bf16 anyway",
+                features.model, BF16_FORCE_ENV)
+    return False
 
 
 def amp_dtype(bf16: bool = False, fp16: bool = False) -> torch.dtype | None:

@@ -47,6 +47,7 @@ from .models import FAMILIES, build_model
 from .runtime import (
     amp_dtype,
     autocast,
+    bf16_worthwhile,
     limit_onednn_cache,
     pad_multiple,
     release_free_memory,
@@ -200,7 +201,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(
             param_groups(model, config.weight_decay, config.lr, config.layer_decay), lr=config.lr, fused=fused
         )
-        self.amp = amp_dtype(config.bf16, config.fp16)
+        # bf16 on a CPU without bf16 matrix units is slower than fp32: runtime falls back (and warns).
+        self.amp = amp_dtype(config.bf16 and bf16_worthwhile(device), config.fp16)
         # float16's narrow range needs the loss scaled up (and steps with overflowed gradients
         # skipped); bfloat16 and float32 do not: a disabled scaler passes everything through.
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.fp16)

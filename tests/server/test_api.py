@@ -259,7 +259,8 @@ def test_cors_is_off_unless_asked(classifier: Classifier) -> None:
         assert r.headers["access-control-allow-origin"] == "http://elsewhere.example"
 
 
-@pytest.mark.parametrize("bad", [{"max_texts": 0}, {"max_wait_ms": -1}, {"request_timeout_s": 0}, {"api_key": " "}])
+@pytest.mark.parametrize("bad", [{"max_texts": 0}, {"max_wait_ms": -1}, {"request_timeout_s": 0}, {"api_key": " "},
+                                 {"read_timeout_s": 0}, {"keep_alive_timeout_s": 0}, {"max_connections": 0}])
 def test_bad_settings_fail_loudly(bad: dict) -> None:
     with pytest.raises(ConfigError, match=next(iter(bad))):
         ServerSettings(**bad)
@@ -271,6 +272,8 @@ def test_serve_command_help(capsys) -> None:
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "usage: classiformer serve" in out and "--max-wait-ms" in out and "--api-key" in out
+    for flag in ("--read-timeout", "--keep-alive-timeout", "--max-connections"):
+        assert flag in out
 
 
 def test_serve_command_refuses_open_bind_without_key(served_model: Path, capsys, monkeypatch) -> None:

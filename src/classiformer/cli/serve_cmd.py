@@ -34,6 +34,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "required when --host is not loopback")
     g.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
                    help="allow browser pages from ORIGIN to call the API (repeat; default: CORS off)")
+    g = p.add_argument_group("connections (against slow or idle clients)")
+    g.add_argument("--read-timeout", type=float, default=10.0, metavar="SECONDS",
+                   help="a client has this long to send a request's headers, and again its body; "
+                   "slower connections are closed (default: 10)")
+    g.add_argument("--keep-alive-timeout", type=int, default=5, metavar="SECONDS",
+                   help="close a connection idle this long after a response (default: 5)")
+    g.add_argument("--max-connections", type=int, default=1000, metavar="N",
+                   help="most open connections; requests beyond it are answered 503 (default: 1000)")
     g.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="on SIGTERM, seconds to let in-flight requests finish (default: 30)")
     add_runtime_options(p)
@@ -45,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         import uvicorn
 
         from ..server import ServerSettings, check_bind, create_app
+        from ..server.connections import uvicorn_config
     except ImportError as e:
         raise ValueError(f"classiformer serve needs FastAPI and uvicorn: pip install 'classiformer[serve]' ({e})") from e
     from ..predict import resolve_model_path
@@ -52,15 +61,19 @@ def run(args: argparse.Namespace) -> int:
     settings = ServerSettings(
         batching=not args.no_batching, max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
         max_texts=args.max_texts, max_chars=args.max_chars, max_body_bytes=args.max_body_bytes,
-        request_timeout_s=args.timeout, api_key=args.api_key or None, cors_origins=args.cors_origin,
+        request_timeout_s=args.timeout, read_timeout_s=args.read_timeout, keep_alive_timeout_s=args.keep_alive_timeout,
+        max_connections=args.max_connections, api_key=args.api_key or None, cors_origins=args.cors_origin,
         device=None if args.device == "auto" else args.device,
     )
     check_bind(args.host, settings)
     resolve_model_path(args.model)  # a clear error now rather than a failed start-up later
     apply_runtime(args)
     app = create_app(args.model, settings)
-    uvicorn.run(
-        app, host=args.host, port=args.port, timeout_graceful_shutdown=args.graceful_timeout,
+    server = uvicorn.Server(uvicorn_config(
+        app, args.host, args.port, settings, timeout_graceful_shutdown=args.graceful_timeout,
         log_level="debug" if args.verbose else "info", access_log=args.verbose,
-    )
+    ))
+    server.run()
+    if not server.started:  # e.g. the port is taken: uvicorn has logged why
+        return 3
     return 0

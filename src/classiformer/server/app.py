@@ -72,7 +72,7 @@ def create_app(model_or_path: str | Path | Classifier, settings: ServerSettings 
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     # Middleware added last runs first: CORS, then the key, then the body is read.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.read_timeout_s)
     app.add_middleware(ApiKeyGuard, api_key=settings.api_key)
     if settings.cors_origins:  # off unless asked for
         app.add_middleware(

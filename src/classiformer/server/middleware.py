@@ -1,7 +1,9 @@
-"""ASGI middleware: the request body size limit, enforced before the body reaches the app."""
+"""ASGI middleware: the request body's size limit and read timeout, enforced before the body
+reaches the app."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -20,14 +22,23 @@ async def send_json(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 class BodySizeLimit:
-    """Answer 413 when a request body exceeds ``max_bytes``, whether or not it declares its length.
+    """Answer 413 when a request body exceeds ``max_bytes``, whether or not it declares its length,
+    and 408 when the whole body has not arrived within ``read_timeout_s`` (a client that declares
+    a Content-Length and sends less would otherwise hold its connection for ever).
 
     The body is read (at most ``max_bytes``) before the app sees it, then replayed.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
+
+    def _too_slow(self) -> dict[str, Any]:
+        return {"error": {
+            "type": "limit_exceeded", "limit": "read_timeout_s", "value": self.read_timeout_s,
+            "message": f"the request body did not arrive within read_timeout_s ({self.read_timeout_s} s)",
+        }}
 
     def _too_large(self) -> dict[str, Any]:
         return {"error": {
@@ -49,8 +60,15 @@ class BodySizeLimit:
                 return
         chunks: list[bytes] = []
         size = 0
+        loop = asyncio.get_running_loop()
+        # One deadline for the whole body, so that trickling a byte at a time does not extend it.
+        deadline = None if self.read_timeout_s is None else loop.time() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), None if deadline is None else max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                await send_json(send, 408, self._too_slow())
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

@@ -88,6 +88,7 @@ class Health(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "the body cannot be parsed (not UTF-8 JSON)"},
     401: {"model": ErrorBody, "description": "missing or wrong API key"},
+    408: {"model": ErrorBody, "description": "the request body did not arrive within read_timeout_s"},
     413: {"model": ErrorBody, "description": "a limit was exceeded (the error names it and its value)"},
     422: {"model": ErrorBody, "description": "the request body is invalid"},
     503: {"model": ErrorBody, "description": "the server is starting, shutting down or overloaded"},

@@ -191,3 +191,65 @@ def test_label_names_errors_are_clear(names: str, extra, message: str, tmp_path:
                  "--output", str(tmp_path / "r"), "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err, err
+
+
+def write_topic_csv(path: Path, n: int, seed: int, header: bool) -> Path:
+    """The README's layout: a topic and the text split over title and body (or the same, headerless)."""
+    ds = make_texts(n, seed=seed)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        if header:
+            w.writerow(["id", "topic", "title", "body"])
+        for i, (y, t) in enumerate(zip(ds.labels or [], ds.texts)):
+            words = t.split()
+            w.writerow([i, y, " ".join(words[:2]), " ".join(words[2:]) or "."])
+    return path
+
+
+LAYOUTS = {
+    "named": (True, ["--text-column", "title", "--text-column", "body", "--label-column", "topic"]),
+    "headerless": (False, ["--no-header", "--label-column", "1", "--text-column", "2", "--text-column", "3"]),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_evaluate_calibrate_and_predict_reuse_the_runs_columns(layout: str, tmp_path: Path, capsys) -> None:
+    header, flags = LAYOUTS[layout]
+    train = write_topic_csv(tmp_path / "train.csv", 240, 1, header)
+    test = write_topic_csv(tmp_path / "test.csv", 60, 2, header)
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(train), *flags, "--preset", "tiny", "--epochs", "6", "--lr", "0.02",
+                 "--vocab-size", "80", "--batch-size", "16", "--output", str(run), "--no-progress"]) == 0
+    data = json.loads((run / "config.json").read_text())["data"]
+    assert data == json.loads((run / "best" / "classiformer.json").read_text())["data"]
+    assert data["header"] is header and len(data["text"]) == 2
+    capsys.readouterr()
+    # The README's own commands, with no column options: the run's settings are used.
+    assert main(["evaluate", str(run), "--test", str(test), "--output", str(tmp_path / "eval"), "--no-progress"]) == 0
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["n"] == 60
+    assert main(["calibrate", str(run), "--data", str(test), "--no-progress"]) == 0
+    assert "calibration data:" in capsys.readouterr().out
+    out = tmp_path / "pred.jsonl"
+    assert main(["predict", str(run), "--input", str(test), "--output", str(out), "--no-progress"]) == 0
+    assert len(out.read_text().splitlines()) == 60
+    # Options given on the command line still win, one by one.
+    other = ["--label-column", "nope"] if header else ["--label-column", "7"]
+    assert main(["evaluate", str(run), "--test", str(test), *other, "--output", str(tmp_path / "e2")]) == 1
+    err = capsys.readouterr().err
+    assert ("missing column 'nope'" if header else "expected at least 8 fields") in err, err
+    one = ["--text-column", "title"] if header else ["--text-column", "2"]
+    assert main(["evaluate", str(run), "--test", str(test), *one, "--output", str(tmp_path / "e3"), "--no-progress"]) == 0
+
+
+def test_header_option_overrides_a_headerless_run(tmp_path: Path, capsys) -> None:
+    header, flags = LAYOUTS["headerless"]
+    train = write_topic_csv(tmp_path / "train.csv", 120, 1, header=False)
+    run = tmp_path / "run"
+    assert main(["train", "--train", str(train), *flags, "--preset", "tiny", "--epochs", "1",
+                 "--vocab-size", "80", "--output", str(run), "--no-progress"]) == 0
+    with_header = write_topic_csv(tmp_path / "test.csv", 30, 2, header=True)
+    # Read as headerless (the run's setting), the header row is an example whose label 'topic' is unknown.
+    assert main(["evaluate", str(run), "--test", str(with_header), "--output", str(tmp_path / "e")]) == 1
+    assert "test.csv:1: label 'topic' was not seen in training" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--test", str(with_header), "--header", "--label-column", "topic",
+                 "--text-column", "title", "--text-column", "body", "--output", str(tmp_path / "e"), "--no-progress"]) == 0

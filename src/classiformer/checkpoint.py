@@ -60,6 +60,9 @@ class CheckpointMeta:
     preset: str | None = None
     temperature: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # How the training data was read (data.Columns as a dict: label, text, header, label_map), so
+    # evaluate/calibrate/predict read files of the same layout without the column options again.
+    data: dict[str, Any] = field(default_factory=dict)
     # Multi-label models score each label with its own sigmoid; their decision thresholds (tuned
     # on the validation split, thresholds.Thresholds.to_dict()) and per-label temperatures live here.
     problem_type: str = SINGLE_LABEL
@@ -209,6 +212,7 @@ def read_meta(folder: Path) -> CheckpointMeta:
         "train": (lambda v: isinstance(v, dict), "an object"),
         "tokenizer": (lambda v: isinstance(v, dict), "an object"),
         "extra": (lambda v: isinstance(v, dict), "an object"),
+        "data": (lambda v: isinstance(v, dict), "an object"),
         "preset": (lambda v: v is None or isinstance(v, str), "a string or null"),
         "temperature": (number, "a positive number"),
         "classiformer_version": (lambda v: isinstance(v, str), "a string"),

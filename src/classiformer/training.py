@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -467,9 +467,10 @@ def fit(
         meta = CheckpointMeta(
             family=config.family, model=config.to_dict()["model"], labels=labels,
             train=config.to_dict()["train"], preset=config.preset,
+            data=asdict(train.columns) if train.columns else {},
         )
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+        atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
     if weights is not None:
         meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
         log.info("class weights (%s): %s", tcfg.class_weight,

@@ -13,6 +13,7 @@ from .common import (
     load_classifier,
     load_split,
     require,
+    stored_columns,
 )
 
 
@@ -38,8 +39,8 @@ def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     if args.data:
         args.test = args.data
-    data = require(load_split(args, "test"), "test")
     clf = load_classifier(args)
+    data = require(load_split(args, "test", stored_columns(clf)), "test")
     r = calibrate(clf, data, progress=not args.no_progress)
     print(f"model: {clf.path}   calibration data: {data.source} ({len(data)} examples)")
     print(f"temperature {r['temperature']:.4f}")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..checkpoint import CheckpointError
 from ..config import LONG_TEXT_MODES
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
@@ -25,10 +27,17 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
         g.add_argument("--train", metavar="PATH", help="training data: .csv, .tsv, .jsonl[.gz], .parquet or a folder with one sub-folder per class")
         g.add_argument("--validation", metavar="PATH", help="validation data (default: a stratified split of --train)")
     g.add_argument("--test", metavar="PATH", help="test data to evaluate on" + (" after training" if train else ""))
-    g.add_argument("--label-column", default="label", help="label column name, or 0-based index with --no-header (default: label)")
+    # Without these options, evaluate/calibrate read files as the model's training data was read.
+    def default(plain: str) -> str:
+        return f"(default: {plain})" if train else f"(default: as the model's training data was read; else {plain})"
+
+    g.add_argument("--label-column", default=None,
+                   help="label column name, or 0-based index with --no-header " + default("label; 0 with --no-header"))
     g.add_argument("--text-column", action="append", dest="text_columns", metavar="COL",
-                   help="text column (repeat to join several, e.g. title and description; default: text)")
-    g.add_argument("--no-header", action="store_true", help="CSV/TSV files have no header row; columns are 0-based indices")
+                   help="text column (repeat to join several, e.g. title and description) " + default("text; 1 with --no-header"))
+    g.add_argument("--header", action=argparse.BooleanOptionalAction, default=None,
+                   help="whether CSV/TSV files start with a header row; without one, columns are 0-based indices "
+                   + default("with a header"))
     g.add_argument("--label-names", metavar="NAMES|FILE.json",
                    help="class names for label codes: comma-separated, one per label in label order (labels 1,2,3,4 "
                    "-> World,Sports,Business,Sci/Tech), or a JSON file mapping each raw label to its name")
@@ -63,21 +72,57 @@ def apply_runtime(args: argparse.Namespace) -> None:
     set_threads(args.threads)
 
 
-def columns_from_args(args: argparse.Namespace) -> Columns:
-    def col(c: str) -> str | int:
-        return int(c) if args.no_header and c.isdigit() else c
+def columns_from_args(args: argparse.Namespace, stored: Columns | None = None) -> Columns:
+    """The columns named by the data options; each option not given comes from ``stored`` (how the
+    model's training data was read), or else from the defaults."""
+    header = args.header if args.header is not None else (stored.header if stored else True)
 
-    texts = args.text_columns or (["1"] if args.no_header else ["text"])
-    label = args.label_column if not (args.no_header and args.label_column == "label") else "0"
-    label_map = getattr(args, "label_map", None)
-    return Columns(label=col(label), text=[col(c) for c in texts], header=not args.no_header, label_map=label_map)
+    def col(c: str) -> str | int:
+        return int(c) if not header and c.isdigit() else c
+
+    if args.text_columns:
+        texts = [col(c) for c in args.text_columns]
+    else:
+        texts = list(stored.text) if stored else [col("text" if header else "1")]
+    label: str | int | None
+    if args.label_column is not None:
+        label = col(args.label_column)
+    else:
+        label = stored.label if stored else col("label" if header else "0")
+    label_map = getattr(args, "label_map", None) or (stored.label_map if stored else None)
+    return Columns(label=label, text=texts, header=header, label_map=label_map)
+
+
+def stored_columns(clf: Classifier) -> Columns | None:
+    """How ``clf``'s training data was read (None for models trained before this was kept, or on
+    a folder or a built-in dataset read without column options)."""
+    data = clf.meta.data
+    if not data:
+        return None
+    try:
+        return Columns(**data)
+    except TypeError as e:
+        raise CheckpointError(f"{clf.path}: corrupted: data {data} does not describe columns ({e})") from None
+
+
+def input_columns(args: argparse.Namespace, clf: Classifier) -> tuple[list[str | int], bool]:
+    """Text columns and header of a ``--input`` file to predict or explain: the options given,
+    and for those not given, the layout of the model's training data (else ``text`` / column 0)."""
+    stored = stored_columns(clf)
+    header = not args.no_header if args.no_header else (stored.header if stored else True)
+    if args.text_columns:
+        return [int(c) if not header and c.isdigit() else c for c in args.text_columns], header
+    if stored is not None and stored.header == header:
+        return list(stored.text), header
+    return (["text"] if header else [0]), header
 
 
 SPLITS = ("train", "validation", "test")
 
 
-def load_split(args: argparse.Namespace, split: str) -> TextDataset | None:
+def load_split(args: argparse.Namespace, split: str, stored: Columns | None = None) -> TextDataset | None:
     """The dataset for ``split`` (train/validation/test) named on the command line, or None.
+    ``stored``: the columns a trained model was read with, for the options not given.
     ``--label-names`` given as a list is fixed by the first split read (the training data) and
     kept on ``args.label_map`` for the others."""
     path = getattr(args, split, None)
@@ -87,10 +132,11 @@ def load_split(args: argparse.Namespace, split: str) -> TextDataset | None:
             if isinstance(names, dict):
                 args.label_map = names
             else:
-                ds = read_dataset(path, columns_from_args(args), skip_bad_rows=args.skip_bad_rows)
+                raw = replace(columns_from_args(args, stored), label_map=None)
+                ds = read_dataset(path, raw, skip_bad_rows=args.skip_bad_rows)
                 ds, args.label_map = name_labels(ds, names)
                 return ds
-        return read_dataset(path, columns_from_args(args), skip_bad_rows=args.skip_bad_rows)
+        return read_dataset(path, columns_from_args(args, stored), skip_bad_rows=args.skip_bad_rows)
     if args.dataset and split in BUILTINS[args.dataset].files:
         if args.label_names:
             raise DataError(f"--label-names is for files of your own; {args.dataset} names its classes itself")

@@ -17,6 +17,7 @@ from .common import (
     rel,
     report_text,
     require,
+    stored_columns,
 )
 
 
@@ -37,8 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
-    test = require(load_split(args, "test"), "test")
     clf = load_classifier(args)
+    test = require(load_split(args, "test", stored_columns(clf)), "test")
     report = evaluate(clf, test, progress=not args.no_progress)
     out = Path(args.output) if args.output else (clf.path.parent if clf.path and clf.path.name in ("best", "last") else Path(args.model))
     paths = write_evaluation(report, out)

@@ -10,7 +10,7 @@ from ..data import iter_texts
 from ..explain import METHODS
 from ..explain_report import write_explanation
 from ..predict import Classifier
-from .common import add_runtime_options, apply_runtime, rel
+from .common import add_runtime_options, apply_runtime, input_columns, rel
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,15 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    clf = Classifier.load(args.model, device=args.device)
     if args.input:
-        cols = args.text_columns or (["0"] if args.no_header else ["text"])
-        cols = [int(c) if args.no_header and c.isdigit() else c for c in cols]
-        texts = [t for _, t in islice(iter_texts(args.input, cols, header=not args.no_header), args.limit)]
+        cols, header = input_columns(args, clf)
+        texts = [t for _, t in islice(iter_texts(args.input, cols, header=header), args.limit)]
     else:
         texts = list(args.texts)
     if not texts:
         raise ValueError("no texts given: pass them as arguments or with --input FILE")
-    clf = Classifier.load(args.model, device=args.device)
     out = Path(args.output)
     width = len(str(len(texts)))
     for i, text in enumerate(texts, 1):

@@ -8,7 +8,7 @@ import sys
 
 from ..data import iter_texts
 from ..predict import Classifier, chunks, predict_file
-from .common import add_inference_options, add_runtime_options, apply_runtime, load_classifier
+from .common import add_inference_options, add_runtime_options, apply_runtime, input_columns, load_classifier
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,9 +46,8 @@ def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     clf = load_classifier(args)
     if args.input:
-        cols = args.text_columns or (["0"] if args.no_header else ["text"])
-        cols = [int(c) if args.no_header and c.isdigit() else c for c in cols]
-        rows = iter_texts(args.input, cols, header=not args.no_header)
+        cols, header = input_columns(args, clf)
+        rows = iter_texts(args.input, cols, header=header)
         if args.output:
             n = predict_file(clf, rows, args.output, progress=not args.no_progress)
             print(f"wrote {n} prediction(s) to {args.output}", file=sys.stderr)

@@ -44,6 +44,9 @@ class TextDataset:
     source: str = "<memory>"
     lines: list[int] | None = None  # source line of each example, for error messages
     skipped: int = 0
+    # How the file was read (set by read_dataset); a trained model keeps it, so that evaluating it
+    # on another file of the same layout needs no column options again.
+    columns: Columns | None = None
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.texts):
@@ -58,6 +61,7 @@ class TextDataset:
             labels=None if self.labels is None else [self.labels[i] for i in indices],
             source=self.source,
             lines=None if self.lines is None else [self.lines[i] for i in indices],
+            columns=self.columns,
         )
 
     def label_names(self) -> list[str]:
@@ -560,16 +564,21 @@ def read_dataset(
         return read_folder(p, skip_bad_rows)
     kind = _base_suffix(p)
     if kind == ".csv":
-        return read_delimited(p, columns, ",", skip_bad_rows, labelled)
+        return _read_with(read_delimited(p, columns, ",", skip_bad_rows, labelled), columns)
     if kind == ".tsv":
-        return read_delimited(p, columns, "\t", skip_bad_rows, labelled)
+        return _read_with(read_delimited(p, columns, "\t", skip_bad_rows, labelled), columns)
     if kind in JSONL_SUFFIXES:
-        return read_jsonl(p, columns, skip_bad_rows, labelled)
+        return _read_with(read_jsonl(p, columns, skip_bad_rows, labelled), columns)
     if kind == ".parquet":
-        return read_parquet(p, columns, skip_bad_rows, labelled)
+        return _read_with(read_parquet(p, columns, skip_bad_rows, labelled), columns)
     if not p.exists():
         raise DataError(f"{p}: file not found")
     raise DataError(f"{p}: unknown format {kind or '(no extension)'}; use .csv, .tsv, .jsonl[.gz], .parquet or a folder")
+
+
+def _read_with(dataset: TextDataset, columns: Columns) -> TextDataset:
+    dataset.columns = columns
+    return dataset
 
 
 def iter_texts(

@@ -9,6 +9,7 @@ and then read into every other split, so a code that the mapping lacks is an err
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 from .datasets import DataError, TextDataset
@@ -53,6 +54,8 @@ def name_labels(dataset: TextDataset, names: list[str]) -> tuple[TextDataset, di
     mapping = dict(zip(raw, names))
     assert dataset.labels is not None
     dataset.labels = [mapping[label] for label in dataset.labels]
+    if dataset.columns is not None:  # stored with the model: later files are read with the same names
+        dataset.columns = replace(dataset.columns, label_map=mapping)
     return dataset, mapping
 
 

@@ -18,6 +18,7 @@ from classiformer.explain import (
     Explanation,
     integrated_gradients,
     merge_words,
+    ngram_scores,
     rollout_importance,
     rollout_matrix,
     word_groups,
@@ -127,6 +128,23 @@ def test_integrated_gradients_are_complete() -> None:
         assert float(scores.sum()) == pytest.approx(float(p - p0), abs=2e-3)
 
 
+def test_ngram_scores_add_up_to_the_branch_logit() -> None:
+    model = ngram_model()
+    ids, mask = padded_batch()
+    ids = ids[:1]  # 9 real tokens
+    keep = torch.ones_like(ids, dtype=torch.bool)
+    with torch.no_grad():
+        branch = model.ngrams(ids, keep)[0]  # type: ignore[misc]  # (C,)
+        for target in range(5):
+            scores = ngram_scores(model.ngrams, ids, target)
+            assert scores.shape == (9,)
+            assert float(scores.sum()) == pytest.approx(float(branch[target] - branch.mean()), abs=1e-5)
+        # one word alone: its own weight, centred, times the scale (no pairs)
+        one = ngram_scores(model.ngrams, ids[:, :1], 3)
+        w = model.ngrams.words.weight[ids[0, 0]]  # type: ignore[union-attr]
+        assert float(one[0]) == pytest.approx(float(model.ngrams.scale * (w[3] - w.mean())), abs=1e-5)  # type: ignore[union-attr]
+
+
 def test_word_merging() -> None:
     tokens = ["[CLS]", "play", "##ing", "foot", "##ball", "now", "[SEP]"]
     assert word_groups(tokens) == [[0], [1, 2], [3, 4], [5], [6]]
@@ -158,6 +176,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         ("transformer-wordpiece", "tiny", transformer, {"kind": "wordpiece", "vocab_size": 120, "max_length": 16}),
         ("rnn-attention", "rnn-attention", {"embed_dim": 15, "hidden_dim": 9, "attention_dim": 11, "dropout": 0.0},
          {"vocab_size": 60, "max_length": 16}),
+        ("transformer-ngram", "tiny", {**transformer, "ngram_buckets": 97}, {"vocab_size": 60, "max_length": 16}),
     ]:
         cfg = resolve_config(preset, model=model, tokenizer=tok,
                              train={"epochs": 10, "batch_size": 16, "lr": 3e-2, "patience": 0})
@@ -188,6 +207,25 @@ def test_explain_api_one_score_per_token_and_deterministic(trained) -> None:
             assert e1.attentions is None
             assert sum(e1.importance["attention"]) == pytest.approx(1.0, abs=1e-5)
         json.dumps(e1.to_dict())
+
+
+def test_explain_says_gradients_miss_the_ngram_branch_and_shows_its_part(trained, tmp_path: Path, capsys) -> None:
+    clf = Classifier.load(trained["transformer-ngram"])
+    text = "the report says the coach of the team"
+    e = clf.explain(text)
+    assert set(e.importance) == {"rollout", "gradient", "ngram"}
+    assert len(e.notes) == 1 and "only the transformer part" in e.notes[0]
+    assert e.tokens[int(np.argmax(e.importance["ngram"]))] in ("coach", "team")  # the branch learned the topic words
+    ids = torch.as_tensor(clf.tokenizer.encode([text])[0])[None]
+    with torch.no_grad():
+        branch = clf.model.ngrams(ids, torch.ones_like(ids, dtype=torch.bool))[0]  # type: ignore[operator]
+    target = clf.labels.index(e.label)
+    assert sum(e.importance["ngram"]) == pytest.approx(float(branch[target] - branch.mean()), abs=1e-4)
+    assert f"the n-gram branch gives {float(branch[target] - branch.mean()):.3g}" in e.notes[0]
+    assert Classifier.load(trained["transformer"]).explain(text).notes == []  # no branch, nothing to say
+    assert main(["explain", str(trained["transformer-ngram"]), text, "-o", str(tmp_path)]) == 0
+    assert "ngram=" in capsys.readouterr().out
+    assert "only the transformer part" in (tmp_path / "explanation.html").read_text()
 
 
 def test_explain_words_gives_one_score_per_word(trained) -> None:
@@ -248,7 +286,7 @@ def test_explain_cli_writes_png_html_json(trained, tmp_path: Path, family: str, 
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert plt.imread(p).ndim == 3
     data = json.loads((out / "explanation_2.json").read_text())
-    assert set(data) == {"text", "tokens", "label", "probabilities", "importance", "attentions"}
+    assert set(data) == {"text", "tokens", "label", "probabilities", "importance", "attentions", "special", "notes"}
     assert data["text"] == "stock market & <prices>"
     assert data["label"] == max(data["probabilities"], key=data["probabilities"].get)
     page = (out / "explanation_2.html").read_text()

@@ -13,6 +13,16 @@ Methods (each gives one score per token):
   support the prediction. Works on any family that accepts ``inputs_embeds``.
 - ``attention``: raw attention. For models with attention pooling (the RNN family) the pooling
   weights; for self-attention models the last layer's attention, heads averaged, over real rows.
+- ``ngram``: for a from-scratch transformer with an n-gram branch (the ``base`` preset, a "wide and
+  deep" model, Cheng et al., 2016), that linear branch's exact share of the predicted class's logit,
+  per token: the word's weight for the class, plus half of each neighbouring pair's, each minus its
+  mean over the classes (softmax ignores what all classes share). Gradients do not see this branch
+  (it reads ids, not embeddings), so the explanation says so in its ``notes``.
+
+Special tokens ([CLS], [SEP], padding, unknown pieces: whatever the tokenizer marks as special)
+stay in ``tokens`` with ``special`` flagging them; displays leave them out unless asked, since
+rollout and attention pile weight on them (Clark et al., 2019, "What Does BERT Look At?") and
+they say nothing about the text.
 
 Hugging Face models compute attention with SDPA by default, which returns no weights; they are
 switched to eager attention for the duration of an explanation and switched back afterwards.
@@ -23,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -34,13 +44,15 @@ from .tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
 
-METHODS = ("rollout", "gradient", "attention")
+METHODS = ("rollout", "gradient", "attention", "ngram")
+DEFAULT_METHODS = ("rollout", "gradient", "ngram")  # ngram only where the model has the branch
 
 
 @dataclass
 class Explanation:
     """One text's explanation. ``importance`` maps a method to one score per entry of ``tokens``;
-    ``attentions`` is layers x heads x T x T (rows = queries) for models with self-attention."""
+    ``attentions`` is layers x heads x T x T (rows = queries) for models with self-attention;
+    ``special`` is True for the tokenizer's special tokens; ``notes`` say what the scores leave out."""
 
     text: str
     tokens: list[str]
@@ -48,6 +60,19 @@ class Explanation:
     probabilities: dict[str, float]
     importance: dict[str, list[float]]
     attentions: list[list[list[list[float]]]] | None
+    special: list[bool] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def shown(self, include_special: bool = False) -> list[int]:
+        """Positions a display shows: all with ``include_special``, else those not special."""
+        flags = self.special or [False] * len(self.tokens)
+        return [i for i, s in enumerate(flags) if include_special or not s]
+
+    def top_tokens(self, method: str, k: int = 1, include_special: bool = False) -> list[tuple[str, float]]:
+        """The ``k`` tokens with the highest ``method`` score, special tokens left out unless asked."""
+        scores = self.importance[method]
+        order = sorted(self.shown(include_special), key=lambda i: -scores[i])
+        return [(self.tokens[i], scores[i]) for i in order[:k]]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -191,16 +216,16 @@ _WORD_START = ("\u2581", "\u0120")  # SentencePiece "▁" and byte-level BPE "Ġ
 _SPECIAL = ("[CLS]", "[SEP]", "[PAD]", "<s>", "</s>", "<pad>", "[UNK]", "<unk>")
 
 
-def word_groups(tokens: Sequence[str]) -> list[list[int]]:
+def word_groups(tokens: Sequence[str], special: Sequence[bool] | None = None) -> list[list[int]]:
     """Group subword positions into words: WordPiece continuations start with ``##``; with
     SentencePiece or byte-level BPE tokens, a piece without a word-start mark continues the
-    previous word. Special tokens stay on their own."""
+    previous word. Special tokens (``special``, or without it the usual names) stay on their own."""
+    flags = list(special) if special is not None else [t in _SPECIAL for t in tokens]
     marked = any(t.startswith(_WORD_START) for t in tokens)
     groups: list[list[int]] = []
     for i, t in enumerate(tokens):
-        special = t in _SPECIAL
         continues = t.startswith("##") if not marked else not t.startswith(_WORD_START)
-        if groups and continues and not special and tokens[groups[-1][-1]] not in _SPECIAL:
+        if groups and continues and not flags[i] and not flags[groups[-1][-1]]:
             groups[-1].append(i)
         else:
             groups.append([i])
@@ -220,12 +245,15 @@ def _word_text(tokens: Sequence[str], group: list[int]) -> str:
 
 
 def merge_words(
-    tokens: list[str], importance: dict[str, np.ndarray], attentions: np.ndarray | None
+    tokens: list[str],
+    importance: dict[str, np.ndarray],
+    attentions: np.ndarray | None,
+    special: Sequence[bool] | None = None,
 ) -> tuple[list[str], dict[str, np.ndarray], np.ndarray | None]:
     """Merge subword tokens into words: scores of a word's pieces are summed; attention *to* a
     word is summed over its pieces and attention *from* a word averaged, so rows still sum to 1
     (as in Clark et al., 2019, "What Does BERT Look At?")."""
-    groups = word_groups(tokens)
+    groups = word_groups(tokens, special)
     words = [_word_text(tokens, g) for g in groups]
     merged = {m: np.array([s[g].sum() for g in groups]) for m, s in importance.items()}
     if attentions is not None:
@@ -236,6 +264,56 @@ def merge_words(
         avg = P / P.sum(0, keepdims=True)  # column-normalised, to average rows
         attentions = np.einsum("tw,lhts,sv->lhwv", avg, attentions, P)  # (L, H, W, W)
     return words, merged, attentions
+
+
+# -- special tokens ------------------------------------------------------------------------------
+
+
+def special_ids(tokenizer: Any) -> set[int]:
+    """The ids the tokenizer marks as special: a Hugging Face tokenizer's ``all_special_ids``, a
+    ``tokenizers`` vocabulary's special added tokens ([PAD], [UNK] of the trained WordPiece), and the
+    padding id. The word vectorizer's unknown id is not special: its token is the word itself."""
+    ids = {int(tokenizer.pad_id)} if getattr(tokenizer, "pad_id", None) is not None else set()
+    for owner in (tokenizer, *vars(tokenizer).values()):
+        listed = getattr(owner, "all_special_ids", None)
+        if isinstance(listed, (list, tuple, set)):
+            ids.update(int(i) for i in listed)
+        added = getattr(owner, "get_added_tokens_decoder", None)
+        if callable(added) and not isinstance(listed, (list, tuple, set)):
+            ids.update(int(i) for i, tok in added().items() if getattr(tok, "special", False))
+    return ids
+
+
+# -- the n-gram branch ----------------------------------------------------------------------------
+
+
+def ngram_scores(branch: Any, input_ids: torch.Tensor, target: int) -> torch.Tensor:
+    """Per-token share of an n-gram branch's logit for ``target`` (input_ids: (1, T), no padding),
+    centred over the classes: the word's weight plus half of each neighbouring pair's. Exact: the
+    scores sum to the branch's ``logits[target] - logits.mean()``. Follows ``NgramBranch.forward``."""
+    ids = input_ids[0]  # (T,)
+    T = ids.shape[0]
+
+    def centred(w: torch.Tensor, n: int) -> torch.Tensor:  # (N, C) -> (N,)
+        return float(branch.scale) * (w[:, target] - w.mean(-1)) / max(n, 1) ** 0.5
+
+    scores = centred(branch.words(ids).float(), T)  # (T,)
+    if T > 1:
+        pairs = (ids[:-1] * branch.PAIR_PRIME + ids[1:]) % branch.buckets  # (T-1,)
+        half = centred(branch.pairs(pairs).float(), T - 1) / 2
+        scores[:-1] += half
+        scores[1:] += half
+    return scores
+
+
+def _ngram_note(branch_part: float, total: float) -> str:
+    return (
+        "This model adds an n-gram branch (a linear classifier over words and word pairs) to the "
+        "transformer's logits. Gradients and attention explain only the transformer part; the 'ngram' "
+        "scores are the branch's own part, word by word. Of the predicted class's logit margin "
+        f"(over the mean of the classes), {total:.3g}, the n-gram branch gives {branch_part:.3g} and the "
+        f"transformer {total - branch_part:.3g}."
+    )
 
 
 # -- the whole explanation ------------------------------------------------------------------------
@@ -270,7 +348,7 @@ def token_strings(tokenizer: Any, text: str, ids: np.ndarray) -> list[str]:
 def explain(
     clf: Explainable,
     text: str,
-    methods: Sequence[str] = ("rollout", "gradient"),
+    methods: Sequence[str] = DEFAULT_METHODS,
     words: bool = False,
     steps: int = 32,
 ) -> Explanation:
@@ -290,6 +368,8 @@ def explain(
         # Tokenizers give an empty text a placeholder token; a text that tokenizes like the empty
         # text ("", "!!!") has nothing to explain.
         raise ValueError("text has no tokens to explain")
+    specials = special_ids(clf.tokenizer)
+    special = [int(i) in specials for i in ids]
     input_ids = torch.as_tensor(ids, dtype=torch.long, device=device)[None]  # (1, T)
     mask = torch.ones_like(input_ids)
     was_training = model.training
@@ -302,6 +382,13 @@ def explain(
         layers = [a[0].detach().float().cpu() for a in (out.attentions or ()) if a is not None]  # (H, T, T) each
         pooling = _pooling(model)
         pooled_w = getattr(out, "pooling_weights", None)
+        branch = getattr(model, "ngrams", None)
+        notes: list[str] = []
+        if branch is not None:
+            with torch.no_grad():
+                full = out.logits[0].float()
+                part = branch(input_ids, mask.bool())[0].float()  # (C,)
+            notes.append(_ngram_note(float(part[target] - part.mean()), float(full[target] - full.mean())))
         scores: dict[str, np.ndarray] = {}
         for method in dict.fromkeys(methods):
             if method == "rollout" and not layers:
@@ -324,11 +411,19 @@ def explain(
                 scores[method] = integrated_gradients(
                     model, input_ids, mask, target, steps=steps, temperature=clf.temperature
                 ).detach().cpu().numpy()
+            elif method == "ngram":
+                if branch is None:
+                    log.info("%s has no n-gram branch; skipping ngram", type(model).__name__)
+                    continue
+                with torch.no_grad():
+                    scores[method] = ngram_scores(branch, input_ids, target).cpu().numpy()
     finally:
         model.train(was_training)
     att = np.stack([a.numpy() for a in layers]) if layers else None  # (L, H, T, T)
     if words:
-        tokens, scores, att = merge_words(tokens, scores, att)
+        groups = word_groups(tokens, special)
+        tokens, scores, att = merge_words(tokens, scores, att, special)
+        special = [all(special[i] for i in g) for g in groups]
     return Explanation(
         text=text,
         tokens=tokens,
@@ -336,10 +431,13 @@ def explain(
         probabilities={lbl: float(p) for lbl, p in zip(clf.labels, proba.cpu().tolist())},
         importance={m: [float(x) for x in s] for m, s in scores.items()},
         attentions=np.round(att, 6).tolist() if att is not None else None,
+        special=special,
+        notes=notes,
     )
 
 
 __all__ = [
+    "DEFAULT_METHODS",
     "METHODS",
     "Explainable",
     "Explanation",
@@ -347,7 +445,9 @@ __all__ = [
     "explain",
     "integrated_gradients",
     "merge_words",
+    "ngram_scores",
     "rollout_importance",
     "rollout_matrix",
+    "special_ids",
     "word_groups",
 ]

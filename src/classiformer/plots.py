@@ -115,44 +115,104 @@ def plot_reliability(bins: dict[str, dict[str, Any]], path: Path, temperature: f
     return path
 
 
-def plot_attention(
-    weights: np.ndarray, tokens: list[str], path: Path | None = None, title: str = "", max_tokens: int = 60
-) -> Path | bytes:
-    """Heatmaps of attention weights with the tokens on both axes, one panel per head, like the
-    alignment figures of Bahdanau et al. (2015). ``weights`` is (H, T, T) (rows = queries) or
-    (1, T) for attention pooling. Writes ``path``, or returns the PNG bytes when ``path`` is None.
-    Tick labels are left off beyond ``max_tokens`` tokens, where they would be unreadable."""
-    import io
+ATTENTION_CMAP = "Blues"  # white at 0: weak or spread-out attention stays pale
+ATTENTION_SCALE = "attention weight (fixed scale 0\u20131)"
 
+
+def attention_figure(
+    weights: np.ndarray,
+    tokens: list[str],
+    title: str = "",
+    max_tokens: int = 60,
+    columns: int = 4,
+    mean_first: bool = True,
+    panel_titles: list[str] | None = None,
+) -> Figure:
+    """Heatmaps of attention weights with the tokens on both axes, like the alignment figures of
+    Bahdanau et al. (2015). ``weights`` is (H, T, T) (rows = queries, each row sums to 1) or (1, T)
+    for attention pooling. Several heads are laid out in a grid of ``columns``, led by their mean
+    (``mean_first``). Every panel uses the same fixed 0-1 colour scale, shown by one colour bar, so a
+    near-uniform map looks pale rather than as strong as a peaked one (a map scaled to its own peak
+    would show uniform attention at full colour). Tick labels are left off beyond ``max_tokens``
+    tokens, or where the cells are too small to read them."""
     w = np.asarray(weights, dtype=float)
-    if w.ndim == 2:
+    if w.ndim == 1:
         w = w[None]
+    if w.ndim == 2:
+        w = w[None]  # (1, rows, T)
     heads, rows, cols = w.shape
-    cell = 0.22 if cols <= max_tokens else 6.0 / cols
-    side = min(12.0, max(2.5, cell * cols + 1.2))
-    height = min(12.0, max(2.4, cell * rows + 1.6))
-    fig, axes = plt.subplots(1, heads, figsize=(side * heads + 0.8, height), squeeze=False, layout="constrained")
-    for h, ax in enumerate(axes[0]):
-        im = ax.imshow(w[h], cmap="viridis", vmin=0.0, vmax=max(1e-9, float(w[h].max())), aspect="auto")
-        if cols <= max_tokens:
-            ax.set_xticks(range(cols), tokens[:cols], rotation=90, fontsize=7)
-            if rows == cols:
-                ax.set_yticks(range(rows), tokens[:rows], fontsize=7)
-            else:
-                ax.set_yticks([])
-        ax.set_xlabel("attended to (key)")
-        if rows == cols:
-            ax.set_ylabel("attending (query)")
-        if rows == cols:
-            ax.set_title(f"head {h + 1}", fontsize=9)
-        fig.colorbar(im, ax=ax, shrink=0.8)
+    square = rows == cols and rows > 1
+    if heads > 1 and mean_first:
+        panels = np.concatenate([w.mean(0, keepdims=True), w])  # (1 + H, rows, T)
+        names = [f"mean of {heads} heads", *(f"head {h + 1}" for h in range(heads))]
+    else:
+        panels = w
+        names = [f"head {h + 1}" for h in range(heads)] if heads > 1 else [""]
+    if panel_titles is not None:
+        names = list(panel_titles)
+    n = len(panels)
+    ncols = min(max(1, columns), n)
+    nrows = -(-n // ncols)
+    if square:  # the side of one panel, in inches: smaller in a grid, never so small it is unreadable
+        side = float(np.clip(0.2 * cols, 2.8, 6.0)) if n == 1 else float(np.clip(0.15 * cols, 2.6, 4.5))
+        width, height = side, side
+    else:
+        width, height = float(np.clip(0.25 * cols, 4.0, 14.0)), 0.9 + 0.3 * rows
+    font = min(8.0, width / cols * 72 * 0.75)  # points that fit in one cell
+    labelled = cols <= max_tokens and font >= 4.5
+    margin = 0.9 if labelled else 0.4  # inches for the tick labels of one panel
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=((width + margin) * ncols + 1.2, (height + margin) * nrows + 0.5),
+        squeeze=False, layout="constrained",
+    )
+    im = None
+    for k, ax in enumerate(axes.ravel()):
+        if k >= n:
+            ax.set_axis_off()
+            continue
+        im = ax.imshow(panels[k], cmap=ATTENTION_CMAP, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
+        if labelled:
+            ax.set_xticks(range(cols), tokens[:cols], rotation=90, fontsize=font)
+            ax.set_yticks(range(rows), tokens[:rows] if square else [""] * rows, fontsize=font)
+        else:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        if k // ncols == nrows - 1 or k + ncols >= n:
+            ax.set_xlabel("attended to (key)", fontsize=8)
+        if square and k % ncols == 0:
+            ax.set_ylabel("attending (query)", fontsize=8)
+        if names[k]:
+            ax.set_title(names[k], fontsize=9, fontweight="bold" if names[k].startswith("mean") else "normal")
+    assert im is not None
+    bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9 if square else 1.0, aspect=30 if square else 8)
+    bar.set_label(ATTENTION_SCALE, fontsize=8)
+    bar.set_ticks([0.0, 0.25, 0.5, 0.75, 1.0])
     if title:
         fig.suptitle(title, fontsize=10)
-    if path is None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return fig
+
+
+def plot_attention(
+    weights: np.ndarray,
+    tokens: list[str],
+    path: Path | None = None,
+    title: str = "",
+    max_tokens: int = 60,
+    columns: int = 4,
+    mean_first: bool = True,
+    panel_titles: list[str] | None = None,
+) -> Path | bytes:
+    """:func:`attention_figure` as a PNG: writes ``path``, or returns the PNG bytes when ``path``
+    is None."""
+    import io
+
+    fig = attention_figure(weights, tokens, title, max_tokens, columns, mean_first, panel_titles)
+    try:
+        if path is None:
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", dpi=100)
+            return buf.getvalue()
+        fig.savefig(path, dpi=100)
+        return path
+    finally:
         plt.close(fig)
-        return buf.getvalue()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path

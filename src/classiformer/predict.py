@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, CheckpointMeta, apply_umask, load_checkpoint
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
-from .explain import Explanation, explain
+from .explain import DEFAULT_METHODS, Explanation, explain
 from .inference import logits_for, mean_by_owner, softmax
 from .runtime import amp_dtype, bf16_worthwhile, resolve_device
 from .tokenizers import Tokenizer
@@ -123,9 +123,10 @@ class Classifier:
         proba = self.predict_proba(texts, progress)
         return [self.labels[i] for i in proba.argmax(axis=1)]
 
-    def explain(self, text: str, methods: Sequence[str] = ("rollout", "gradient"), words: bool = False) -> Explanation:
+    def explain(self, text: str, methods: Sequence[str] = DEFAULT_METHODS, words: bool = False) -> Explanation:
         """Which tokens (or, with ``words``, words) the prediction for ``text`` rests on, by
-        attention rollout and integrated gradients, with the attention weights; see explain.py."""
+        attention rollout and integrated gradients (and, for a model with an n-gram branch, that
+        branch's part), with the attention weights and which tokens are special; see explain.py."""
         return explain(self, text, methods, words)
 
     def describe(self) -> dict[str, Any]:

@@ -298,6 +298,7 @@ def test_explain_returns_tokens_importance_and_attention(classifier: Classifier)
     assert body["label"] == classifier.predict([text])[0]
     assert set(body["importance"]) == {"rollout", "gradient"}
     assert all(len(s) == len(tokens) for s in body["importance"].values())
+    assert body["special"] == [False] * len(tokens) and body["notes"] == []  # word tokens, no n-gram branch
     att = body["attention"]
     matrix = np.array(att["matrix"])
     assert matrix.shape == (len(tokens), len(tokens))

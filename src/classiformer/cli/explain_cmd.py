@@ -7,7 +7,7 @@ from itertools import islice
 from pathlib import Path
 
 from ..data import iter_texts
-from ..explain import METHODS
+from ..explain import DEFAULT_METHODS, METHODS
 from ..explain_report import write_explanation
 from ..predict import Classifier
 from .common import add_runtime_options, apply_runtime, input_columns, rel
@@ -31,9 +31,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-header", action="store_true", help="--input CSV/TSV has no header; columns are 0-based indices")
     p.add_argument("--limit", type=int, default=100, help="explain at most this many texts of --input (default: 100)")
     p.add_argument("--output", "-o", default="explanations", help="folder for the files (default: explanations/)")
-    p.add_argument("--methods", default="rollout,gradient",
-                   help=f"comma-separated importance methods from {', '.join(METHODS)} (default: rollout,gradient)")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS),
+                   help=f"comma-separated importance methods from {', '.join(METHODS)} (default: "
+                   f"{','.join(DEFAULT_METHODS)}; ngram only for models with an n-gram branch, such as the base preset)")
     p.add_argument("--words", action="store_true", help="merge subword tokens (WordPiece ##) back into words")
+    p.add_argument("--include-special", action="store_true",
+                   help="show the tokenizer's special tokens ([CLS], [SEP], ...) in the importance displays and the "
+                   "printed most important token (the JSON always has every token, flagged)")
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -54,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
     for i, text in enumerate(texts, 1):
         expl = clf.explain(text, methods=methods, words=args.words)
         stem = "explanation" if len(texts) == 1 else f"explanation_{i:0{width}d}"
-        paths = write_explanation(expl, out, stem)
-        top = {m: expl.tokens[max(range(len(s)), key=s.__getitem__)] for m, s in expl.importance.items()}
+        paths = write_explanation(expl, out, stem, include_special=args.include_special)
+        top = {m: best[0][0] for m in expl.importance if (best := expl.top_tokens(m, 1, args.include_special))}
         print(f"{expl.label} ({expl.probabilities[expl.label]:.3f})  most important: "
               + ", ".join(f"{m}={t!r}" for m, t in top.items()) + f"  -> {rel(paths['html'])}")
     return 0

@@ -39,7 +39,7 @@ class ExplainRequest(BaseModel):
 
     text: str = Field(description="the text to explain (not blank, at most max_chars characters)")
     methods: list[str] | None = Field(
-        None, max_length=8, description="importance methods (default: rollout and gradient)"
+        None, max_length=8, description="importance methods (default: rollout, gradient and, for a model with an n-gram branch, ngram)"
     )
 
 
@@ -57,6 +57,10 @@ class ExplainResponse(BaseModel):
     label: str
     probabilities: dict[str, float]
     importance: dict[str, list[float]] = Field(description="per method, one score per token")
+    special: list[bool] = Field(
+        description="one per token: True for the tokenizer's special tokens ([CLS], [SEP], ...), which displays leave out"
+    )
+    notes: list[str] = Field(description="what the scores leave out (e.g. the n-gram branch of the base preset)")
     attention: AttentionSummary | None = Field(None, description="absent when the model exposes no attention")
 
 

@@ -163,5 +163,7 @@ def summarise_explanation(d: dict[str, Any], labels: list[str]) -> dict[str, Any
         "importance": {
             str(m): np.nan_to_num(np.asarray(s, dtype=np.float64).ravel()).tolist() for m, s in d["importance"].items()
         },
+        "special": [bool(x) for x in d.get("special") or [False] * len(d["tokens"])],
+        "notes": [str(n) for n in d.get("notes") or []],
         "attention": attention,
     }

@@ -56,41 +56,72 @@ function showBars(prediction) {
   $("result").hidden = false;
 }
 
+// Special tokens ([CLS], [SEP], ...) carry no meaning of the text, yet rollout and attention pile
+// weight on them: they are left out of the importance display unless asked for.
+function shownPositions(ex) {
+  const all = $("show-special").checked;
+  const special = ex.special || [];
+  return ex.tokens.map((_, i) => i).filter((i) => all || !special[i]);
+}
+
 function showTokens() {
   const ex = lastExplanation;
   const method = $("method").value;
   const scores = ex.importance[method] || [];
-  const peak = Math.max(1e-12, ...scores.map(Math.abs));
+  const shown = shownPositions(ex);
+  // Intensity: the token's share of the total |score| of the shown tokens against an even share,
+  // full at 4x an even share; scaled to the peak, an even spread would look as strong as one word.
+  const total = Math.max(1e-12, shown.reduce((acc, i) => acc + Math.abs(scores[i] || 0), 0));
   const box = $("tokens");
   box.replaceChildren();
-  ex.tokens.forEach((tok, i) => {
+  for (const i of shown) {
     const s = scores[i] || 0;
     const span = document.createElement("span");
-    span.className = "tok";
-    span.textContent = tok;
+    span.className = "tok" + ((ex.special || [])[i] ? " special" : "");
+    span.textContent = ex.tokens[i];
     span.title = `${method}: ${s.toFixed(4)}`;
     span.dataset.score = String(s);
-    const a = Math.abs(s) / peak;
+    const a = Math.min(1, (Math.abs(s) / total) * shown.length / 4);
     span.style.background = s >= 0 ? `rgba(220, 80, 40, ${a.toFixed(3)})` : `rgba(40, 110, 220, ${a.toFixed(3)})`;
     box.append(span, " ");
-  });
+  }
+  const signed = ["gradient", "ngram"].includes(method);
+  $("token-ramp").className = "ramp" + (signed ? " signed" : "");
+  $("token-low").textContent = signed ? "opposes the label" : "0";
+  $("token-high").textContent = signed ? "supports the label" : "4\u00d7 an even share";
+  const hidden = ex.tokens.length - shown.length;
+  $("token-scale").textContent = `colour: the token's share of the total |score| of the ${shown.length} tokens shown; `
+    + `an even share (1/${shown.length}) is light, 4\u00d7 an even share or more is full colour`
+    + (hidden ? `; ${hidden} special token${hidden > 1 ? "s" : ""} left out` : "");
+}
+
+// The colours of the heatmap, white at 0 to dark blue at 1 (matplotlib's "Blues", as in the PNGs).
+const BLUES = [[247, 251, 255], [198, 219, 239], [107, 174, 214], [33, 113, 181], [8, 48, 107]];
+function blues(v) {
+  const x = Math.min(1, Math.max(0, v)) * (BLUES.length - 1);
+  const k = Math.min(BLUES.length - 2, Math.floor(x));
+  const t = x - k;
+  const c = BLUES[k].map((lo, j) => Math.round(lo + t * (BLUES[k + 1][j] - lo)));
+  return `rgb(${c[0]}, ${c[1]}, ${c[2]})`;
 }
 
 function drawHeatmap(att, tokens) {
   const canvas = $("heatmap");
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  if (!att) { $("attention-note").textContent = "(this model exposes no attention)"; return; }
+  if (!att) {
+    $("attention-note").textContent = "(this model exposes no attention)";
+    $("attention-legend").hidden = true;
+    return;
+  }
   const T = att.matrix.length;
   const margin = 80;
   const cell = Math.max(2, Math.floor((canvas.width - margin) / Math.max(T, 1)));
-  let peak = 1e-12;
-  for (const row of att.matrix) for (const v of row) peak = Math.max(peak, v);
+  // One fixed scale, 0 to 1, for every map: scaled to its own peak, an even spread of attention
+  // would look as strong as attention on one token.
   for (let i = 0; i < T; i++) {
     for (let j = 0; j < T; j++) {
-      const v = att.matrix[i][j] / peak;
-      const c = Math.round(255 * (1 - v));
-      ctx.fillStyle = `rgb(${c}, ${c}, 255)`;
+      ctx.fillStyle = blues(att.matrix[i][j]);
       ctx.fillRect(margin + j * cell, margin + i * cell, cell, cell);
     }
   }
@@ -110,7 +141,9 @@ function drawHeatmap(att, tokens) {
       ctx.restore();
     });
   }
-  $("attention-note").textContent = `(layer ${att.layer + 1} of ${att.layers}, ${att.reduction}; row = query token)`;
+  $("attention-note").textContent = `(layer ${att.layer + 1} of ${att.layers}, ${att.reduction}, ${att.heads} heads; `
+    + "row = the attending token, column = the token attended to)";
+  $("attention-legend").hidden = false;
 }
 
 function showExplanation(ex) {
@@ -122,6 +155,11 @@ function showExplanation(ex) {
     const o = document.createElement("option"); o.value = m; o.textContent = m; select.appendChild(o);
   }
   if (previous && ex.importance[previous]) select.value = previous;
+  const notes = $("explain-notes");
+  notes.replaceChildren();
+  for (const n of ex.notes || []) {
+    const p = document.createElement("p"); p.className = "warn"; p.textContent = n; notes.appendChild(p);
+  }
   showTokens();
   drawHeatmap(ex.attention, ex.tokens);
   $("explanation").hidden = false;
@@ -161,5 +199,6 @@ document.addEventListener("DOMContentLoaded", () => {
   $("predict").addEventListener("click", classify);
   $("text").addEventListener("keydown", (ev) => { if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) classify(); });
   $("method").addEventListener("change", showTokens);
+  $("show-special").addEventListener("change", showTokens);
   loadModel();
 });

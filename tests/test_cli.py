@@ -253,3 +253,21 @@ def test_header_option_overrides_a_headerless_run(tmp_path: Path, capsys) -> Non
     assert "test.csv:1: label 'topic' was not seen in training" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--test", str(with_header), "--header", "--label-column", "topic",
                  "--text-column", "title", "--text-column", "body", "--output", str(tmp_path / "e"), "--no-progress"]) == 0
+
+
+def test_train_with_many_classes_prints_pairs_not_a_matrix(tmp_path: Path, capsys, monkeypatch) -> None:
+    # 12 classes: a matrix over 100 columns wide; the terminal gets the most-confused pairs instead.
+    topics = {f"topic{i:02d}": [f"word{i}a", f"word{i}b", f"word{i}c"] for i in range(12)}
+    files = {}
+    for split, n, seed in (("train", 240, 1), ("test", 96, 2)):
+        ds = make_texts(n, seed=seed, labels=topics)
+        files[split] = tmp_path / f"{split}.jsonl"
+        files[split].write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels or [])))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["train", "--train", "train.jsonl", "--test", "test.jsonl", "--preset", "tiny", "--epochs", "1",
+                 "--vocab-size", "60", "--output", "run", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "confusion matrix (rows" not in out and "most confused pairs (true -> predicted, of 12 classes)" in out
+    assert "the full 12x12 confusion matrix is drawn in run/confusion_matrix.png" in out
+    assert max(len(line) for line in out.splitlines()) <= 100

@@ -216,3 +216,227 @@ def plot_attention(
         return path
     finally:
         plt.close(fig)
+
+
+# Multi-label evaluation figures (issue 13). Reuters-21578 has 90 labels, most of them rare, so
+# each figure scales its fonts with the label count or shows the most frequent labels only, and
+# says what it left out.
+
+
+def _label_matrix(y: np.ndarray, labels: list[str], name: str) -> np.ndarray:
+    """``y`` as an (N, L) array with one column per label, or a ValueError naming the mismatch."""
+    a = np.asarray(y)
+    if a.ndim != 2 or a.shape[1] != len(labels):
+        raise ValueError(f"{name} has shape {a.shape}; expected (examples, {len(labels)}) for {len(labels)} labels")
+    return a
+
+
+def _indicator(y_true: np.ndarray, labels: list[str]) -> np.ndarray:
+    t = _label_matrix(y_true, labels, "y_true")
+    if t.size and not np.isin(t, (0, 1)).all():
+        raise ValueError("y_true must hold 0/1 label indicators")
+    return t.astype(bool)
+
+
+def per_label_f1_figure(
+    per_label: dict[str, dict[str, Any]], top: int = 100, title: str = "Per-label F1",
+    micro_f1: float | None = None, macro_f1: float | None = None,
+) -> Figure:
+    """Horizontal F1 bars, one per label, best first (``per_label`` as in
+    ``metrics.multilabel_report``: label -> support, f1, ...). Each bar is annotated with the
+    label's test support, since an F1 of 0 on one example means something else than on a hundred.
+    Up to ``top`` labels are drawn (the most frequent ones, then sorted by F1); a note names how
+    many were left out. Dashed lines mark the micro- and macro-F1 when given."""
+    if not per_label:
+        raise ValueError("no labels to plot")
+    for name, m in per_label.items():
+        if "f1" not in m or "support" not in m:
+            raise ValueError(f"per_label[{name!r}] needs 'f1' and 'support', has {sorted(m)}")
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    kept = sorted(per_label, key=lambda lb: (-per_label[lb]["support"], lb))[:top]
+    kept.sort(key=lambda lb: (-per_label[lb]["f1"], -per_label[lb]["support"], lb))
+    n = len(kept)
+    bar = min(0.4, max(0.17, 8.0 / n))  # inches per label: 0.4 up to 20 labels, 0.17 from 47 on
+    font = min(10.0, max(6.0, bar * 72 * 0.6))  # a tick label is at most 60% of a bar's slot tall
+    names = [_short(lb) for lb in kept]
+    margin = 0.4 + max(len(x) for x in names) * font * 0.6 / 72
+    fig, ax = plt.subplots(figsize=(6.5 + margin, n * bar + 1.4))
+    f1 = np.array([per_label[lb]["f1"] for lb in kept], dtype=float)
+    y = np.arange(n)
+    ax.barh(y, f1, color=plt.get_cmap("viridis")(0.15 + 0.7 * f1), edgecolor="none")
+    ax.set_yticks(y, names, fontsize=font)
+    ax.set_ylim(n - 0.5, -0.5)  # best label on top, no empty rows above or below
+    for i, lb in enumerate(kept):
+        ax.text(min(f1[i], 1.0) + 0.01, i, f"{f1[i]:.2f}  n={per_label[lb]['support']}", va="center",
+                fontsize=font * 0.85)
+    ax.set_xlim(0, 1.25)  # room for the annotations right of a perfect bar
+    ax.set_xticks(np.linspace(0, 1, 6))
+    ax.set_xlabel("F1 (test support as n)")
+    for value, name, style in ((micro_f1, "micro", "--"), (macro_f1, "macro", ":")):
+        if value is not None:
+            ax.axvline(value, color="black", ls=style, lw=1, label=f"{name}-F1 {value:.3f}")
+    if micro_f1 is not None or macro_f1 is not None:
+        ax.legend(loc="lower right", fontsize=8)
+    left_out = len(per_label) - n
+    ax.set_title(title + (f" ({n} most frequent of {len(per_label)} labels; {left_out} rarer ones in metrics.json)"
+                          if left_out else f" ({n} labels)"), fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_label_f1(per_label: dict[str, dict[str, Any]], path: Path, top: int = 100, title: str = "Per-label F1",
+                      micro_f1: float | None = None, macro_f1: float | None = None) -> Path:
+    fig = per_label_f1_figure(per_label, top, title, micro_f1, macro_f1)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # long label names stay inside the image
+    plt.close(fig)
+    return path
+
+
+def precision_recall_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(precision, recall, thresholds, average precision)`` of the rule ``score >= t`` for every
+    distinct score ``t`` of binary ``y_true`` (N,) and ``scores`` (N,), highest threshold first;
+    average precision as scikit-learn defines it (sum of precision x recall steps). No positives:
+    empty curves and AP 0."""
+    y = np.asarray(y_true).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"{y.size} labels but {s.size} scores")
+    positives = int(y.sum())
+    if positives == 0:
+        empty = np.zeros(0)
+        return empty, empty, empty, 0.0
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    cut = np.flatnonzero(np.r_[s[:-1] != s[1:], True])  # last position of each distinct score
+    tp = np.cumsum(y)[cut]
+    fp = np.cumsum(~y)[cut]
+    precision = tp / (tp + fp)
+    recall = tp / positives
+    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return precision, recall, s[cut], ap
+
+
+def _operating_point(y: np.ndarray, s: np.ndarray, threshold: np.ndarray | float) -> tuple[float, float]:
+    pred = s >= threshold
+    tp = float((pred & y).sum())
+    return (tp / pred.sum() if pred.sum() else 1.0), (tp / y.sum() if y.sum() else 0.0)
+
+
+def precision_recall_figure(
+    y_true: np.ndarray, scores: np.ndarray, labels: list[str], thresholds: np.ndarray | list[float] | None = None,
+    top: int = 6, title: str = "Precision-recall",
+) -> Figure:
+    """Precision-recall curves of a multi-label model: micro-averaged over every (example, label)
+    decision, and each of the ``top`` most frequent labels, with average precision in the legend.
+    ``thresholds`` (one per label: the tuned ones) are marked where they operate on each curve
+    (filled dots; the micro dot applies every label's own threshold), and the fixed 0.5 cut with
+    open circles, so the figure shows what tuning moved."""
+    t = _indicator(y_true, labels)
+    s = _label_matrix(scores, labels, "scores").astype(np.float64)
+    if s.shape != t.shape:
+        raise ValueError(f"y_true {t.shape} and scores {s.shape} must be the same (examples, labels) shape")
+    th = None
+    if thresholds is not None:
+        th = np.asarray(thresholds, dtype=np.float64).ravel()
+        if th.shape != (len(labels),):
+            raise ValueError(f"{th.size} thresholds for {len(labels)} labels")
+    support = t.sum(0)
+    frequent = [j for j in np.argsort(-support, kind="stable")[:top] if support[j] > 0]
+    fig, ax = plt.subplots(figsize=(7.5, 6.2))
+    colours = plt.get_cmap("tab10")
+    curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | float | None]] = []
+    curves.append(("micro-average", t.ravel(), s.ravel(), None if th is None else np.broadcast_to(th, s.shape).ravel()))
+    for j in frequent:
+        curves.append((f"{_short(labels[j], 20)} (n={int(support[j])})", t[:, j], s[:, j], None if th is None else th[j]))
+    for k, (name, y, sc, cut) in enumerate(curves):
+        p, r, _, ap = precision_recall_curve(y, sc)
+        colour = "black" if k == 0 else colours((k - 1) % 10)
+        ax.step(r, p, where="post", color=colour, lw=2.2 if k == 0 else 1.2, label=f"{name}, AP {ap:.3f}")
+        p5, r5 = _operating_point(y.astype(bool), sc, 0.5)
+        ax.plot(r5, p5, "o", mfc="none", mec=colour, ms=8)
+        if cut is not None:
+            pt, rt = _operating_point(y.astype(bool), sc, cut)
+            ax.plot(rt, pt, "o", color=colour, ms=6)
+    # Legend entries for the markers alone.
+    ax.plot([], [], "o", mfc="none", mec="grey", ms=8, label="threshold 0.5")
+    if th is not None:
+        ax.plot([], [], "o", color="grey", ms=6, label="tuned thresholds")
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    rest = len(labels) - len(frequent)
+    ax.set_title(title + (f" (micro and the {len(frequent)} most frequent of {len(labels)} labels)" if rest else ""),
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower left", fontsize=7.5)
+    fig.tight_layout()
+    return fig
+
+
+def plot_precision_recall(y_true: np.ndarray, scores: np.ndarray, labels: list[str], path: Path,
+                          thresholds: np.ndarray | list[float] | None = None, top: int = 6,
+                          title: str = "Precision-recall") -> Path:
+    fig = precision_recall_figure(y_true, scores, labels, thresholds, top, title)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # long label names stay inside the image
+    plt.close(fig)
+    return path
+
+
+def cooccurrence_figure(y_true: np.ndarray, labels: list[str], top: int = 30,
+                        title: str = "Label co-occurrence") -> Figure:
+    """How often two labels are given to the same example (true labels), for the ``top`` most
+    frequent labels: the diagonal is each label's count. A log colour scale, since the counts of a
+    skewed label set span orders of magnitude (Reuters: earn 2,877 documents, most pairs 0-10);
+    pairs that never co-occur stay white. Counts are written in the cells up to 20 labels."""
+    t = _indicator(y_true, labels)
+    if top < 1:
+        raise ValueError(f"top must be at least 1, got {top}")
+    support = t.sum(0)
+    keep = [j for j in np.argsort(-support, kind="stable")[:top] if support[j] > 0]
+    if not keep:
+        raise ValueError("no label occurs in y_true; nothing co-occurs")
+    sub = t[:, keep].astype(np.int64)
+    counts = sub.T @ sub  # (K, K): examples carrying both labels
+    n = len(keep)
+    names = [_short(labels[j]) for j in keep]
+    cell = min(0.6, max(0.2, 12.0 / n))
+    font = min(10.0, max(5.5, cell * 72 * 0.55))
+    margin = 0.8 + max(len(x) for x in names) * font * 0.6 / 72
+    side = n * cell
+    fig, ax = plt.subplots(figsize=(side + margin + 1.8, side + margin + 0.9))
+    from matplotlib.colors import LogNorm
+
+    masked = np.ma.masked_equal(counts, 0)
+    im = ax.imshow(masked, cmap="magma_r", norm=LogNorm(vmin=1, vmax=max(2, int(counts.max()))))
+    if n <= 10:
+        ax.set_xticks(range(n), names, rotation=45, ha="right", rotation_mode="anchor", fontsize=font)
+    else:
+        ax.set_xticks(range(n), names, rotation=90, fontsize=font)
+    ax.set_yticks(range(n), names, fontsize=font)
+    if n <= 20:
+        size = min(8.0, cell * 72 / 3.0)
+        vmax = np.log(max(2, counts.max()))
+        for i in range(n):
+            for j in range(n):
+                if counts[i, j]:
+                    dark = np.log(counts[i, j]) / vmax > 0.6
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", fontsize=size,
+                            color="white" if dark else "black")
+    multi = int((t.sum(1) > 1).sum())
+    rest = len(labels) - n
+    ax.set_title(f"{title}: {multi} of {len(t)} examples have several labels"
+                 + (f"\n({n} most frequent of {len(labels)} labels)" if rest else ""), fontsize=10)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="examples with both labels (log scale)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_cooccurrence(y_true: np.ndarray, labels: list[str], path: Path, top: int = 30,
+                      title: str = "Label co-occurrence") -> Path:
+    fig = cooccurrence_figure(y_true, labels, top, title)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # long label names stay inside the image
+    plt.close(fig)
+    return path

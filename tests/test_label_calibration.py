@@ -11,8 +11,8 @@ from classiformer.calibration import (
     label_ece,
     label_nll,
     multilabel_calibration_report,
-    sigmoid,
 )
+from classiformer.inference import sigmoid
 
 
 def overconfident(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

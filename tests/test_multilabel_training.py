@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from classiformer.checkpoint import MULTI_LABEL, CheckpointMeta, load_checkpoint, read_meta
+from classiformer import Classifier
+from classiformer.checkpoint import MULTI_LABEL, CheckpointError, CheckpointMeta, load_checkpoint, read_meta
 from classiformer.config import ConfigError, resolve_config
 from classiformer.data.batching import EncodedDataset
 from classiformer.inference import logits_for
 from classiformer.losses import Loss
 from classiformer.models import build_model
+from classiformer.thresholds import Thresholds
 from classiformer.tokenizers import train_tokenizer
-from classiformer.training import Trainer, multilabel_validation
+from classiformer.training import Trainer, TrainResult, calibrate_best, multilabel_validation
 
 from .conftest import FILLER, TOPICS
 
@@ -63,15 +67,20 @@ def trainer_for(tmp_path: Path, texts: list[str], loss: Loss | None = None, mult
     return Trainer(model, tok, meta, cfg.train, tmp_path, torch.device("cpu"), progress=False, loss=loss)
 
 
-def test_sigmoid_bce_learns_overlapping_labels(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrainResult, EncodedDataset]:
     texts, sets = multilabel_texts(300, seed=0)
     val_texts, val_sets = multilabel_texts(100, seed=1)
     assert any(not s for s in sets) and any(len(s) >= 2 for s in sets)
-    trainer = trainer_for(tmp_path, texts)
+    trainer = trainer_for(tmp_path_factory.mktemp("multi"), texts)
     tok = trainer.tokenizer
     train = EncodedDataset(tok.encode(texts), indicator(sets))
     val = EncodedDataset(tok.encode(val_texts), indicator(val_sets))
-    result = trainer.train(train, val)
+    return trainer.train(train, val), val
+
+
+def test_sigmoid_bce_learns_overlapping_labels(trained: tuple[TrainResult, EncodedDataset]) -> None:
+    result, _ = trained
     last = result.history[-1]
     assert last["val_micro_f1"] > 0.9 and last["val_macro_f1"] > 0.9 and last["val_subset_accuracy"] > 0.7
     assert result.best_val_accuracy == max(h["val_micro_f1"] for h in result.history)  # best epoch by micro-F1
@@ -82,6 +91,40 @@ def test_sigmoid_bce_learns_overlapping_labels(tmp_path: Path) -> None:
     p = 1 / (1 + np.exp(-z))
     assert p[0, NAMES.index("sports")] > 0.5 and p[0, NAMES.index("money")] > 0.5 and p[0, NAMES.index("tech")] < 0.5
     assert (p[1] < 0.5).all()  # no topic word: no label
+
+
+def test_thresholds_and_temperatures_stored_and_used(trained: tuple[TrainResult, EncodedDataset], tmp_path: Path) -> None:
+    result, val = trained
+    best = tmp_path / "best"
+    shutil.copytree(result.best_dir, best)
+    assert calibrate_best(best, val, 64, torch.device("cpu")) == 1.0
+    meta = read_meta(best)
+    assert meta.thresholds is not None and meta.temperatures is not None and len(meta.temperatures) == 3
+    th = Thresholds.from_dict(meta.thresholds)
+    assert all(th.tuned) and all(0.0 < t < 1.0 for t in th.per_label)
+    summary = meta.extra["thresholds"]
+    assert summary["tuned_labels"] == 3 and summary["micro_f1"] >= summary["micro_f1_at_0.5"] - 1e-9
+    cal = meta.extra["calibration"]
+    assert cal["n"] == len(val) and cal["nll"] <= cal["nll_uncalibrated"] + 1e-9
+
+    clf = Classifier.load(best)
+    assert clf.multi_label and clf.describe()["problem_type"] == MULTI_LABEL
+    texts = ["goal team stock market", "the a of today", "chip robot code", "match oil bank software"]
+    proba = clf.predict_proba(texts)
+    z = clf.logits(texts)
+    np.testing.assert_allclose(proba, 1 / (1 + np.exp(-z / np.array(meta.temperatures))), rtol=1e-5, atol=1e-7)
+    assert proba[0].sum() > 1.2  # independent sigmoids, not a distribution over labels
+    assert clf.predict(texts) == [["money", "sports"], [], ["tech"], ["money", "sports", "tech"]]
+    assert clf.predict_label_sets(texts) == clf.predict(texts)
+    chosen = proba >= np.array(th.per_label)
+    assert clf.predict(texts) == [[NAMES[j] for j in np.flatnonzero(r)] for r in chosen]
+    # One threshold for all labels overrides the tuned ones.
+    assert Classifier.load(best, threshold=0.0).predict(texts[:1]) == [NAMES]
+    cut = float(np.sort(proba[0])[-1]) - 1e-6  # only the first text's most likely label reaches it
+    assert Classifier.load(best, threshold=cut).predict(texts[:1]) == [[NAMES[int(proba[0].argmax())]]]
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        clf.set_threshold(1.5)
+    assert clf.predict([]) == []
 
 
 def test_pos_weight_changes_the_training_loss(tmp_path: Path) -> None:
@@ -113,10 +156,6 @@ def test_a_loss_that_does_not_fit_the_model_is_refused(tmp_path: Path) -> None:
 
 
 def test_checkpoint_problem_type_is_checked(tmp_path: Path) -> None:
-    import json
-
-    from classiformer.checkpoint import CheckpointError
-
     texts, sets = multilabel_texts(40, seed=4)
     trainer = trainer_for(tmp_path, texts)
     trainer.cfg.epochs = 1
@@ -128,3 +167,9 @@ def test_checkpoint_problem_type_is_checked(tmp_path: Path) -> None:
     meta_file.write_text(json.dumps({**raw, "problem_type": "regression"}))
     with pytest.raises(CheckpointError, match="problem_type must be"):
         read_meta(best)
+    for key, bad in (("thresholds", {"per_label": [0.5], "tuned": [True], "global_threshold": 0.5}),
+                     ("thresholds", {"per_label": [0.5, 0.5, "x"], "tuned": [1, 1, 1], "global_threshold": 0.5}),
+                     ("temperatures", [1.0, 0.0, 1.0]), ("temperatures", [1.0])):
+        meta_file.write_text(json.dumps({**raw, key: bad}))
+        with pytest.raises(CheckpointError, match=f"{key} must be null or"):
+            read_meta(best)

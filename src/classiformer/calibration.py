@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from .checkpoint import read_meta, write_meta
 from .data.datasets import TextDataset, check_labels_known
-from .inference import softmax
+from .inference import sigmoid, softmax
 
 if TYPE_CHECKING:
     from .predict import Classifier
@@ -159,12 +159,6 @@ def _label_arrays(logits: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, 
     return z, y
 
 
-def sigmoid(logits: np.ndarray, temperatures: np.ndarray | float = 1.0) -> np.ndarray:
-    """``sigmoid(logits / T)`` with one temperature per label column (or one for all), float64."""
-    z = np.asarray(logits, dtype=np.float64) / np.asarray(temperatures, dtype=np.float64)
-    return 1.0 / (1.0 + np.exp(-z))
-
-
 def label_nll(logits: np.ndarray, targets: np.ndarray, temperatures: np.ndarray | float = 1.0) -> np.ndarray:
     """Per-label mean binary negative log-likelihood (L,) of 0/1 ``targets`` (N, L) under
     ``sigmoid(logits / T_l)``."""
@@ -250,3 +244,49 @@ def multilabel_calibration_report(
         "per_label_ece_uncalibrated": before["per_label"],
         "per_label_ece": after["per_label"],
     }
+
+
+def store_label_calibration(folder: Any, logits: np.ndarray, targets: np.ndarray, source: str) -> dict[str, Any]:
+    """Fit per-label temperatures on held-out ``logits``/``targets`` (N, L) of a multi-label
+    model, tune its decision thresholds on the calibrated probabilities (thresholds.py), and
+    write both into the checkpoint ``folder``'s metadata (``temperatures``, ``thresholds``, and a
+    summary under ``extra["calibration"]`` and ``extra["thresholds"]``). A temperature keeps each
+    label's ranking, so thresholds tuned after calibration make the same decisions as thresholds
+    tuned before it would. Returns the calibration report with the thresholds added."""
+    from .metrics import precision_recall_f1
+    from .thresholds import tune_thresholds
+
+    temperatures = fit_label_temperatures(logits, targets)
+    report = multilabel_calibration_report(logits, targets, temperatures)
+    proba = sigmoid(logits, temperatures)
+    thresholds = tune_thresholds(targets, proba)
+    tuned, fixed = thresholds.apply(proba), proba >= 0.5
+    summary = {
+        "source": source,
+        "n": int(len(targets)),
+        "tuned_labels": int(sum(thresholds.tuned)),
+        "fallback_labels": int(len(thresholds.tuned) - sum(thresholds.tuned)),
+        "global_threshold": thresholds.global_threshold,
+        **{f"{avg}_f1": precision_recall_f1(targets, tuned, avg)[2] for avg in ("micro", "macro")},
+        **{f"{avg}_f1_at_0.5": precision_recall_f1(targets, fixed, avg)[2] for avg in ("micro", "macro")},
+    }
+    meta = read_meta(folder)
+    meta.temperatures = [float(t) for t in temperatures]
+    meta.thresholds = thresholds.to_dict()
+    meta.extra["calibration"] = {
+        "source": source,
+        "n": int(len(targets)),
+        **{k: report[k] for k in ("nll_uncalibrated", "nll", "ece_uncalibrated", "ece", "micro_ece_uncalibrated", "micro_ece")},
+    }
+    meta.extra["thresholds"] = summary
+    write_meta(folder, meta)
+    log.info(
+        "per-label temperatures fitted on %s (%d examples): NLL %.4f -> %.4f, ECE (mean per label) %.4f -> %.4f, "
+        "micro ECE %.4f -> %.4f; thresholds: %d tuned, %d at the global %.3f; micro-F1 %.4f (0.5: %.4f), "
+        "macro-F1 %.4f (0.5: %.4f)",
+        source, len(targets), report["nll_uncalibrated"], report["nll"], report["ece_uncalibrated"], report["ece"],
+        report["micro_ece_uncalibrated"], report["micro_ece"], summary["tuned_labels"], summary["fallback_labels"],
+        thresholds.global_threshold, summary["micro_f1"], summary["micro_f1_at_0.5"], summary["macro_f1"],
+        summary["macro_f1_at_0.5"],
+    )
+    return {**report, "thresholds": thresholds.to_dict(), "threshold_summary": summary}

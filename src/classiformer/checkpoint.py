@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from torch import nn
 
 from ._version import __version__
 from .models import build_model, model_config_from_dict
+from .thresholds import Thresholds
 from .tokenizers import Tokenizer, load_tokenizer, save_tokenizer
 
 log = logging.getLogger(__name__)
@@ -174,6 +176,16 @@ def save_checkpoint(
     return atomic_dir(Path(dest), write)
 
 
+def _thresholds_ok(value: object, n_labels: int) -> bool:
+    if not isinstance(value, dict):
+        return False
+    try:
+        t = Thresholds.from_dict(value)
+    except (KeyError, TypeError, ValueError):
+        return False
+    return len(t.per_label) == n_labels and all(math.isfinite(x) for x in t.per_label)
+
+
 def read_meta(folder: Path) -> CheckpointMeta:
     folder = Path(folder)
     if not folder.exists():
@@ -217,6 +229,10 @@ def read_meta(folder: Path) -> CheckpointMeta:
         "temperature": (number, "a positive number"),
         "classiformer_version": (lambda v: isinstance(v, str), "a string"),
         "created": (lambda v: isinstance(v, str), "a string"),
+        "problem_type": (lambda v: v in (SINGLE_LABEL, MULTI_LABEL), f"{SINGLE_LABEL!r} or {MULTI_LABEL!r}"),
+        "thresholds": (lambda v: v is None or _thresholds_ok(v, len(data["labels"])), "null or one threshold per label"),
+        "temperatures": (lambda v: v is None or (isinstance(v, list) and len(v) == len(data["labels"])
+                                                 and all(number(x) for x in v)), "null or one positive number per label"),
     }
     for key, (ok, what) in expected.items():
         if key in data and not ok(data[key]):

@@ -69,3 +69,11 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray, temperatures: np.ndarray | float = 1.0) -> np.ndarray:
+    """``sigmoid(logits / T)`` (float64) with one temperature per label column, or one for all:
+    the independent label probabilities of a multi-label model."""
+    z = np.asarray(logits, dtype=np.float64) / np.asarray(temperatures, dtype=np.float64)
+    # exp of a large positive number overflows (with a warning) though the result is 0 or 1 anyway.
+    return np.exp(-np.logaddexp(0.0, -z))

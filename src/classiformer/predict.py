@@ -21,8 +21,9 @@ from .checkpoint import CheckpointError, CheckpointMeta, apply_umask, load_check
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
 from .explain import DEFAULT_METHODS, Explanation, explain
-from .inference import logits_for, mean_by_owner, softmax
+from .inference import logits_for, mean_by_owner, sigmoid, softmax
 from .runtime import amp_dtype, bf16_worthwhile, resolve_device
+from .thresholds import Thresholds, fixed_thresholds
 from .tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class Classifier:
         bf16: bool = False,
         long_text: str | None = None,
         fp16: bool = False,
+        threshold: float | None = None,
     ) -> None:
         # Inference in bf16 (or fp16) converts the weights once: on CPUs with bf16 matrix units this
         # is much faster than autocast, which re-casts every weight on every call. On CPUs without
@@ -73,20 +75,27 @@ class Classifier:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.path = path
+        # Multi-label models: the label decisions' thresholds, tuned on validation unless overridden.
+        self.thresholds = (
+            Thresholds.from_dict(meta.thresholds) if meta.thresholds is not None else fixed_thresholds(0.5, len(self.labels))
+        )
+        if threshold is not None:
+            self.set_threshold(threshold)
 
     @classmethod
     def load(
         cls, path: str | Path, device: str | None = None, batch_size: int = 256, bf16: bool = False,
-        long_text: str | None = None, fp16: bool = False,
+        long_text: str | None = None, fp16: bool = False, threshold: float | None = None,
     ) -> Classifier:
         """``long_text`` (pretrained encoders): ``truncate``, ``head-tail`` or ``chunks``, overriding
         the checkpoint's setting; ``bf16`` / ``fp16``: bfloat16 / float16 weights and activations
         (logits come back as float32; fp16 is for GPUs without bf16). On a CPU without bf16 matrix
-        units ``bf16`` falls back to float32 unless ``CLASSIFORMER_BF16=force``."""
+        units ``bf16`` falls back to float32 unless ``CLASSIFORMER_BF16=force``. ``threshold``
+        (multi-label models): one decision threshold for every label instead of the tuned ones."""
         folder = resolve_model_path(path)
         dev = resolve_device(device)
         model, tokenizer, meta = load_checkpoint(folder, map_location=dev)
-        return cls(model, tokenizer, meta, dev, batch_size, folder, bf16, long_text, fp16)
+        return cls(model, tokenizer, meta, dev, batch_size, folder, bf16, long_text, fp16, threshold)
 
     @property
     def temperature(self) -> float:
@@ -113,15 +122,43 @@ class Classifier:
         data = EncodedDataset(self.tokenizer.encode(texts))
         return logits_for(self.model, data, self.tokenizer.pad_id, self.batch_size, self.device, progress)
 
-    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Class probabilities (N, C), columns in the order of ``self.labels``; calibrated when the
-        checkpoint stores a temperature."""
-        logits = self.logits(texts, progress)
-        return softmax(logits, self.temperature) if len(logits) else logits
+    @property
+    def multi_label(self) -> bool:
+        return self.meta.multi_label
 
-    def predict(self, texts: Sequence[str], progress: bool = False) -> list[str]:
+    def set_threshold(self, value: float) -> None:
+        """Decide every label of a multi-label model at ``value`` instead of its tuned threshold."""
+        if not self.multi_label:
+            raise ValueError("a decision threshold applies to multi-label models; this one picks one class per text")
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"a threshold is a probability in [0, 1], got {value}")
+        self.thresholds = fixed_thresholds(value, len(self.labels))
+
+    def predict_proba(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        """Probabilities (N, C), columns in the order of ``self.labels``: a softmax over classes, or
+        for a multi-label model one independent sigmoid per label (rows need not sum to 1);
+        calibrated when the checkpoint stores a temperature (one per label for multi-label)."""
+        logits = self.logits(texts, progress)
+        if not len(logits):
+            return logits
+        if self.multi_label:
+            return sigmoid(logits, np.asarray(self.meta.temperatures or 1.0)).astype(np.float32)
+        return softmax(logits, self.temperature)
+
+    def predict(self, texts: Sequence[str], progress: bool = False) -> list[Any]:
+        """The predicted class of each text, or for a multi-label model the list of its labels at
+        or above their thresholds (possibly empty), in label order."""
+        if self.multi_label:
+            return self.predict_label_sets(texts, progress)
         proba = self.predict_proba(texts, progress)
         return [self.labels[i] for i in proba.argmax(axis=1)]
+
+    def predict_label_sets(self, texts: Sequence[str], progress: bool = False) -> list[list[str]]:
+        """Each text's labels whose probability reaches the label's threshold (multi-label models)."""
+        if not self.multi_label:
+            raise ValueError("label sets come from multi-label models; this one picks one class per text (predict)")
+        chosen = self.thresholds.apply(self.predict_proba(texts, progress))
+        return [[self.labels[j] for j in np.flatnonzero(row)] for row in chosen]
 
     def explain(self, text: str, methods: Sequence[str] = DEFAULT_METHODS, words: bool = False) -> Explanation:
         """Which tokens (or, with ``words``, words) the prediction for ``text`` rests on, by
@@ -137,6 +174,8 @@ class Classifier:
             "model": self.meta.model,
             "tokenizer": self.tokenizer.to_config(),
             "temperature": self.temperature,
+            "problem_type": self.meta.problem_type,
+            **({"thresholds": self.thresholds.per_label} if self.multi_label else {}),
             "format_version": self.meta.format_version,
             "classiformer_version": self.meta.classiformer_version,
         }

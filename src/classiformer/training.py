@@ -35,7 +35,7 @@ from .checkpoint import (
 from .config import ConfigError, RunConfig, TrainConfig
 from .data.batching import EncodedDataset, batch_of, bucketed_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
-from .inference import logits_for
+from .inference import logits_for, sigmoid
 from .losses import Loss, bce_with_logits, class_weights
 from .metrics import (
     classification_report,
@@ -385,7 +385,7 @@ def multilabel_validation(logits: np.ndarray, targets: np.ndarray) -> dict[str, 
     how the model will be used, so it ranks epochs best) and at 0.5, subset accuracy and LRAP."""
     y = np.asarray(targets)
     loss = float(bce_with_logits(torch.from_numpy(logits), torch.from_numpy(y)))
-    scores = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))  # (N, L)
+    scores = sigmoid(logits)  # (N, L)
     tuned = tune_thresholds(y, scores).apply(scores)
     fixed = scores >= 0.5
     return {
@@ -489,10 +489,16 @@ def fit(
 
 
 def calibrate_best(folder: Path, val: EncodedDataset, batch_size: int, device: torch.device) -> float:
-    """Temperature scaling of the best checkpoint on the validation split (Guo et al., 2017)."""
+    """Temperature scaling of the best checkpoint on the validation split (Guo et al., 2017); for a
+    multi-label model, a temperature per label and then the tuned decision thresholds."""
     from .calibration import store_temperature
 
-    model, tokenizer, _ = load_checkpoint(folder, map_location=device)
+    model, tokenizer, meta = load_checkpoint(folder, map_location=device)
     logits = logits_for(model, val, tokenizer.pad_id, batch_size, device)
     assert val.labels is not None
+    if meta.multi_label:
+        from .calibration import store_label_calibration
+
+        store_label_calibration(folder, logits, val.labels, "validation split")
+        return 1.0
     return float(store_temperature(folder, logits, val.labels, "validation split")["temperature"])

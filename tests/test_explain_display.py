@@ -51,6 +51,7 @@ def test_pooling_weights_are_one_row_with_a_legend() -> None:
     fig = attention_figure(np.full((1, 9), 1 / 9), TOKENS[:9])
     (im,) = panels(fig)
     assert im.get_array().shape == (1, 9) and (im.norm.vmin, im.norm.vmax) == (0.0, 1.0)
+    assert list(im.axes.get_yticks()) == []  # one row: no query axis to label
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
     plt.close(fig)
 

@@ -412,8 +412,9 @@ def explain(
                     model, input_ids, mask, target, steps=steps, temperature=clf.temperature
                 ).detach().cpu().numpy()
             elif method == "ngram":
-                if branch is None:
-                    log.info("%s has no n-gram branch; skipping ngram", type(model).__name__)
+                if branch is None:  # worth a word only when asked for, not as one of the defaults
+                    level = logging.DEBUG if tuple(methods) == DEFAULT_METHODS else logging.INFO
+                    log.log(level, "%s has no n-gram branch; skipping ngram", type(model).__name__)
                     continue
                 with torch.no_grad():
                     scores[method] = ngram_scores(branch, input_ids, target).cpu().numpy()

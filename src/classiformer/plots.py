@@ -173,12 +173,15 @@ def attention_figure(
         im = ax.imshow(panels[k], cmap=ATTENTION_CMAP, vmin=0.0, vmax=1.0, aspect="auto", interpolation="nearest")
         if labelled:
             ax.set_xticks(range(cols), tokens[:cols], rotation=90, fontsize=font)
-            ax.set_yticks(range(rows), tokens[:rows] if square else [""] * rows, fontsize=font)
+            if square:
+                ax.set_yticks(range(rows), tokens[:rows], fontsize=font)
+            else:
+                ax.set_yticks([])
         else:
             ax.set_xticks([])
             ax.set_yticks([])
         if k // ncols == nrows - 1 or k + ncols >= n:
-            ax.set_xlabel("attended to (key)", fontsize=8)
+            ax.set_xlabel("attended to (key)" if square else "token", fontsize=8)
         if square and k % ncols == 0:
             ax.set_ylabel("attending (query)", fontsize=8)
         if names[k]:

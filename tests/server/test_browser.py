@@ -58,6 +58,7 @@ def test_page_classifies_typed_text(browser, classifier: Classifier, tmp_path: P
         )
         explained = page.get_attribute("#explanation", "data-ready") == "true"
         note = page.text_content("#explain-note") or ""
+        special_box = page.is_visible("#special-box")  # word tokens: no special tokens to offer
         shot = tmp_path / "page.png"
         page.screenshot(path=str(shot), full_page=True)
         page.close()
@@ -69,6 +70,7 @@ def test_page_classifies_typed_text(browser, classifier: Classifier, tmp_path: P
     for lbl, p in zip(classifier.labels, expected):
         assert abs(widths[lbl] - p) < 0.002  # each bar is its class probability
     assert explained, note
+    assert not special_box
     assert shot.stat().st_size > 5_000
     keep = os.environ.get("CLASSIFORMER_SCREENSHOT")
     if keep:
@@ -127,12 +129,13 @@ def test_page_explanation_is_readable(browser, classifier: Classifier, tmp_path:
         even, focused, ignored = centre(0, 0), centre(1, 4), centre(1, 0)
         shot = tmp_path / "explanation.png"
         page.screenshot(path=str(shot), full_page=True)
+        special_box = page.is_visible("#special-box")
         page.check("#show-special")
         everything = page.eval_on_selector_all("#tokens .tok", "spans => spans.map(s => s.textContent)")
         page.close()
     assert not errors, errors
     assert shown == tokens[1:-1]  # no [CLS], no [SEP] by default
-    assert everything == tokens
+    assert special_box and everything == tokens
     assert "2 special tokens left out" in scale
     assert "only the transformer part" in notes
     assert legend_visible and "0" in legend and "1" in legend and "fixed 0–1 scale" in legend

@@ -155,6 +155,7 @@ function showExplanation(ex) {
     const o = document.createElement("option"); o.value = m; o.textContent = m; select.appendChild(o);
   }
   if (previous && ex.importance[previous]) select.value = previous;
+  $("special-box").hidden = !(ex.special || []).some(Boolean);
   const notes = $("explain-notes");
   notes.replaceChildren();
   for (const n of ex.notes || []) {

@@ -103,11 +103,12 @@ def test_jsonl_strings_may_hold_unicode_line_separators(tmp_path: Path) -> None:
     assert list(iter_texts(p, skip_bad_rows=True)) == [(1, f"one{SEPARATORS}two"), (2, "three")]
 
 
-@pytest.mark.parametrize("label", [True, False, 1.5, 1.0, None, [1], {"a": 1}])
+# A list is a multi-label set (issue 13); its members are checked like single labels.
+@pytest.mark.parametrize("label", [True, False, 1.5, 1.0, None, [True], [1.5], [None], {"a": 1}])
 def test_jsonl_labels_that_are_not_strings_or_integers_are_refused(tmp_path: Path, label: object) -> None:
     p = tmp_path / "labels.jsonl"
     p.write_text(json.dumps({"text": "fine", "label": "a"}) + "\n" + json.dumps({"text": "ok", "label": label}) + "\n")
-    with pytest.raises(DataError, match=r"labels.jsonl:2: (label is|missing label)"):
+    with pytest.raises(DataError, match=r"labels.jsonl:2: (label is|missing label|the label list holds)"):
         read_dataset(p)
 
 

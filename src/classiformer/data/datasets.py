@@ -37,7 +37,10 @@ class DataError(ValueError):
 
 @dataclass
 class TextDataset:
-    """Texts with optional string labels (``None`` for unlabelled data)."""
+    """Texts with optional string labels (``None`` for unlabelled data).
+
+    Multi-label data (a list of labels per example, possibly empty) has ``label_sets`` instead of
+    ``labels``; ``is_multi_label`` tells which."""
 
     texts: list[str]
     labels: list[str] | None
@@ -47,10 +50,32 @@ class TextDataset:
     # How the file was read (set by read_dataset); a trained model keeps it, so that evaluating it
     # on another file of the same layout needs no column options again.
     columns: Columns | None = None
+    label_sets: list[list[str]] | None = None
 
     def __post_init__(self) -> None:
         if self.labels is not None and len(self.labels) != len(self.texts):
             raise ValueError(f"{len(self.texts)} texts but {len(self.labels)} labels")
+        if self.label_sets is not None:
+            if self.labels is not None:
+                raise ValueError("a dataset has either labels (one per text) or label_sets (multi-label), not both")
+            if len(self.label_sets) != len(self.texts):
+                raise ValueError(f"{len(self.texts)} texts but {len(self.label_sets)} label sets")
+
+    @property
+    def is_multi_label(self) -> bool:
+        return self.label_sets is not None
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None or self.label_sets is not None
+
+    def as_multi_label(self) -> TextDataset:
+        """The same examples with each label as a one-label set (to train a multi-label model on
+        single-label data, ``--multi-label``)."""
+        if self.label_sets is not None or self.labels is None:
+            return self
+        return TextDataset(self.texts, None, self.source, self.lines, self.skipped, self.columns,
+                           [[lbl] for lbl in self.labels])
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -62,10 +87,16 @@ class TextDataset:
             source=self.source,
             lines=None if self.lines is None else [self.lines[i] for i in indices],
             columns=self.columns,
+            label_sets=None if self.label_sets is None else [self.label_sets[i] for i in indices],
         )
 
     def label_names(self) -> list[str]:
         """Distinct labels, sorted (numerically when all labels are integers)."""
+        if self.label_sets is not None:
+            names = {lbl for s in self.label_sets for lbl in s}
+            if not names:
+                raise DataError(f"{self.source}: no example has a label")
+            return sort_labels(names)
         if self.labels is None:
             raise DataError(f"{self.source}: dataset has no labels")
         return sort_labels(set(self.labels))
@@ -80,9 +111,17 @@ def sort_labels(labels: set[str] | list[str]) -> list[str]:
 
 def check_labels_known(dataset: TextDataset, known: Sequence[str]) -> None:
     """Fail on labels that the model was not trained on, naming the first offending line."""
+    known_set = set(known)
+    if dataset.label_sets is not None:
+        for i, labels in enumerate(dataset.label_sets):
+            for label in labels:
+                if label not in known_set:
+                    line = dataset.lines[i] if dataset.lines else i + 1
+                    raise DataError(f"{dataset.source}:{line}: label {label!r} was not seen in training "
+                                    f"(known labels: {list(known)})")
+        return
     if dataset.labels is None:
         return
-    known_set = set(known)
     for i, label in enumerate(dataset.labels):
         if label not in known_set:
             line = dataset.lines[i] if dataset.lines else i + 1
@@ -95,7 +134,16 @@ def check_labels_known(dataset: TextDataset, known: Sequence[str]) -> None:
 def stratified_split(
     dataset: TextDataset, fraction: float, seed: int
 ) -> tuple[TextDataset, TextDataset]:
-    """Carve a validation split of ``fraction`` from ``dataset``, per class, seeded."""
+    """Carve a validation split of ``fraction`` from ``dataset``, per class, seeded; multi-label
+    data by iterative stratification (stratify.py), so rare labels land on both sides."""
+    if dataset.label_sets is not None:
+        from .stratify import iterative_split
+
+        try:
+            train, val = iterative_split(dataset.label_sets, fraction, seed)
+        except ValueError as e:
+            raise DataError(f"{dataset.source}: {e}") from None
+        return dataset.subset(train), dataset.subset(val)
     if dataset.labels is None:
         raise DataError(f"{dataset.source}: cannot split an unlabelled dataset")
     by_label: dict[str, list[int]] = defaultdict(list)
@@ -143,6 +191,9 @@ class Columns:
     text: list[str | int] = field(default_factory=lambda: ["text"])
     header: bool = True
     label_map: dict[str, str] | None = None  # e.g. {"1": "World", ...}
+    # CSV/TSV multi-label data: the label field holds labels joined by this (e.g. "|"); an empty
+    # field is an example with no label. JSON needs none: a list in the label field is a label set.
+    label_sep: str | None = None
 
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -161,6 +212,7 @@ class _Row(NamedTuple):
     text: str = ""
     label: str | None = None
     problem: str | None = None
+    label_set: tuple[str, ...] | None = None  # a list of labels (multi-label data); ``label`` is then None
 
 
 def _json_kind(value: object) -> str:
@@ -198,6 +250,18 @@ def _make_row(line: int, values: list[object], names: Sequence[str], label: obje
         return _Row(line, problem="empty text")
     if not labelled:
         return _Row(line, text)
+    if isinstance(label, (list, tuple)):
+        chosen: list[str] = []
+        for value in label:
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                return _Row(line, problem=f"the label list holds {_json_kind(value)}; labels must be strings or integers")
+            name = value.strip() if isinstance(value, str) else str(value)
+            if not name:
+                return _Row(line, problem="an empty label in the label list")
+            if name in chosen:
+                return _Row(line, problem=f"label {name!r} listed twice")
+            chosen.append(name)
+        return _Row(line, text, label_set=tuple(chosen))
     if label is None or (isinstance(label, str) and not label.strip()):
         return _Row(line, problem="missing label")
     if isinstance(label, bool) or not isinstance(label, (str, int)):
@@ -302,9 +366,11 @@ def _blank(row: list[str]) -> bool:
 
 
 def _csv_rows(
-    path: Path, delimiter: str, text_cols: Sequence[str | int], label_col: str | int | None, header: bool
+    path: Path, delimiter: str, text_cols: Sequence[str | int], label_col: str | int | None, header: bool,
+    label_sep: str | None = None,
 ) -> Iterator[_Row]:
-    """Records of a CSV/TSV file. ``label_col=None``: no label is read (prediction).
+    """Records of a CSV/TSV file. ``label_col=None``: no label is read (prediction). With
+    ``label_sep`` the label field is a list of labels joined by it (empty: no label).
 
     Every record must have as many fields as the header (or, without a header, as the first
     record): a row with more fields than that usually holds an unquoted delimiter, and taking the
@@ -352,7 +418,9 @@ def _csv_rows(
                         problem += f"; quote texts that contain {sep}"
                 yield _Row(line, problem=problem)
                 continue
-            label = None if label_idx is None else row[label_idx]
+            label: str | list[str] | None = None if label_idx is None else row[label_idx]
+            if label_sep and isinstance(label, str):
+                label = label.split(label_sep) if label.strip() else []
             yield _make_row(line, [row[i] for i in text_idx], text_names, label, labelled)
         if not seen:
             raise _empty(path)
@@ -390,6 +458,8 @@ def _jsonl_rows(path: Path, text_keys: Sequence[str], label_key: str | None) -> 
         if not isinstance(obj, dict):
             yield _Row(line_no, problem=f"expected a JSON object, found {_json_kind(obj)}")
             continue
+        if label_key == "label" and "label" not in obj and "labels" in obj:
+            obj["label"] = obj["labels"]  # the usual name of a multi-label field
         missing = [k for k in wanted if k not in obj]
         if missing:
             yield _Row(line_no, problem=f"missing field(s) {missing}; found {sorted(obj)}")
@@ -426,6 +496,8 @@ class _RowSink:
         self.path, self.columns, self.skip, self.labelled = path, columns, skip_bad_rows, labelled
         self.texts: list[str] = []
         self.labels: list[str] = []
+        self.label_sets: list[list[str]] = []
+        self.any_list = bool(columns.label_sep)  # multi-label as soon as one row has a label list
         self.lines: list[int] = []
         self.skipped = 0
 
@@ -439,14 +511,20 @@ class _RowSink:
     def take(self, row: _Row, source: Path | None = None) -> None:
         if row.problem is not None:
             return self.bad(row.line, row.problem, source)
-        label = row.label
         if self.labelled:
-            assert label is not None  # _make_row gives every valid labelled row a label
-            if self.columns.label_map is not None:
-                if label not in self.columns.label_map:
-                    return self.bad(row.line, f"unknown class {label!r}; expected one of {list(self.columns.label_map)}", source)
-                label = self.columns.label_map[label]
-            self.labels.append(label)
+            given = list(row.label_set) if row.label_set is not None else [row.label]
+            self.any_list = self.any_list or row.label_set is not None
+            names: list[str] = []
+            for label in given:
+                assert label is not None  # _make_row gives every valid labelled row a label
+                if self.columns.label_map is not None:
+                    if label not in self.columns.label_map:
+                        return self.bad(row.line, f"unknown class {label!r}; expected one of {list(self.columns.label_map)}", source)
+                    label = self.columns.label_map[label]
+                names.append(label)
+            self.label_sets.append(names)
+            if row.label_set is None:
+                self.labels.append(names[0])
         self.texts.append(row.text)
         self.lines.append(row.line)
 
@@ -455,12 +533,17 @@ class _RowSink:
             log.warning("%s: skipped %d bad row(s)", self.path, self.skipped)
         if not self.texts:
             raise DataError(f"{self.path}: no usable rows")
+        multi = self.labelled and self.any_list
+        if multi:
+            empty = sum(1 for s in self.label_sets if not s)
+            log.info("%s: multi-label data, %d example(s), %d without any label", self.path, len(self.texts), empty)
         return TextDataset(
             texts=self.texts,
-            labels=self.labels if self.labelled else None,
+            labels=self.labels if self.labelled and not multi else None,
             source=str(self.path),
             lines=self.lines,
             skipped=self.skipped,
+            label_sets=self.label_sets if multi else None,
         )
 
 
@@ -476,7 +559,8 @@ def read_delimited(
     path: Path, columns: Columns, delimiter: str, skip_bad_rows: bool = False, labelled: bool = True
 ) -> TextDataset:
     sink = _RowSink(path, columns, skip_bad_rows, labelled)
-    for row in _csv_rows(path, delimiter, columns.text, _label_column(path, columns, labelled), columns.header):
+    for row in _csv_rows(path, delimiter, columns.text, _label_column(path, columns, labelled), columns.header,
+                         columns.label_sep):
         sink.take(row)
     return sink.finish()
 
@@ -608,7 +692,8 @@ def iter_texts(
         raise DataError(f"{p}: unknown format {kind or '(no extension)'} for prediction input; "
                         "use .csv, .tsv, .jsonl or .txt (each optionally .gz)")
     skipped = 0
-    for line, text, _, problem in rows:
+    for row in rows:
+        line, text, problem = row.line, row.text, row.problem
         if problem is None:
             yield line, text
         elif skip_bad_rows:

@@ -114,24 +114,57 @@ def apply_umask(path: Path) -> None:
 
 
 def atomic_dir(dest: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` on a fresh temporary folder beside ``dest``, then swap it into place."""
+    """Run ``write(tmp)`` on a fresh temporary folder beside ``dest``, then swap it into place.
+    A process killed on the way leaves ``.NAME.tmp-*`` / ``.NAME.old-*`` folders, which
+    :func:`recover_leftovers` sorts out."""
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+    old: Path | None = None
     try:
         write(tmp)
         apply_umask(tmp)
-        old = None
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{time.monotonic_ns()}")
             os.rename(dest, old)
         os.rename(tmp, dest)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        # Stopped between the two renames (an error, or a second Ctrl-C): put the good one back.
+        if old is not None and old.exists() and not dest.exists():
+            os.rename(old, dest)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return dest
+
+
+def recover_leftovers(parent: Path, names: tuple[str, ...] = ("best", "last")) -> list[str]:
+    """Sort out what a process killed while writing checkpoints ``parent/NAME`` left behind:
+    temporary folders (``.NAME.tmp-*``, complete only once renamed) are removed; a checkpoint
+    moved aside (``.NAME.old-*``) is removed when ``NAME`` exists, and put back as ``NAME`` when it
+    does not (the process died between atomic_dir's two renames: the one moved aside is the last
+    complete checkpoint). Only for a folder no other process writes to (training holds its lock).
+    Returns one line per thing done."""
+    parent = Path(parent)
+    done: list[str] = []
+    for name in names:
+        dest = parent / name
+        for tmp in sorted(parent.glob(f".{name}.tmp-*")):
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            done.append(f"removed {tmp.name}, an unfinished write of {name}/")
+        olds = sorted((p for p in parent.glob(f".{name}.old-*") if p.is_dir()), key=lambda p: p.stat().st_mtime_ns)
+        if olds and not dest.exists() and (olds[-1] / META_FILE).exists():
+            newest = olds.pop()
+            os.rename(newest, dest)
+            done.append(f"recovered {name}/ from {newest.name} (the previous write stopped between its renames)")
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)
+            done.append(f"removed {old.name}, a replaced copy of {name}/")
+    return done
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -5,6 +5,15 @@ schedule, gradient clipping and accumulation, length-bucketed dynamic padding, v
 epoch, early stopping, ``best`` and ``last`` checkpoints, and exact resumption: the ``last``
 checkpoint holds the optimizer, scheduler and RNG state and the position inside the epoch, so a
 run stopped by Ctrl-C or a kill continues with ``resume=True`` as if it had never stopped.
+
+While training runs, SIGINT (Ctrl-C) and SIGTERM (a scheduler, ``timeout``, ``docker stop``) only
+ask for a stop, which happens at the next safe point: after a whole optimizer step with its
+bookkeeping, or after an epoch's validation and checkpoints. There ``last/`` is saved and
+:class:`TrainingInterrupted` is raised. A signal acted on at once could land between the
+optimizer step and the step counter (resume would apply a batch twice) or while ``best/`` is
+written (the history would hold the epoch twice). A second signal stops at once, without saving:
+checkpoints are written atomically, so ``last/`` then holds the previous safe point. This is the
+"Ctrl-C stops cleanly" habit of pytorch/examples' word_language_model, made exact.
 """
 
 from __future__ import annotations
@@ -12,9 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import signal
+import socket
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +43,12 @@ from .checkpoint import (
     atomic_write_text,
     load_checkpoint,
     load_trainer_state,
+    read_meta,
+    recover_leftovers,
     save_checkpoint,
 )
 from .config import ConfigError, RunConfig, TrainConfig
-from .data.batching import EncodedDataset, batch_of, bucketed_batches
+from .data.batching import EncodedDataset, batch_of, bucketed_batches, sorted_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
 from .inference import logits_for, sigmoid
 from .losses import Loss, bce_with_logits, class_weights
@@ -72,6 +87,7 @@ class TrainResult:
     train_samples_per_sec: float
     stopped_early: bool = False
     temperature: float = 1.0  # fitted on the validation split (temperature scaling)
+    already_complete: bool = False  # resume found nothing left to train
 
     @property
     def best_dir(self) -> Path:
@@ -80,6 +96,66 @@ class TrainResult:
     @property
     def last_dir(self) -> Path:
         return self.run_dir / "last"
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training was stopped by signal ``signum`` (SIGINT or SIGTERM). With ``saved``, ``last/``
+    holds the moment of stopping; without (a second signal stopped at once), the previous safe
+    point. Either way ``resume=True`` continues exactly. A ``KeyboardInterrupt``, so code that
+    handles Ctrl-C handles this too."""
+
+    def __init__(self, message: str, signum: int, saved: bool = True) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.saved = saved
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+class StopSignals:
+    """While active, SIGINT and SIGTERM only note that a stop was asked for (``signum``), for the
+    training loop to act on at its next safe point; a second signal raises
+    :class:`TrainingInterrupted` at once. The previous handlers come back on exit. Handlers can
+    only be set in the main thread (where Python runs them); elsewhere this does nothing.
+    Re-entrant: nested uses share one set of handlers."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._depth = 0
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if self._depth == 0 and threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._note)
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            for sig, handler in self._previous.items():
+                # None: a handler not set from Python, which cannot be put back; the default is closest
+                signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+            self._previous.clear()
+
+    def _note(self, signum: int, frame: object) -> None:
+        # Nothing else here, logging included: this runs between any two bytecodes of the loop,
+        # possibly inside a write to the same stream.
+        if self.signum is not None:
+            raise TrainingInterrupted(
+                f"stopped at once by a second {_signal_name(signum)}: last/ holds the last safe point "
+                "(work since then is lost); continue with resume=True (--resume)",
+                signum, saved=False,
+            )
+        self.signum = signum
 
 
 @dataclass
@@ -181,6 +257,7 @@ class Trainer:
         progress: bool = True,
         on_step: Callable[[int], None] | None = None,
         loss: Loss | None = None,
+        signals: StopSignals | None = None,
     ) -> None:
         self.model = model.to(device)
         self.tokenizer = tokenizer
@@ -189,7 +266,10 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.device = device
         self.progress = progress
-        self.on_step = on_step  # called with the optimizer step count (tests use it to interrupt)
+        # Called with the optimizer step count after each whole step; raising KeyboardInterrupt
+        # there stops the run at that step as a signal would (tests use it to interrupt).
+        self.on_step = on_step
+        self.signals = signals or StopSignals()
         # Softmax cross-entropy (class-weighted if asked) or, for multi-label models, sigmoid BCE.
         self.loss = (loss or Loss(multi_label=meta.multi_label, label_smoothing=config.label_smoothing)).to(device)
         if self.loss.multi_label != meta.multi_label:
@@ -208,6 +288,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=config.fp16)
         self.state = _State()
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
+        self._saved_at: tuple[int, int, int] | None = None  # (epoch, batches_done, step) of last/
 
     # -- checkpointing --------------------------------------------------------------------------
 
@@ -224,8 +305,13 @@ class Trainer:
             "history": json.dumps(s.history),
         }
 
+    def _position(self) -> tuple[int, int, int]:
+        s = self.state
+        return s.epoch, s.batches_done, s.step
+
     def save_last(self, rng: torch.Tensor) -> None:
         save_checkpoint(self.run_dir / "last", self.model, self.tokenizer, self.meta, self._trainer_state(rng))
+        self._saved_at = self._position()
 
     def restore(self, folder: Path) -> None:
         state = load_trainer_state(folder)
@@ -238,6 +324,26 @@ class Trainer:
         if state.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.state = _State(**state["progress"], history=json.loads(state["history"]))
+        self._saved_at = self._position()
+
+    def _stop_if_asked(self, rng: torch.Tensor, losses: _LossLog | None = None, t0: float | None = None) -> None:
+        """At a safe point: when a stop was asked for, save ``last/`` and raise."""
+        signum = self.signals.signum
+        if signum is None:
+            return
+        s = self.state
+        if losses is not None:
+            losses.flush()
+        if t0 is not None:
+            s.train_seconds += time.perf_counter() - t0
+        if self._saved_at != self._position():
+            self.save_last(rng)
+        message = (
+            f"stopped by {_signal_name(signum)} at epoch {s.epoch + 1}, step {s.step}: "
+            f"{self.run_dir / 'last'} holds this point; continue with resume=True (--resume)"
+        )
+        log.warning("%s", message)
+        raise TrainingInterrupted(message, signum)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -253,33 +359,69 @@ class Trainer:
         report = classification_report(data.labels, logits.argmax(1), self.meta.labels)
         return {"val_loss": loss, "val_accuracy": report["accuracy"], "val_macro_f1": report["macro_f1"]}
 
+    def _fill_feature_cache(self, data: EncodedDataset, key: str, rng: torch.Tensor) -> None:
+        """Compute the cached features of every example of ``data`` now, in length-sorted batches
+        fixed by the data. Filled lazily, an example's features would come from the first training
+        batch that held it, and a resumed run (whose cache starts empty) would compute them in other
+        batches, of other shapes, whose matrix products round differently (by ~1e-8): every later
+        step would differ from the uninterrupted run's."""
+        multiple, limit = pad_multiple(self.device), int(data.lengths.max(initial=0))
+        batches = sorted_batches(data.lengths, self.cfg.eval_batch_size)
+        unlabelled = EncodedDataset(data.ids)
+        self.model.eval()
+        try:
+            for idx in tqdm(batches, desc=f"{key} features", unit="batch", disable=not self.progress, leave=False):
+                self._stop_if_asked(rng)
+                batch = batch_of(unlabelled, idx, self.tokenizer.pad_id, multiple, limit)
+                with torch.inference_mode(), autocast(self.device, self.amp):
+                    self.model(
+                        input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device),
+                        index=batch["index"], cache_key=key,
+                    )
+        finally:
+            self.model.train()
+
     def train(self, train: EncodedDataset, val: EncodedDataset, resume_from: Path | None = None) -> TrainResult:
+        """Train to ``config.epochs`` (from ``resume_from``'s trainer state, when given). Raises
+        :class:`TrainingInterrupted` when SIGINT or SIGTERM stopped it (see the module docstring)."""
+        with self.signals:
+            return self._train(train, val, resume_from)
+
+    def _train(self, train: EncodedDataset, val: EncodedDataset, resume_from: Path | None) -> TrainResult:
         cfg, s = self.cfg, self.state
         assert train.labels is not None
         lengths = train.lengths
         n_batches = math.ceil(len(train) / cfg.batch_size)
         steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
         total = steps_per_epoch * cfg.epochs
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(cfg.schedule, int(cfg.warmup * total), total)
-        )
+        schedule = lr_lambda(cfg.schedule, int(cfg.warmup * total), total)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         if resume_from is not None:
             self.restore(resume_from)
             s = self.state
+            # The schedule follows this run's epochs, which a resume may have changed: the next step
+            # uses the rate planned for it (the same float as before when nothing changed).
+            for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
+                group["lr"] = base * schedule(self.scheduler.last_epoch)
+            if s.stopped_early and not (cfg.patience and s.bad_epochs >= cfg.patience):
+                s.stopped_early = False  # more patience was given
             log.info("resuming at epoch %d, batch %d (step %d)", s.epoch + 1, s.batches_done, s.step)
         else:
             seed_everything(cfg.seed)
+        rng_at_step = torch.get_rng_state()  # the state of the RNG as of the last whole step
         # Models that cache per-example work (a frozen encoder's features) get one cache per set.
         prepare = getattr(self.model, "prepare_feature_cache", None)
         clear = getattr(self.model, "clear_feature_cache", None)
-        if prepare is not None:
-            prepare("train", len(train), self.run_dir / "feature_cache")
-            prepare("val", len(val), self.run_dir / "feature_cache")
-        self.model.train()
-        multiple, limit = pad_multiple(self.device), int(lengths.max(initial=0))
-        rng_at_step = torch.get_rng_state()
         try:
+            if prepare is not None:
+                prepare("train", len(train), self.run_dir / "feature_cache")
+                prepare("val", len(val), self.run_dir / "feature_cache")
+                if getattr(self.model, "caches_features", False):
+                    self._fill_feature_cache(train, "train", rng_at_step)
+            self.model.train()
+            multiple, limit = pad_multiple(self.device), int(lengths.max(initial=0))
             while s.epoch < cfg.epochs and not s.stopped_early:
+                self._stop_if_asked(rng_at_step)  # before the first step, or after an epoch's bookkeeping
                 batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch)
                 bar = tqdm(
                     total=len(batches), initial=s.batches_done, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
@@ -321,7 +463,11 @@ class Trainer:
                             self.save_last(rng_at_step)
                             t0 = time.perf_counter()
                         if self.on_step is not None:
-                            self.on_step(s.step)
+                            try:
+                                self.on_step(s.step)
+                            except KeyboardInterrupt:
+                                self.signals.signum = self.signals.signum or signal.SIGINT
+                        self._stop_if_asked(rng_at_step, losses, t0)  # a whole step is done
                     bar.update(1)
                 bar.close()
                 losses.flush()
@@ -330,13 +476,6 @@ class Trainer:
                 self._end_epoch(val)
                 rng_at_step = torch.get_rng_state()
                 self.save_last(rng_at_step)
-        except KeyboardInterrupt:
-            # Keep what was learned up to the last optimizer step; --resume picks up from there.
-            log.warning("interrupted: saving the last checkpoint; continue with --resume")
-            losses.flush()
-            s.train_seconds += time.perf_counter() - t0
-            self.save_last(rng_at_step)
-            raise
         finally:
             if clear is not None:
                 clear()
@@ -399,8 +538,158 @@ def multilabel_validation(logits: np.ndarray, targets: np.ndarray) -> dict[str, 
     }
 
 
+# What a resumed run may change: how long it trains, when it stops early, how often it saves and
+# how big its evaluation batches are. Anything else would make it another run under the same name.
+RESUMABLE = ("train.epochs", "train.patience", "train.checkpoint_every", "train.eval_batch_size")
+# Model settings that fit itself fills in from the data and the tokenizer: no one chooses them.
+DERIVED = ("model.vocab_size", "model.max_length", "model.pad_id", "model.unk_id", "model.num_labels", "model.labels")
+LOCK_FILE = ".lock"
+
+
+class ResumeConflict(ConfigError):
+    """A resumed run was asked to change settings that cannot change mid-run; ``changes`` maps
+    each ``section.key`` to its (stored, asked) values."""
+
+    def __init__(self, message: str, changes: dict[str, tuple[Any, Any]]) -> None:
+        super().__init__(message)
+        self.changes = changes
+
+
+class RunFolderBusy(FileExistsError):
+    """Another process is training into the same run folder."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder while training writes into it: two runs into one folder
+    would mix their checkpoints and logs. The lock file (``.lock``) names the owner (pid, host,
+    start time). The lock itself is the kernel's ``flock``, released when its owner ends however
+    it ends, so a lock file left by a killed run is free and is taken over, with a warning."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = Path(folder) / LOCK_FILE
+        self._fd: int | None = None
+
+    @staticmethod
+    def _owner(fd: int) -> dict[str, Any]:
+        os.lseek(fd, 0, os.SEEK_SET)
+        try:
+            data = json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def __enter__(self) -> RunLock:
+        try:
+            import fcntl
+        except ImportError:  # not a POSIX system
+            log.warning("%s: file locks are not available here; the run folder is not protected", self.path.parent)
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = self._owner(fd)
+            os.close(fd)
+            raise RunFolderBusy(
+                f"{self.path.parent} is in use by another training run (pid {owner.get('pid', '?')} on "
+                f"{owner.get('host', '?')}, since {owner.get('started', '?')}); wait for it to end or "
+                "choose another output folder"
+            ) from None
+        previous = self._owner(fd)
+        if previous.get("pid") not in (None, os.getpid()):
+            log.warning(
+                "%s: taking over the lock of pid %s on %s (since %s), which ended without releasing it",
+                self.path.parent, previous.get("pid"), previous.get("host", "?"), previous.get("started", "?"),
+            )
+        owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, json.dumps(owner).encode("utf-8"))
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            import fcntl
+
+            os.ftruncate(self._fd, 0)  # an empty lock file: released cleanly
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _flat(config: dict[str, Any]) -> dict[str, Any]:
+    flat = {f"{section}.{k}": v for section in ("model", "tokenizer", "train") for k, v in config[section].items()}
+    flat["family"] = config.get("family", "transformer")
+    return flat
+
+
+def _conflicts(stored: dict[str, Any], wanted: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    a, b = _flat(stored), _flat(wanted)
+    return {
+        k: (a.get(k), b.get(k))
+        for k in sorted(set(a) | set(b))
+        if k not in RESUMABLE and k not in DERIVED and a.get(k) != b.get(k)
+    }
+
+
+def _check_resumable(run_dir: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+    changes = _conflicts(stored, wanted)
+    if changes:
+        listed = ", ".join(f"{k} ({old!r} -> {new!r})" for k, (old, new) in changes.items())
+        raise ResumeConflict(
+            f"{run_dir}: a resumed run keeps its settings, and these differ from the run's: {listed}. "
+            f"Only {', '.join(RESUMABLE)} may change; start a new run (overwrite, or another folder) "
+            "to train with other settings",
+            changes,
+        )
+
+
+def stored_config(run_dir: str | Path) -> dict[str, Any]:
+    """The resolved configuration a run stored in ``run_dir/config.json`` (as a plain dict)."""
+    path = Path(run_dir) / CONFIG_FILE
+    try:
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path.parent}: not a training run (no {CONFIG_FILE})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupted ({e})") from None
+
+
+def _as_run_config(data: dict[str, Any]) -> RunConfig:
+    from .config import resolve_config
+
+    return resolve_config(
+        data["preset"], model=data["model"], tokenizer=data["tokenizer"], train=data["train"],
+        family=data.get("family", "transformer"),
+    )
+
+
+def resume_config(run_dir: str | Path, changes: dict[str, Any] | None = None) -> RunConfig:
+    """The configuration of the run in ``run_dir`` with ``changes`` ({"model"|"tokenizer"|"train":
+    {key: value}}, plus optional "preset"/"family"; None values ignored) applied: what a resumed
+    run trains with. Raises :class:`ResumeConflict` naming every change to a setting outside
+    :data:`RESUMABLE` (a change to the value stored is no change)."""
+    stored = stored_config(run_dir)
+    changes = changes or {}
+    wanted: dict[str, Any] = {
+        "preset": stored["preset"], "family": changes.get("family") or stored.get("family", "transformer"),
+    }
+    for section in ("model", "tokenizer", "train"):
+        given = {k: v for k, v in (changes.get(section) or {}).items() if v is not None}
+        wanted[section] = {**stored[section], **given}
+    if changes.get("preset") not in (None, stored["preset"]):
+        raise ResumeConflict(
+            f"{run_dir}: a resumed run keeps its settings; it was trained with preset {stored['preset']!r}, "
+            f"not {changes['preset']!r}", {"preset": (stored["preset"], changes["preset"])},
+        )
+    _check_resumable(Path(run_dir), stored, wanted)
+    return _as_run_config(wanted)
+
+
 def fit(
-    config: RunConfig,
+    config: RunConfig | None,
     train: TextDataset,
     run_dir: str | Path,
     validation: TextDataset | None = None,
@@ -412,80 +701,130 @@ def fit(
 ) -> TrainResult:
     """Train a classifier on ``train`` into ``run_dir`` (``best/``, ``last/``, metrics log).
 
-    Without ``validation``, a stratified ``config.train.val_fraction`` of ``train`` is held out.
-    With ``resume=True`` training continues from ``run_dir/last`` with its stored configuration.
+    Without ``validation``, a stratified ``config.train.val_fraction`` of ``train`` is held out;
+    labels of ``validation`` never seen in ``train`` fail before anything is written.
+
+    With ``resume=True`` training continues from ``run_dir/last`` with the run's stored settings.
+    ``config`` (None: the stored one) may change only :data:`RESUMABLE` (see
+    :func:`resume_config`); anything else raises :class:`ResumeConflict`. A run that is complete
+    (all epochs done, or stopped early) returns at once with ``already_complete`` set, unless more
+    ``epochs`` (or, after early stopping, more ``patience``) are asked for. The learning-rate
+    schedule is then recomputed for the new total: from the next step on, the rate is the one a
+    run planned for that many epochs would have at that step (with ``linear``, the decay is
+    stretched; the rate jumps up from the old schedule's end).
+
+    The run folder is locked while training (:class:`RunLock`; another process is refused with
+    :class:`RunFolderBusy`), and what a killed run left there is recovered first (checkpoint
+    folders moved aside or half written: :func:`~classiformer.checkpoint.recover_leftovers`).
+    SIGINT and SIGTERM stop training at the next safe point with ``last/`` saved, raising
+    :class:`TrainingInterrupted` (see the module docstring).
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     limit_onednn_cache()
-    if resume:
-        if not (run_dir / "last").exists():
-            raise CheckpointError(f"{run_dir}: nothing to resume (no last/ checkpoint)")
-        stored = json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-        from .config import resolve_config
-
-        config = resolve_config(
-            stored["preset"], model=stored["model"], tokenizer=stored["tokenizer"], train=stored["train"],
-            family=stored.get("family", "transformer"),
-        )
-    elif (run_dir / "last").exists() and not overwrite:
-        raise FileExistsError(
-            f"{run_dir} already holds a training run; pass resume (--resume) to continue it, "
-            "overwrite (--overwrite) to replace it, or choose another output folder"
-        )
-    tcfg = config.train
     if train.labels is None:
         raise DataError(f"{train.source}: training data needs labels")
-    if validation is None:
-        train, validation = stratified_split(train, tcfg.val_fraction, tcfg.seed)
-        log.info("validation: %d examples held out of %d (stratified, seed %d)", len(validation), len(train) + len(validation), tcfg.seed)
-    labels = train.label_names()
-    if len(labels) < 2:
-        raise DataError(f"{train.source}: need at least two classes, found {labels}")
-    weights = class_weights(tcfg.class_weight, labels, train.labels or [])  # before anything is written: a bad file fails fast
+    if config is None and not resume:
+        raise ConfigError("a new run needs a config (resolve_config); only resume=True can take the stored one")
+    with RunLock(run_dir), StopSignals() as signals:
+        for line in recover_leftovers(run_dir):
+            log.warning("%s: %s", run_dir, line)
+        if resume:
+            if not (run_dir / "last").exists():
+                raise CheckpointError(f"{run_dir}: nothing to resume (no last/ checkpoint)")
+            stored = stored_config(run_dir)
+            if config is not None:
+                _check_resumable(run_dir, stored, config.to_dict())
+                wanted = {**stored, "train": {**stored["train"], **{k.split(".")[1]: getattr(config.train, k.split(".")[1]) for k in RESUMABLE}}}
+            else:
+                wanted = stored
+            config = _as_run_config(wanted)
+        elif (run_dir / "last").exists() and not overwrite:
+            raise FileExistsError(
+                f"{run_dir} already holds a training run; pass resume (--resume) to continue it, "
+                "overwrite (--overwrite) to replace it, or choose another output folder"
+            )
+        assert config is not None
+        tcfg = config.train
+        if validation is None:
+            train, validation = stratified_split(train, tcfg.val_fraction, tcfg.seed)
+            log.info("validation: %d examples held out of %d (stratified, seed %d)", len(validation), len(train) + len(validation), tcfg.seed)
+        labels = train.label_names()
+        if len(labels) < 2:
+            raise DataError(f"{train.source}: need at least two classes, found {labels}")
+        check_labels_known(validation, labels)  # before any work, not after the last epoch
+        weights = class_weights(tcfg.class_weight, labels, train.labels or [])  # before anything is written: a bad file fails fast
 
-    if resume:
-        model, tokenizer, meta = load_checkpoint(run_dir / "last", map_location=dev)
-        if meta.labels != labels:
-            raise DataError(f"{train.source}: labels {labels} differ from the run's {meta.labels}")
-    else:
-        seed_everything(tcfg.seed)
-        config.model.num_labels = len(labels)
-        if hasattr(config.model, "labels"):
-            config.model.labels = labels
-        from_source = getattr(FAMILIES.get(config.family), "from_source", None)
-        if from_source is not None:  # a pretrained model brings its weights and its own tokenizer
-            model, tokenizer = from_source(config.model, config.tokenizer)
+        if resume:
+            done = _complete(run_dir, tcfg)
+            if done is not None:
+                return done
+            model, tokenizer, meta = load_checkpoint(run_dir / "last", map_location=dev)
+            if meta.labels != labels:
+                raise DataError(f"{train.source}: labels {labels} differ from the run's {meta.labels}")
+            meta.train = config.to_dict()["train"]
+            atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
         else:
-            tokenizer = train_tokenizer(config.tokenizer, train.texts)
-            config.model.vocab_size = tokenizer.vocab_size
-            config.model.max_length = tokenizer.max_length
-            config.model.pad_id = tokenizer.pad_id
-            if hasattr(config.model, "unk_id"):
-                config.model.unk_id = getattr(tokenizer, "oov_id", 1)
-            model = build_model(config.family, config.model)
-        meta = CheckpointMeta(
-            family=config.family, model=config.to_dict()["model"], labels=labels,
-            train=config.to_dict()["train"], preset=config.preset,
-            data=asdict(train.columns) if train.columns else {},
-        )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
-    if weights is not None:
-        meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
-        log.info("class weights (%s): %s", tcfg.class_weight,
-                 ", ".join(f"{lbl} {w:.3g}" for lbl, w in meta.extra["class_weights"].items()))
-    loss = Loss(class_weight=None if weights is None else torch.from_numpy(weights), label_smoothing=tcfg.label_smoothing)
-    train_enc = encode(tokenizer, train, labels)
-    val_enc = encode(tokenizer, validation, labels)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model %s: %s parameters; %d train / %d validation examples; device %s",
-             config.family, f"{n_params:,}", len(train_enc), len(val_enc), dev)
-    trainer = Trainer(model, tokenizer, meta, tcfg, run_dir, dev, progress, on_step, loss)
-    result = trainer.train(train_enc, val_enc, resume_from=run_dir / "last" if resume else None)
-    if result.best_dir.exists():
-        result.temperature = calibrate_best(result.best_dir, val_enc, tcfg.eval_batch_size, dev)
+            seed_everything(tcfg.seed)
+            config.model.num_labels = len(labels)
+            if hasattr(config.model, "labels"):
+                config.model.labels = labels
+            from_source = getattr(FAMILIES.get(config.family), "from_source", None)
+            if from_source is not None:  # a pretrained model brings its weights and its own tokenizer
+                model, tokenizer = from_source(config.model, config.tokenizer)
+            else:
+                tokenizer = train_tokenizer(config.tokenizer, train.texts)
+                config.model.vocab_size = tokenizer.vocab_size
+                config.model.max_length = tokenizer.max_length
+                config.model.pad_id = tokenizer.pad_id
+                if hasattr(config.model, "unk_id"):
+                    config.model.unk_id = getattr(tokenizer, "oov_id", 1)
+                model = build_model(config.family, config.model)
+            meta = CheckpointMeta(
+                family=config.family, model=config.to_dict()["model"], labels=labels,
+                train=config.to_dict()["train"], preset=config.preset,
+            )
+            atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+        if weights is not None:
+            meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
+            log.info("class weights (%s): %s", tcfg.class_weight,
+                     ", ".join(f"{lbl} {w:.3g}" for lbl, w in meta.extra["class_weights"].items()))
+        loss = Loss(class_weight=None if weights is None else torch.from_numpy(weights), label_smoothing=tcfg.label_smoothing)
+        train_enc = encode(tokenizer, train, labels)
+        val_enc = encode(tokenizer, validation, labels)
+        n_params = sum(p.numel() for p in model.parameters())
+        log.info("model %s: %s parameters; %d train / %d validation examples; device %s",
+                 config.family, f"{n_params:,}", len(train_enc), len(val_enc), dev)
+        trainer = Trainer(model, tokenizer, meta, tcfg, run_dir, dev, progress, on_step, loss, signals=signals)
+        result = trainer.train(train_enc, val_enc, resume_from=run_dir / "last" if resume else None)
+        if result.best_dir.exists():
+            result.temperature = calibrate_best(result.best_dir, val_enc, tcfg.eval_batch_size, dev)
+        if signals.signum is not None:  # it came after the last epoch's bookkeeping: the run is complete
+            message = (f"stopped by {_signal_name(signals.signum)} after the last epoch: training is complete "
+                       f"in {run_dir}")
+            log.warning("%s", message)
+            raise TrainingInterrupted(message, signals.signum)
     return result
+
+
+def _complete(run_dir: Path, cfg: TrainConfig) -> TrainResult | None:
+    """The result of the run in ``run_dir`` when ``cfg`` asks for no more training (and its best
+    checkpoint is calibrated), else None."""
+    state = load_trainer_state(run_dir / "last")
+    p = state["progress"]
+    stopped_early = p["stopped_early"] and bool(cfg.patience) and p["bad_epochs"] >= cfg.patience
+    best = run_dir / "best"
+    calibrated = best.exists() and "calibration" in read_meta(best).extra
+    if not (p["epoch"] >= cfg.epochs or stopped_early) or (best.exists() and not calibrated):
+        return None
+    history = json.loads(state["history"])
+    log.info("%s: the run is complete (%d epoch(s)%s); nothing to do", run_dir, p["epoch"],
+             ", stopped early" if stopped_early else "")
+    return TrainResult(
+        run_dir=run_dir, history=history, best_epoch=p["best_epoch"] + 1, best_val_accuracy=p["best_val"],
+        train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9), stopped_early=stopped_early,
+        temperature=read_meta(best).temperature if best.exists() else 1.0, already_complete=True,
+    )
 
 
 def calibrate_best(folder: Path, val: EncodedDataset, batch_size: int, device: torch.device) -> float:

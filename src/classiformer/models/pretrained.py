@@ -206,6 +206,11 @@ class PretrainedClassifier(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
 
+    @property
+    def caches_features(self) -> bool:
+        """Frozen mode caches pooled features per example (see :meth:`prepare_feature_cache`)."""
+        return self.config.mode == "frozen"
+
     def prepare_feature_cache(self, key: str, size: int, folder: Path | None = None) -> None:
         """Frozen mode: cache the pooled features of dataset ``key`` (``size`` examples), in memory
         or, when they would take more than ``config.feature_cache_mb`` (or always, with a limit of

@@ -136,11 +136,13 @@ def test_bad_row_in_training_file(tmp_path: Path, capsys) -> None:
 
 
 def test_resume_flag_continues_a_run(cli_run: Path, capsys) -> None:
-    # The run is complete: resuming trains nothing more and reports the same history.
-    epochs = len((cli_run / "run" / "metrics.jsonl").read_text().splitlines())
-    assert main(["train", "--train", str(cli_run / "train.csv"), "--output", str(cli_run / "run"), "--resume", "--no-progress"]) == 0
-    assert f"trained {epochs} epoch(s)" in capsys.readouterr().out
-    assert len((cli_run / "run" / "metrics.jsonl").read_text().splitlines()) == epochs
+    # The run is complete: resuming says so and touches nothing (no retraining, no recalibration).
+    run = cli_run / "run"
+    epochs = len((run / "metrics.jsonl").read_text().splitlines())
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert main(["train", "--train", str(cli_run / "train.csv"), "--output", str(run), "--resume", "--no-progress"]) == 0
+    assert f"is complete: {epochs} epoch(s)" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in before} == before
 
 
 CODES = {"money": "1", "sports": "2", "tech": "3"}

@@ -48,9 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except BrokenPipeError:
         return _stdout_closed()
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        # Ctrl-C, or a SIGTERM that a command turned into this: the shell's status for the signal
+        # (128 + 2 = 130, 128 + 15 = 143), and what was saved (training says so in its message).
+        signum = int(getattr(e, "signum", signal.SIGINT))
+        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
+        return 128 + signum
     except EXPECTED_ERRORS as e:
         if args.verbose:
             log.exception("failed")

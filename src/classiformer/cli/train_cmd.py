@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
+import threading
 from pathlib import Path
+from typing import Any
 
-from ..config import FAMILY_PRESETS, PRESETS, resolve_config
+from ..config import FAMILY_PRESETS, PRESETS, ConfigError, load_json_config, resolve_config
+from ..data import check_labels_known
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_calibration
 from ..predict import Classifier
-from ..training import fit
+from ..training import RESUMABLE, ResumeConflict, TrainingInterrupted, fit, resume_config
 from .common import (
     add_data_options,
     add_runtime_options,
@@ -99,7 +103,52 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name}", signum, saved=False)
+
+
 def run(args: argparse.Namespace) -> int:
+    """SIGTERM (a scheduler, ``timeout``, ``docker stop``) ends this command as Ctrl-C does: with a
+    message and the shell's status for it (143). While training, fit() saves last/ first."""
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return _run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _flag_names() -> dict[str, str]:
+    names = {f"{section}.{key}": flag for flag, section, key, _typ, _help in OVERRIDES}
+    names.update({"train.bf16": "--bf16", "train.fp16": "--fp16", "model.source": "--model", "model.mode": "--mode",
+                  "preset": "--preset", "family": "--model"})
+    return names
+
+
+def _resumed(run_dir: Path, args: argparse.Namespace, sections: dict[str, dict[str, Any]], preset: str | None,
+             family: str | None) -> Any:
+    """The run's stored configuration with the flags given now; flags that would change what
+    cannot change mid-run are refused, by name."""
+    changes: dict[str, Any] = {"preset": preset, "family": family}
+    file_data = load_json_config(args.config) if args.config else {}
+    changes["preset"] = preset or file_data.get("preset")
+    for section in sections:
+        changes[section] = {**(file_data.get(section) or {}), **sections[section]}
+    try:
+        return resume_config(run_dir, changes)
+    except ResumeConflict as e:
+        names = _flag_names()
+        listed = ", ".join(f"{names.get(k, k)} ({old!r} -> {new!r})" for k, (old, new) in e.changes.items())
+        allowed = ", ".join(names.get(k, k) for k in RESUMABLE)
+        raise ConfigError(
+            f"{run_dir}: --resume continues the run with its own settings; these would change it: {listed}. "
+            f"Only {allowed} may change when resuming; to train with other settings start a new run "
+            "(--overwrite, or another --output)"
+        ) from None
+
+
+def _run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     sections: dict[str, dict[str, object]] = {"model": {}, "tokenizer": {}, "train": {}}
     for flag, section, key, _typ, _help in OVERRIDES:
@@ -127,11 +176,20 @@ def run(args: argparse.Namespace) -> int:
     test = load_split(args, "test")
     name = args.dataset or Path(args.train).name.split(".")[0]
     run_dir = Path(args.output or f"runs/{name}_{config.preset}")
+    if args.resume:
+        config = _resumed(run_dir, args, sections, args.preset, family)
+    if test is not None:  # before training, not after its last epoch
+        check_labels_known(test, train.label_names())
 
     result = fit(
         config, train, run_dir, validation=validation, device=args.device, resume=args.resume,
         overwrite=args.overwrite, progress=not args.no_progress,
     )
+    if result.already_complete:
+        print(f"the run in {rel(run_dir)} is complete: {len(result.history)} epoch(s), best validation accuracy "
+              f"{result.best_val_accuracy:.4f} (epoch {result.best_epoch}); nothing to do "
+              "(a larger --epochs continues it)")
+        return 0
     print(f"trained {len(result.history)} epoch(s) at {result.train_samples_per_sec:,.0f} samples/s; "
           f"best validation accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -763,7 +763,7 @@ def fit(
             if meta.labels != labels:
                 raise DataError(f"{train.source}: labels {labels} differ from the run's {meta.labels}")
             meta.train = config.to_dict()["train"]
-            atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+            atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
         else:
             seed_everything(tcfg.seed)
             config.model.num_labels = len(labels)
@@ -783,8 +783,9 @@ def fit(
             meta = CheckpointMeta(
                 family=config.family, model=config.to_dict()["model"], labels=labels,
                 train=config.to_dict()["train"], preset=config.preset,
+                data=asdict(train.columns) if train.columns else {},
             )
-            atomic_write_text(run_dir / CONFIG_FILE, json.dumps(config.to_dict(), indent=2))
+            atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
         if weights is not None:
             meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
             log.info("class weights (%s): %s", tcfg.class_weight,

@@ -21,7 +21,7 @@ from .. import __version__
 from ..predict import Classifier
 from .errors import install_error_handlers
 from .middleware import BodySizeLimit
-from .routes import explain, health, model, page, predict
+from .routes import docs, explain, health, model, page, predict
 from .security import API_KEY_HEADER, ApiKeyGuard, require_api_key
 from .service import ModelService
 from .settings import ServerSettings
@@ -60,6 +60,8 @@ def create_app(model_or_path: str | Path | Classifier, settings: ServerSettings 
         version=__version__,
         description="Classify texts with a trained classiformer model. The web page at / tries it out.",
         lifespan=lifespan,
+        # FastAPI's own pages load their scripts from a CDN; /docs is served from here instead.
+        docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
     app.state.service = None
@@ -70,7 +72,11 @@ def create_app(model_or_path: str | Path | Classifier, settings: ServerSettings 
     app.include_router(explain.router, dependencies=guarded)
     app.include_router(model.router, dependencies=guarded)
     app.include_router(page.router)
+    app.include_router(docs.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    swagger_assets = docs.assets_dir()
+    if swagger_assets is not None:
+        app.mount(docs.ASSETS_URL, StaticFiles(directory=swagger_assets), name="docs-assets")
     # Middleware added last runs first: CORS, then the key, then the body is read.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, read_timeout_s=settings.read_timeout_s)
     app.add_middleware(ApiKeyGuard, api_key=settings.api_key)

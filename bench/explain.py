@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import random
 import time
 from typing import Any
 
 import numpy as np
 import torch
+from hardware import header, machine
 from rnn_vs_transformer import DEFAULT_MODELS, FAMILIES, RESULTS, load_set, run_dir, train_one
 
 from classiformer import Classifier
@@ -94,6 +94,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    print(header(), flush=True)
     results = []
     for name in args.sets.split(","):
         train, test = load_set(name, seed=args.seed)
@@ -124,8 +125,7 @@ def main() -> None:
     done = {(r["dataset"], r["family"]) for r in results}
     old = json.loads(out.read_text())["results"] if out.exists() else []
     results = [r for r in old if (r["dataset"], r["family"]) not in done] + results
-    meta = {"machine": f"{platform.machine()} CPU, {args.threads} threads (2 cores shared with other jobs), no GPU",
-            "torch": torch.__version__, "ks": KS, "random_draws": RANDOM_DRAWS, "ig_steps": args.steps,
+    meta = {"machine": machine(), "torch": torch.__version__, "ks": KS, "random_draws": RANDOM_DRAWS, "ig_steps": args.steps,
             "min_tokens": MIN_TOKENS, "seed": args.seed}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"\nwrote {out}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -91,10 +90,13 @@ def main() -> None:
     runs.mkdir(parents=True, exist_ok=True)
     import torch
     import transformers
+    from hardware import header, machine
+
+    print(header(), flush=True)
 
     results: dict[str, object] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu",
+        "machine": machine(),
         "torch": torch.__version__, "transformers": transformers.__version__, "model": args.model,
         "small": args.small, "runs": [],
     }

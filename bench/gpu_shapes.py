@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
+from hardware import header, machine
 
 from classiformer.config import PretrainedConfig, TokenizerConfig
 from classiformer.models import PretrainedClassifier
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=120, help="distinct lengths per pass")
     ap.add_argument("--device", default="cuda")
     args = ap.parse_args()
+    print(header(), flush=True)
 
     model, _ = PretrainedClassifier.from_source(
         PretrainedConfig(source=args.model, mode="finetune", num_labels=2, attention_dropout=0.0),
@@ -70,7 +72,7 @@ def main() -> None:
     rounded = [-(-n // 64) * 64 for n in lengths]
     rows = [timed("new lengths", lengths), timed("same lengths again", lengths),
             timed("rounded up to 64 (first time)", rounded), timed("rounded up to 64 (again)", rounded)]
-    print(json.dumps({"alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
+    print(json.dumps({"machine": machine(), "alloc_conf": os.environ.get("PYTORCH_CUDA_ALLOC_CONF", ""),
                       "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "rows": rows}))
 
 

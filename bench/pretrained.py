@@ -21,7 +21,6 @@ import gzip
 import json
 import logging
 import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hardware import header, machine
 
 from classiformer import Classifier, TextDataset, evaluate, fit, resolve_config
 from classiformer.hub import resolve_source
@@ -226,9 +226,10 @@ def main() -> None:
     root = Path(args.data)
     source = resolve_source(args.model)
     res: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, no GPU, shared",
+        "machine": machine(),
         "torch": torch.__version__, "args": vars(args), "date": time.strftime("%Y-%m-%d"),
     }
+    print(header(res["machine"]), flush=True)
     res["matmul_peak_gflops_fp32"] = matmul_peak(torch.float32)
     res["matmul_peak_gflops_bf16"] = matmul_peak(torch.bfloat16)
     print(f"matmul peak: fp32 {res['matmul_peak_gflops_fp32']:.0f} GFLOP/s, bf16 {res['matmul_peak_gflops_bf16']:.0f} GFLOP/s")

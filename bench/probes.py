@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from hardware import header
 from scratch import DATA, load_set
 
 from classiformer import fit, resolve_config
@@ -223,6 +224,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/classiformer_probes"))
     args = ap.parse_intermixed_args()  # ceiling: run folders may come after --set
     torch.set_num_threads(2)
+    print(header(), flush=True)
     torch.manual_seed(0)
     if args.probe == "ceiling":
         if len(args.runs) < 2:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import random
 import time
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 
 import numpy as np
 import torch
+from hardware import header as machine_header
+from hardware import machine
 
 from classiformer import Classifier, evaluate, fit, resolve_config
 from classiformer.data import Columns, TextDataset, read_dataset
@@ -195,11 +196,12 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
+    print(machine_header(), flush=True)
     if args.speed:
         paired = [paired_speed(name, load_set(name, seed=args.seed)[0], args.threads) for name in args.sets.split(",")]
         sweep = speed_sweep(args.threads)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / f"rnn_vs_transformer_speed_t{args.threads}.json").write_text(json.dumps({"datasets": paired, "sweep": sweep}, indent=2))
+        (RESULTS / f"rnn_vs_transformer_speed_t{args.threads}.json").write_text(json.dumps({"machine": machine(), "datasets": paired, "sweep": sweep}, indent=2))
         return
     rows = []
     for name in args.sets.split(","):
@@ -223,8 +225,7 @@ def main() -> None:
         print(f"| {r['dataset']} | {r['family']} | {r['params']:,} | {r['n_train']}/{r['n_test']} | {r['accuracy']:.4f} | "
               f"{r['train_samples_per_sec']:,.0f} | {r['predict_docs_per_sec']:,.0f} | "
               f"{r['nll_uncalibrated']:.4f} -> {r['nll']:.4f} | {r['ece_uncalibrated']:.4f} -> {r['ece']:.4f} |")
-    meta = {"machine": f"{platform.machine()} CPU, {args.threads} threads (2 cores shared with other jobs), no GPU",
-            "torch": torch.__version__, "epochs": args.epochs, "seed": args.seed, "sizes": SIZES}
+    meta = {"machine": machine(), "torch": torch.__version__, "epochs": args.epochs, "seed": args.seed, "sizes": SIZES}
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwrote {out}")
 

@@ -20,7 +20,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hardware import header as machine_header
+from hardware import machine
 
 from classiformer import Classifier, evaluate, fit, resolve_config
 from classiformer.data import Columns, TextDataset, read_dataset
@@ -132,8 +133,7 @@ def run_ours(preset: str, train: TextDataset, test: TextDataset, run_dir: Path, 
 
 def write_results(out: Path, results: list[dict[str, Any]]) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"date": time.strftime("%Y-%m-%d"), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-            "command": " ".join(sys.argv)}
+    meta = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv)}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
 
 
@@ -165,6 +165,7 @@ def main() -> int:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(len(os.sched_getaffinity(0)))
+    print(machine_header(), flush=True)
     results: list[dict[str, Any]] = []
     header = f"{'set':<8} {'model':<9} {'accuracy':>8} {'train samples/s':>15} {'predict docs/s':>14} {'epochs':>6} {'train s':>8}"
     print(header)

@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import signal
 import socket
 import subprocess
@@ -195,6 +194,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from hardware import header, machine
+
+    print(header(), flush=True)
     train, test = ag_news_split(args.data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else train_model(train, Path(tmp) / "run", args.preset, args.epochs)
@@ -220,7 +222,7 @@ def main() -> int:
     print(f"\nthroughput at {top} clients, batching on / off: {speedup:.2f}x (target >= 3x)")
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()}, torch {torch.__version__}",
+        "machine": machine(),
         "model": str(args.model) if args.model else f"{args.preset} preset, AG News split, {args.epochs} epoch(s)",
         "settings": {k: getattr(args, k) for k in ("clients", "duration", "max_requests", "threads", "max_batch_size", "max_wait_ms")},
         "rows": rows, "speedup_at_max_clients": round(speedup, 3),

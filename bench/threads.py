@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -95,6 +96,12 @@ def stop_hogs(hogs: list[subprocess.Popen[bytes]]) -> None:
         h.wait()
 
 
+def write(args: argparse.Namespace, info: dict[str, Any], results: list[dict[str, Any]]) -> None:
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "epochs": args.epochs,
+                                     "reps": args.reps, "results": results}, indent=2))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", type=Path, default=DATA)
@@ -120,6 +127,7 @@ def main() -> int:
     names = args.settings.split(",") if args.settings else list(SETTINGS)
     hog_count = available_cpus()
     results: list[dict[str, Any]] = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that the hogs are stopped (finally)
     for state in args.states.split(","):
         hogs = start_hogs(hog_count) if state == "loaded" else []
         try:
@@ -127,7 +135,8 @@ def main() -> int:
             for _ in range(args.reps):  # settings in turn, so a drift in load hits them all alike
                 for name in names:
                     env, threads = SETTINGS[name]
-                    runs[name].append(measure(env, threads, args))
+                    runs[name].append(measure(env, threads, args) | {"load_average_1min": os.getloadavg()[0]})
+                    print(f"  {state} {name}: {json.dumps(runs[name][-1])}", flush=True)
         finally:
             stop_hogs(hogs)
         for name in names:
@@ -139,6 +148,7 @@ def main() -> int:
                 "predict_docs_per_sec": statistics.median(r["predict_docs_per_sec"] for r in rs),
                 "runs": rs,
             })
+        write(args, info, results)  # after each state: a long run keeps what it measured
     head = f"{'state':<7} {'setting':<10} {'env':<28} {'threads':>7} {'train samples/s':>15} {'predict docs/s':>14}"
     print(head)
     print("-" * len(head))
@@ -146,9 +156,7 @@ def main() -> int:
         env = " ".join(f"{k}={v}" for k, v in r["env"].items()) or "-"
         print(f"{r['state']:<7} {r['setting']:<10} {env:<28} {r['threads']:>7} {r['train_samples_per_sec']:>15,.0f} "
               f"{r['predict_docs_per_sec']:>14,.0f}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": info, "command": " ".join(sys.argv), "epochs": args.epochs,
-                                     "reps": args.reps, "results": results}, indent=2))
+    write(args, info, results)
     print(f"\nwrote {args.json}")
     return 0
 

@@ -150,3 +150,18 @@ def test_import_sets_a_passive_wait_policy_unless_the_user_chose() -> None:
     assert _policy_after_import(_fresh_env(OMP_WAIT_POLICY="ACTIVE")) == "ACTIVE"
     # A spin count the user set is a choice about waiting too: PASSIVE would override it.
     assert _policy_after_import(_fresh_env(GOMP_SPINCOUNT="10000")) == "None"
+
+
+@pytest.mark.parametrize("cpus, load, threads", [(2, 0.0, 2), (2, 0.9, 2), (2, 1.5, 1), (2, 3.0, 1), (16, 2.2, 14), (1, 0.0, 1)])
+def test_default_threads_leave_out_the_cpus_others_keep_busy(cpus: int, load: float, threads: int) -> None:
+    assert runtime.default_threads(cpus, load) == threads
+
+
+def test_set_threads_uses_the_default_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(runtime, "default_threads", lambda: 1)
+        assert runtime.set_threads(0) == 1 == torch.get_num_threads()
+        assert runtime.set_threads(2) == 2 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)

@@ -68,10 +68,26 @@ def limit_onednn_cache(capacity: int = 16) -> None:
     os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
 
 
+def default_threads(cpus: int | None = None, load: float | None = None) -> int:
+    """Threads for a CPU that others may share: the processors this process may use, less those
+    other work already keeps busy (the 1-minute load average), at least one. On a busy machine a
+    thread of ours waits for a peer the scheduler has put aside; bench/threads.py on a 2-core EPYC
+    beside two CPU hogs (load 14-17): ``lesson`` trained at 416 samples/s on 1 thread against 37 on
+    2 (passive waiting) and 23 on 2 spinning (docs/benchmarks.md)."""
+    cpus = available_cpus() if cpus is None else cpus
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cpus, cpus - int(load)))
+
+
 def set_threads(threads: int | None = None) -> int:
-    """Use ``threads`` intra-op threads (default: all cores the process may use)."""
+    """Use ``threads`` intra-op threads (default: :func:`default_threads`, the cores this process
+    may use that other work leaves free)."""
     if threads is None or threads <= 0:
-        threads = available_cpus()
+        threads = default_threads()
+        if threads < available_cpus():
+            log.info("other work keeps %d of %d CPUs busy (load average): using %d threads; --threads N to choose",
+                     available_cpus() - threads, available_cpus(), threads)
     torch.set_num_threads(threads)
     return threads
 

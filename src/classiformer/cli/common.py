@@ -47,7 +47,7 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: all available cores)")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: the available cores that other work leaves free, by load average)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 

@@ -538,9 +538,10 @@ def multilabel_validation(logits: np.ndarray, targets: np.ndarray) -> dict[str, 
     }
 
 
-# What a resumed run may change: how long it trains, when it stops early, how often it saves and
-# how big its evaluation batches are. Anything else would make it another run under the same name.
-RESUMABLE = ("train.epochs", "train.patience", "train.checkpoint_every", "train.eval_batch_size")
+# What a resumed run may change: how long it trains, when it stops early and how often it saves.
+# Anything else would make it another run under the same name (even the evaluation batch size:
+# it shapes the batches a frozen encoder's features are computed in, hence their rounding).
+RESUMABLE = ("train.epochs", "train.patience", "train.checkpoint_every")
 # Model settings that fit itself fills in from the data and the tokenizer: no one chooses them.
 DERIVED = ("model.vocab_size", "model.max_length", "model.pad_id", "model.unk_id", "model.num_labels", "model.labels")
 LOCK_FILE = ".lock"

@@ -74,7 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="train a classifier (and evaluate it on --test)",
         description="Train a text classifier. Defaults come from the preset, then --config, then the flags below. "
         "The run folder gets best/ and last/ checkpoints, config.json, metrics.jsonl and, with test data, "
-        "metrics.json and plots. Ctrl-C saves the last checkpoint; --resume continues from it.",
+        "metrics.json and plots. Ctrl-C or SIGTERM stops after the current step with the last checkpoint saved "
+        "(exit 130 or 143); --resume continues from it exactly, and says so when the run is already complete.",
         epilog="example: classiformer train --dataset ag_news --preset lesson --output runs/ag_news_lesson",
     )
     add_data_options(p, train=True)
@@ -93,7 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
     o = p.add_argument_group("output")
     o.add_argument("--output", "-o", default=None, help="run folder (default: runs/<dataset or file>_<preset>)")
-    o.add_argument("--resume", action="store_true", help="continue the run in --output from its last checkpoint")
+    o.add_argument("--resume", action="store_true",
+                   help="continue the run in --output from its last checkpoint, with its own settings: only --epochs "
+                   "(the learning-rate schedule is recomputed for the new total), --patience and --checkpoint-every "
+                   "may change; other flags that differ are refused")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
     half = p.add_mutually_exclusive_group()
     half.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast for training and evaluation")

@@ -158,9 +158,13 @@ class PretrainedConfig:
     feature_cache_mb: int = 1024
     num_labels: int = 2
     labels: list[str] = field(default_factory=list)
+    # Set by training from the data; Hugging Face's own field, so a fine-tuned checkpoint tells
+    # from_pretrained and pipeline() to apply a sigmoid per label for multi-label models.
+    problem_type: str = "single_label_classification"
 
     def __post_init__(self) -> None:
         require_choice(self, "mode", ("frozen", "finetune", "partial"))
+        require_choice(self, "problem_type", ("single_label_classification", "multi_label_classification"))
         require_choice(self, "pooling", ("cls", "pooler", "mean"))
         if self.mode == "partial" and self.unfreeze_top < 1:
             raise ConfigError("mode 'partial' needs unfreeze_top (--unfreeze-top K) of at least 1")

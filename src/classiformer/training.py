@@ -38,6 +38,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .checkpoint import (
+    MULTI_LABEL,
+    SINGLE_LABEL,
     CheckpointError,
     CheckpointMeta,
     atomic_write_text,
@@ -51,7 +53,7 @@ from .config import ConfigError, RunConfig, TrainConfig
 from .data.batching import EncodedDataset, batch_of, bucketed_batches, sorted_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
 from .inference import logits_for, sigmoid
-from .losses import Loss, bce_with_logits, class_weights
+from .losses import Loss, bce_with_logits, class_weights, pos_weights
 from .metrics import (
     classification_report,
     label_ranking_average_precision,
@@ -232,8 +234,15 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[i
 
 
 def encode_labels(dataset: TextDataset, labels: list[str]) -> np.ndarray:
+    """Class ids (N,), or for multi-label data 0/1 targets (N, L) with columns in the order of
+    ``labels``, so files that list labels in different orders map them to the same columns."""
     check_labels_known(dataset, labels)
     index = {lbl: i for i, lbl in enumerate(labels)}
+    if dataset.label_sets is not None:
+        targets = np.zeros((len(dataset), len(labels)), dtype=np.int64)
+        for i, label_set in enumerate(dataset.label_sets):
+            targets[i, [index[lbl] for lbl in label_set]] = 1
+        return targets
     assert dataset.labels is not None
     return np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
 
@@ -723,7 +732,7 @@ def fit(
     run_dir = Path(run_dir)
     dev = resolve_device(device)
     limit_onednn_cache()
-    if train.labels is None:
+    if not train.labelled:
         raise DataError(f"{train.source}: training data needs labels")
     if config is None and not resume:
         raise ConfigError("a new run needs a config (resolve_config); only resume=True can take the stored one")
@@ -747,14 +756,26 @@ def fit(
             )
         assert config is not None
         tcfg = config.train
+        # Multi-label (one sigmoid per label, BCE) when the data has label lists or it is asked for.
+        multi = train.is_multi_label or tcfg.multi_label or (validation is not None and validation.is_multi_label)
+        if multi:
+            train = train.as_multi_label()
+            validation = None if validation is None else validation.as_multi_label()
+            if tcfg.class_weight != "none":
+                raise ConfigError("class weights are for single-label models; a multi-label model takes pos_weight "
+                                  "(--pos-weight auto)")
+        elif tcfg.pos_weight != "none":
+            raise ConfigError("pos_weight is for multi-label models (label lists, or --multi-label); a single-label "
+                              "model takes class weights (--class-weight balanced)")
         if validation is None:
             train, validation = stratified_split(train, tcfg.val_fraction, tcfg.seed)
             log.info("validation: %d examples held out of %d (stratified, seed %d)", len(validation), len(train) + len(validation), tcfg.seed)
         labels = train.label_names()
-        if len(labels) < 2:
+        if len(labels) < 2 and not multi:  # one label of a multi-label model is a yes/no detector
             raise DataError(f"{train.source}: need at least two classes, found {labels}")
         check_labels_known(validation, labels)  # before any work, not after the last epoch
         weights = class_weights(tcfg.class_weight, labels, train.labels or [])  # before anything is written: a bad file fails fast
+        problem_type = MULTI_LABEL if multi else SINGLE_LABEL
 
         if resume:
             done = _complete(run_dir, tcfg)
@@ -763,6 +784,8 @@ def fit(
             model, tokenizer, meta = load_checkpoint(run_dir / "last", map_location=dev)
             if meta.labels != labels:
                 raise DataError(f"{train.source}: labels {labels} differ from the run's {meta.labels}")
+            if meta.problem_type != problem_type:
+                raise DataError(f"{train.source}: {problem_type} data, but the run trains a {meta.problem_type} model")
             meta.train = config.to_dict()["train"]
             atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
         else:
@@ -770,6 +793,8 @@ def fit(
             config.model.num_labels = len(labels)
             if hasattr(config.model, "labels"):
                 config.model.labels = labels
+            if hasattr(config.model, "problem_type"):  # Hugging Face configs record it for from_pretrained
+                config.model.problem_type = problem_type
             from_source = getattr(FAMILIES.get(config.family), "from_source", None)
             if from_source is not None:  # a pretrained model brings its weights and its own tokenizer
                 model, tokenizer = from_source(config.model, config.tokenizer)
@@ -784,16 +809,26 @@ def fit(
             meta = CheckpointMeta(
                 family=config.family, model=config.to_dict()["model"], labels=labels,
                 train=config.to_dict()["train"], preset=config.preset,
-                data=asdict(train.columns) if train.columns else {},
+                data=asdict(train.columns) if train.columns else {}, problem_type=problem_type,
             )
             atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
         if weights is not None:
             meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
             log.info("class weights (%s): %s", tcfg.class_weight,
                      ", ".join(f"{lbl} {w:.3g}" for lbl, w in meta.extra["class_weights"].items()))
-        loss = Loss(class_weight=None if weights is None else torch.from_numpy(weights), label_smoothing=tcfg.label_smoothing)
         train_enc = encode(tokenizer, train, labels)
         val_enc = encode(tokenizer, validation, labels)
+        if multi:
+            assert train_enc.labels is not None
+            pw = pos_weights(train_enc.labels, tcfg.pos_weight)
+            if pw is not None:
+                meta.extra["pos_weight"] = {lbl: float(w) for lbl, w in zip(labels, pw)}
+            log.info("multi-label: %d labels, %.2f labels per training example, %d without any", len(labels),
+                     float(train_enc.labels.sum(1).mean()), int((train_enc.labels.sum(1) == 0).sum()))
+            loss = Loss(multi_label=True, pos_weight=None if pw is None else torch.from_numpy(pw))
+        else:
+            loss = Loss(class_weight=None if weights is None else torch.from_numpy(weights),
+                        label_smoothing=tcfg.label_smoothing)
         n_params = sum(p.numel() for p in model.parameters())
         log.info("model %s: %s parameters; %d train / %d validation examples; device %s",
                  config.family, f"{n_params:,}", len(train_enc), len(val_enc), dev)

@@ -107,6 +107,7 @@ class PretrainedClassifier(nn.Module):
                         label2id={lbl: i for i, lbl in enumerate(labels)}, ignore_mismatched_sizes=True,
                     )
                 self.hf = _from_pretrained(AutoModelForSequenceClassification, source, **kwargs)
+                self.hf.config.problem_type = cfg.problem_type  # written by save_pretrained
                 # A source that is itself a classifier keeps its head only for the very same labels
                 # (continued training); Hugging Face would keep it for any labels of the same count.
                 if source_labels is not None and source_labels != labels:

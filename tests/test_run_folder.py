@@ -120,3 +120,17 @@ def test_kill_9_between_the_renames_is_recovered_on_resume(tmp_path: Path, caplo
     torch.set_num_threads(1)
     fit(three_epochs(), make_texts(150, seed=3), tmp_path / "full", progress=False)
     assert_same_run(tmp_path / "full", cut)
+
+
+def test_a_file_system_without_locks_warns_and_still_trains(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    fit(tiny_config(epochs=1), make_texts(60, seed=1), tmp_path / "run", progress=False)
+    assert "cannot lock the run folder" in caplog.text and (tmp_path / "run" / "last").exists()

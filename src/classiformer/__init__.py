@@ -24,7 +24,7 @@ from .data import Columns, DataError, TextDataset, load_builtin, read_dataset  #
 from .evaluate import evaluate, write_evaluation  # noqa: E402
 from .explain import Explanation  # noqa: E402
 from .predict import Classifier  # noqa: E402
-from .training import TrainResult, fit  # noqa: E402
+from .training import TrainingInterrupted, TrainResult, fit, resume_config  # noqa: E402
 
 __all__ = [
     "PRESETS",
@@ -38,6 +38,7 @@ __all__ = [
     "TokenizerConfig",
     "TrainConfig",
     "TrainResult",
+    "TrainingInterrupted",
     "TransformerConfig",
     "__version__",
     "calibrate",
@@ -46,5 +47,6 @@ __all__ = [
     "load_builtin",
     "read_dataset",
     "resolve_config",
+    "resume_config",
     "write_evaluation",
 ]

@@ -598,7 +598,7 @@ class RunLock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        except BlockingIOError:
             owner = self._owner(fd)
             os.close(fd)
             raise RunFolderBusy(
@@ -606,6 +606,10 @@ class RunLock:
                 f"{owner.get('host', '?')}, since {owner.get('started', '?')}); wait for it to end or "
                 "choose another output folder"
             ) from None
+        except OSError as e:  # a file system without locks (some network mounts)
+            os.close(fd)
+            log.warning("%s: cannot lock the run folder (%s); it is not protected from a second run", self.path.parent, e)
+            return self
         previous = self._owner(fd)
         if previous.get("pid") not in (None, os.getpid()):
             log.warning(

@@ -157,8 +157,19 @@ class Classifier:
         """Each text's labels whose probability reaches the label's threshold (multi-label models)."""
         if not self.multi_label:
             raise ValueError("label sets come from multi-label models; this one picks one class per text (predict)")
-        chosen = self.thresholds.apply(self.predict_proba(texts, progress))
-        return [[self.labels[j] for j in np.flatnonzero(row)] for row in chosen]
+        return self.decisions(self.predict_proba(texts, progress))
+
+    def decisions(self, proba: np.ndarray) -> list[Any]:
+        """What ``predict`` returns, from probabilities ``predict_proba`` gave: each row's class, or
+        for a multi-label model its labels at or above their thresholds."""
+        if self.multi_label:
+            return [[self.labels[j] for j in np.flatnonzero(row)] for row in self.thresholds.apply(proba)]
+        return [self.labels[int(i)] for i in np.asarray(proba).argmax(axis=1)]
+
+    @property
+    def output_key(self) -> str:
+        """The field that holds a prediction in output rows: ``label``, or ``labels`` (a list) for multi-label models."""
+        return "labels" if self.multi_label else "label"
 
     def explain(self, text: str, methods: Sequence[str] = DEFAULT_METHODS, words: bool = False) -> Explanation:
         """Which tokens (or, with ``words``, words) the prediction for ``text`` rests on, by
@@ -196,8 +207,9 @@ def predict_file(
     total: int | None = None,
 ) -> int:
     """Predict ``(line, text)`` rows in chunks (constant memory) and write CSV or JSONL by
-    ``output``'s extension: line, label and one probability column per class. The output appears
-    only when complete (written to a temporary file, then renamed). Returns the row count."""
+    ``output``'s extension: line, label and one probability column per class (multi-label models:
+    ``labels``, in CSV joined by ``|``, in JSONL a list). The output appears only when complete
+    (written to a temporary file, then renamed). Returns the row count."""
     output = Path(output)
     fmt = "jsonl" if output.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -210,16 +222,16 @@ def predict_file(
         ) as bar:
             writer = csv.writer(f) if fmt == "csv" else None
             if writer:
-                writer.writerow(["line", "label", *(f"p_{lbl}" for lbl in clf.labels)])
+                writer.writerow(["line", clf.output_key, *(f"p_{lbl}" for lbl in clf.labels)])
             for chunk in chunks(rows, chunk_size):
                 proba = clf.predict_proba([t for _, t in chunk])
-                for (line, _), p in zip(chunk, proba):
-                    label = clf.labels[int(p.argmax())]
+                for (line, _), p, label in zip(chunk, proba, clf.decisions(proba)):
                     if writer:
-                        writer.writerow([line, label, *(f"{x:.6f}" for x in p)])
+                        writer.writerow([line, "|".join(label) if clf.multi_label else label, *(f"{x:.6f}" for x in p)])
                     else:
                         probs = {lbl: round(float(x), 6) for lbl, x in zip(clf.labels, p)}
-                        f.write(json.dumps({"line": line, "label": label, "probabilities": probs}, ensure_ascii=False) + "\n")
+                        row = {"line": line, clf.output_key: label, "probabilities": probs}
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 n += len(chunk)
                 bar.update(len(chunk))
         os.replace(tmp, output)

@@ -14,7 +14,7 @@ from ..config import LONG_TEXT_MODES
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
 from ..data.label_names import name_labels, parse_label_names
-from ..metrics import format_report
+from ..metrics import format_multilabel_report, format_report
 from ..predict import Classifier
 from ..runtime import set_threads
 
@@ -41,6 +41,10 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
     g.add_argument("--label-names", metavar="NAMES|FILE.json",
                    help="class names for label codes: comma-separated, one per label in label order (labels 1,2,3,4 "
                    "-> World,Sports,Business,Sci/Tech), or a JSON file mapping each raw label to its name")
+    g.add_argument("--label-sep", metavar="SEP", default=None,
+                   help="multi-label CSV/TSV: the label field lists labels joined by SEP (e.g. '|'); an empty field "
+                   "is a text with no label. JSONL needs none: a list in the label field is a label set "
+                   + default("none"))
     g.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and report how many) instead of failing")
 
 
@@ -61,11 +65,14 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
     half = p.add_mutually_exclusive_group()
     half.add_argument("--bf16", action="store_true", help="bfloat16 weights (faster on CPUs with bf16 support and on GPUs)")
     half.add_argument("--fp16", action="store_true", help="float16 weights (GPUs without bf16, e.g. T4, V100)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="multi-label models: predict every label whose probability reaches this, instead of the "
+                   "thresholds tuned on the validation split")
 
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
     return Classifier.load(args.model, device=args.device, batch_size=args.batch_size, bf16=args.bf16,
-                           long_text=args.long_text, fp16=args.fp16)
+                           long_text=args.long_text, fp16=args.fp16, threshold=getattr(args, "threshold", None))
 
 
 def apply_runtime(args: argparse.Namespace) -> None:
@@ -90,7 +97,8 @@ def columns_from_args(args: argparse.Namespace, stored: Columns | None = None) -
     else:
         label = stored.label if stored else col("label" if header else "0")
     label_map = getattr(args, "label_map", None) or (stored.label_map if stored else None)
-    return Columns(label=label, text=texts, header=header, label_map=label_map)
+    label_sep = getattr(args, "label_sep", None) or (stored.label_sep if stored else None)
+    return Columns(label=label, text=texts, header=header, label_map=label_map, label_sep=label_sep)
 
 
 def stored_columns(clf: Classifier) -> Columns | None:
@@ -165,5 +173,7 @@ def rel(path: Path) -> str:
 
 def report_text(report: dict[str, Any], paths: dict[str, Path]) -> str:
     """The metrics table for this terminal: the confusion matrix only when it fits its width."""
+    if report.get("problem_type") == "multi_label_classification":
+        return format_multilabel_report(report)
     width = shutil.get_terminal_size((120, 24)).columns
     return format_report(report, width=width, matrix_path=rel(paths["confusion_matrix"]))

@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="predict labels and class probabilities",
         description="Predict with a trained model. Texts come from the arguments, from --input (CSV, TSV, JSONL[.gz] "
         "or TXT with one text per line; streamed in constant memory) or, when neither is given, from standard "
-        "input (one text per line). Output is one JSON object per text, {\"line\", \"label\", \"probabilities\"}, "
+        "input (one text per line). Output is one JSON object per text, {\"line\", \"label\", \"probabilities\"} "
+        "(a multi-label model: \"labels\", the list of labels at or above their thresholds), "
         "the same rows as a JSONL --output file; line is the text's line in --input or on standard input, or its "
         "1-based position among the arguments.",
         epilog='example: classiformer predict runs/ag_news_lesson "Stocks rally as oil prices fall"',
@@ -37,9 +38,9 @@ def _emit(clf: Classifier, rows: list[tuple[int, str]]) -> None:
     """One JSON line per ``(line, text)`` row, the same object a JSONL ``--output`` file holds, so
     that output to a terminal, a pipe or a file joins back to the input the same way."""
     proba = clf.predict_proba([t for _, t in rows])
-    for (line, _), p in zip(rows, proba):
+    for (line, _), p, label in zip(rows, proba, clf.decisions(proba)):
         probs = {lbl: round(float(x), 6) for lbl, x in zip(clf.labels, p)}
-        print(json.dumps({"line": line, "label": clf.labels[int(p.argmax())], "probabilities": probs}, ensure_ascii=False))
+        print(json.dumps({"line": line, clf.output_key: label, "probabilities": probs}, ensure_ascii=False))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -63,6 +63,10 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--val-fraction", "train", "val_fraction", float, "share of --train held out for validation when no --validation is given"),
     ("--label-smoothing", "train", "label_smoothing", float, "label smoothing of the cross-entropy loss"),
     ("--checkpoint-every", "train", "checkpoint_every", int, "also save the last checkpoint every N optimizer steps (0: each epoch)"),
+    ("--class-weight", "train", "class_weight", str, "single-label: none, balanced (n / (classes x count), for "
+     "imbalanced classes) or a JSON file {label: weight} (labels left out weigh 1)"),
+    ("--pos-weight", "train", "pos_weight", str, "multi-label: none, or auto (negatives / positives per label, at "
+     "most 100) to weigh up rare labels' positives"),
 ]
 
 MODES = ("finetune", "frozen", "partial")
@@ -99,6 +103,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(the learning-rate schedule is recomputed for the new total), --patience and --checkpoint-every "
                    "may change; other flags that differ are refused")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+    p.add_argument("--multi-label", action="store_true", default=None,
+                   help="one sigmoid per label (binary cross-entropy) even if every text has one label; label lists "
+                   "in the data (JSONL lists, --label-sep) make a model multi-label without it")
     half = p.add_mutually_exclusive_group()
     half.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast for training and evaluation")
     half.add_argument("--fp16", action="store_true", default=None,
@@ -125,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _flag_names() -> dict[str, str]:
     names = {f"{section}.{key}": flag for flag, section, key, _typ, _help in OVERRIDES}
-    names.update({"train.bf16": "--bf16", "train.fp16": "--fp16", "model.source": "--model", "model.mode": "--mode",
+    names.update({"train.bf16": "--bf16", "train.fp16": "--fp16", "train.multi_label": "--multi-label", "model.source": "--model", "model.mode": "--mode",
                   "preset": "--preset", "family": "--model"})
     return names
 
@@ -159,9 +166,9 @@ def _run(args: argparse.Namespace) -> int:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             sections[section][key] = value
-    for half in ("bf16", "fp16"):
-        if getattr(args, half):
-            sections["train"][half] = True
+    for flag in ("bf16", "fp16", "multi_label"):
+        if getattr(args, flag):
+            sections["train"][flag] = True
     preset, family = args.preset, None
     if args.model in FAMILY_PRESETS and not args.mode:  # a family trained from scratch
         family = args.model
@@ -194,8 +201,9 @@ def _run(args: argparse.Namespace) -> int:
               f"{result.best_val_accuracy:.4f} (epoch {result.best_epoch}); nothing to do "
               "(a larger --epochs continues it)")
         return 0
+    score = "micro-F1" if result.history and "val_micro_f1" in result.history[-1] else "accuracy"
     print(f"trained {len(result.history)} epoch(s) at {result.train_samples_per_sec:,.0f} samples/s; "
-          f"best validation accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
+          f"best validation {score} {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
     if test is not None:
         clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16, fp16=config.train.fp16)

@@ -291,7 +291,7 @@ PRESETS: dict[str, Preset] = {
         # Chosen on the AG News split, SST-2 and IMDB (docs/benchmarks.md); longer runs overfit.
         train=dict(lr=1e-3, batch_size=128, epochs=5),
     ),
-    # Our stronger default; chosen by bench/scratch.py (see docs/benchmarks.md, section 1). Wider and
+    # Our stronger default; chosen by bench/scratch.py (see docs/benchmarks.md, "From-scratch models"). Wider and
     # deeper transformers did worse on these training-set sizes; reading twice as far into long texts
     # and a linear branch over words and word pairs did better.
     "base": Preset(

@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+from classiformer.checkpoint import read_meta
 from classiformer.cli import main
 
 from .test_multilabel_training import NAMES, multilabel_texts
@@ -43,6 +44,12 @@ def test_train_predict_multi_label_csv(tmp_path: Path, capsys) -> None:
     listed = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     assert len(table) == len(listed) == 120 and list(table[0])[:2] == ["line", "labels"]
     assert [r["labels"] for r in table] == ["|".join(r["labels"]) for r in listed]
+    # calibrate refits the temperatures and thresholds on other held-out data and stores them.
+    before = read_meta(run / "best").thresholds
+    assert main(["calibrate", str(run), "--data", str(test), "--no-progress"]) == 0
+    assert "thresholds: 3 tuned" in capsys.readouterr().out
+    after = read_meta(run / "best")
+    assert after.thresholds != before and after.extra["thresholds"]["n"] == 120
     truth = [r["label"] for r in csv.DictReader(test.open())]
     assert sum(r["labels"] == t for r, t in zip(table, truth)) / len(truth) > 0.7  # subset accuracy
 

@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import read_meta, write_meta
-from .data.datasets import TextDataset, check_labels_known
+from .data.datasets import DataError, TextDataset, check_labels_known
 from .inference import sigmoid, softmax
+from .thresholds import Thresholds
 
 if TYPE_CHECKING:
     from .predict import Classifier
@@ -134,8 +135,21 @@ def calibrate(clf: Classifier, dataset: TextDataset, progress: bool = False) -> 
     if clf.path is None:
         raise ValueError("this classifier was not loaded from a checkpoint folder; nowhere to store the temperature")
     check_labels_known(dataset, clf.labels)
-    assert dataset.labels is not None
     index = {lbl: i for i, lbl in enumerate(clf.labels)}
+    if clf.multi_label:  # a temperature per label, then the thresholds, on this held-out data
+        data = dataset.as_multi_label()
+        if data.label_sets is None:
+            raise DataError(f"{dataset.source}: calibration needs labelled data")
+        targets = np.zeros((len(data), len(clf.labels)), dtype=np.int64)
+        for i, label_set in enumerate(data.label_sets):
+            targets[i, [index[lbl] for lbl in label_set]] = 1
+        report = store_label_calibration(clf.path, clf.logits(data.texts, progress=progress), targets, dataset.source)
+        clf.meta.temperatures, clf.meta.thresholds = report["temperatures"], report["thresholds"]
+        clf.thresholds = Thresholds.from_dict(report["thresholds"])
+        return report
+    if dataset.labels is None:
+        raise DataError(f"{dataset.source}: has label lists (multi-label data), but this model picks one class per "
+                        "text" if dataset.label_sets is not None else f"{dataset.source}: calibration needs labels")
     labels = np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
     report = store_temperature(clf.path, clf.logits(dataset.texts, progress=progress), labels, dataset.source)
     clf.meta.temperature = report["temperature"]

@@ -43,6 +43,15 @@ def run(args: argparse.Namespace) -> int:
     data = require(load_split(args, "test", stored_columns(clf)), "test")
     r = calibrate(clf, data, progress=not args.no_progress)
     print(f"model: {clf.path}   calibration data: {data.source} ({len(data)} examples)")
+    if clf.multi_label:
+        t = r["threshold_summary"]
+        print(f"per-label temperatures {min(r['temperatures']):.3f} .. {max(r['temperatures']):.3f}; thresholds: "
+              f"{t['tuned_labels']} tuned, {t['fallback_labels']} at the global {t['global_threshold']:.3f}")
+        print(f"NLL {r['nll_uncalibrated']:.4f} -> {r['nll']:.4f}   ECE (mean per label) {r['ece_uncalibrated']:.4f} -> "
+              f"{r['ece']:.4f}   micro ECE {r['micro_ece_uncalibrated']:.4f} -> {r['micro_ece']:.4f}")
+        print(f"micro-F1 {t['micro_f1']:.4f} (at 0.5: {t['micro_f1_at_0.5']:.4f})   macro-F1 {t['macro_f1']:.4f} "
+              f"(at 0.5: {t['macro_f1_at_0.5']:.4f})")
+        return 0
     print(f"temperature {r['temperature']:.4f}")
     print(f"NLL {r['nll_uncalibrated']:.4f} -> {r['nll']:.4f}   ECE {r['ece_uncalibrated']:.4f} -> {r['ece']:.4f}")
     return 0

@@ -1,0 +1,300 @@
+"""Multi-label classification and imbalanced classes (issue 13), side by side in one run.
+
+``reuters`` (the default): Reuters-21578 ApteMod from ../shared/data/reuters (7,769 train / 3,019
+test, 90 categories; research use only). Peers: TF-IDF (word 1-2-grams) + one-vs-rest LinearSVC and
+LogisticRegression (scikit-learn), fastText with ``-loss ova`` (one-vs-all: one sigmoid per label).
+classiformer's from-scratch presets train with one sigmoid per label and binary cross-entropy; the
+validation split (10% of train) is made by iterative stratification, and the decision thresholds
+are tuned on it (thresholds.tune_thresholds) and compared with a fixed 0.5 on the test set.
+
+``imbalance``: single-label imbalance on the AG News split (the canonical 7,600-row test set;
+0-based row index % 5 == 0 is the evaluation split, the rest train), the four training classes
+subsampled to 100% / 30% / 10% / 3%; classiformer ``lesson`` with and without
+``class_weight="balanced"``, macro-F1 and accuracy of both.
+
+    .venv/bin/python bench/multilabel.py                              # reuters, every model
+    .venv/bin/python bench/multilabel.py reuters --models svm,lesson --epochs 20
+    .venv/bin/python bench/multilabel.py imbalance --seeds 42,1
+
+The table is printed; JSON goes to bench/results/multilabel.json (or imbalance.json), with the
+machine (bench/hardware.py); ``--plots DIR`` writes the evaluation figures of each classiformer run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from classiformer import Classifier, evaluate, fit, resolve_config
+from classiformer.checkpoint import MULTI_LABEL, CheckpointMeta
+from classiformer.data import Columns, read_dataset
+from classiformer.data.batching import EncodedDataset
+from classiformer.data.stratify import iterative_split
+from classiformer.evaluate_multilabel import multilabel_evaluation, write_multilabel_plots
+from classiformer.inference import sigmoid
+from classiformer.losses import Loss, pos_weights
+from classiformer.models import build_model
+from classiformer.runtime import seed_everything
+from classiformer.tokenizers import train_tokenizer
+from classiformer.training import Trainer, calibrate_best
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from hardware import header as machine_header  # noqa: E402
+from hardware import machine  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"  # from a worktree: --data-dir
+RESULTS = Path(__file__).resolve().parent / "results"
+AG_LABELS = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
+# Share of each AG News class kept in the imbalanced training set (evaluation stays balanced).
+KEEP = {"World": 1.0, "Sports": 0.3, "Business": 0.1, "Sci/Tech": 0.03}
+MEASURES = ("micro_f1", "macro_f1", "subset_accuracy", "hamming_loss")
+
+log = logging.getLogger("bench.multilabel")
+
+
+# -- Reuters -----------------------------------------------------------------------------------
+
+def read_reuters(path: Path) -> tuple[list[str], list[list[str]]]:
+    texts, label_sets = [], []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            row = json.loads(line)
+            if not isinstance(row.get("text"), str) or not isinstance(row.get("labels"), list):
+                raise SystemExit(f"{path}:{line_no}: expected {{'text': str, 'labels': [str, ...]}}")
+            texts.append(row["text"])
+            label_sets.append(row["labels"])
+    return texts, label_sets
+
+
+def indicator(label_sets: list[list[str]], labels: list[str]) -> np.ndarray:
+    index = {lb: j for j, lb in enumerate(labels)}
+    y = np.zeros((len(label_sets), len(labels)), dtype=np.int64)
+    for i, s in enumerate(label_sets):
+        for lb in s:
+            y[i, index[lb]] = 1
+    return y
+
+
+def scores_of(y: np.ndarray, pred: np.ndarray, labels: list[str]) -> dict[str, float]:
+    """The headline measures of 0/1 decisions ``pred`` (multilabel_report of 0/1 scores at 0.5)."""
+    report = multilabel_evaluation(y, pred.astype(np.float64), labels, 0.5)
+    return {k: report[k] for k in MEASURES}
+
+
+def run_linear(kind: str, train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarray],
+               labels: list[str]) -> dict[str, Any]:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.svm import LinearSVC
+
+    estimator = LinearSVC() if kind == "svm" else LogisticRegression(max_iter=1000)
+    # scikit-learn's defaults: the peers as a user would first run them (the issue's reference figures).
+    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), OneVsRestClassifier(estimator, n_jobs=1))
+    t0 = time.perf_counter()
+    model.fit(train[0], train[1])
+    train_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    pred = model.predict(test[0])
+    pred_s = time.perf_counter() - t0
+    return {**scores_of(test[1], np.asarray(pred), labels), "train_seconds": train_s,
+            "predict_docs_per_sec": len(test[0]) / pred_s}
+
+
+def run_fasttext(train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarray], labels: list[str],
+                 seed: int, epochs: int) -> dict[str, Any]:
+    import fasttext
+
+    def clean(t: str) -> str:
+        return " ".join(t.lower().split())
+
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False, encoding="utf-8") as f:
+        for text, row in zip(train[0], train[1]):
+            tags = " ".join(f"__label__{labels[j]}" for j in np.flatnonzero(row))
+            f.write(f"{tags} {clean(text)}\n")
+        path = f.name
+    try:
+        t0 = time.perf_counter()
+        model = fasttext.train_supervised(path, loss="ova", wordNgrams=2, epoch=epochs, lr=0.5,
+                                          thread=torch.get_num_threads(), seed=seed, verbose=0)
+        train_s = time.perf_counter() - t0
+    finally:
+        os.unlink(path)
+    t0 = time.perf_counter()
+    got, _ = model.predict([clean(t) for t in test[0]], k=-1, threshold=0.5)
+    pred_s = time.perf_counter() - t0
+    pred = indicator([[lb.removeprefix("__label__") for lb in row] for row in got], labels)
+    return {**scores_of(test[1], pred, labels), "train_seconds": train_s,
+            "predict_docs_per_sec": len(test[0]) / pred_s, "epochs": epochs}
+
+
+def run_ours_multilabel(
+    preset: str, train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarray], labels: list[str],
+    run_dir: Path, overrides: dict[str, Any], pos_weight: str, seed: int, plots: Path | None,
+) -> dict[str, Any]:
+    """A from-scratch preset with one sigmoid per label, trained by the library's Trainer.
+
+    ``fit`` reads label lists once data/datasets.py has them (another helper's work in progress);
+    until then this does what ``fit`` does for a multi-label run: iterative-stratified validation
+    split, tokenizer on the training part, BCE (with ``pos_weight``), thresholds tuned on validation.
+    """
+    config = resolve_config(preset, train={**overrides, "seed": seed})
+    texts, y = train
+    fit_idx, val_idx = iterative_split([[labels[j] for j in np.flatnonzero(r)] for r in y],
+                                       config.train.val_fraction, seed)
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    tokenizer = train_tokenizer(config.tokenizer, [texts[i] for i in fit_idx])
+    config.model.num_labels = len(labels)
+    config.model.vocab_size, config.model.max_length = tokenizer.vocab_size, tokenizer.max_length
+    config.model.pad_id = tokenizer.pad_id
+    if hasattr(config.model, "unk_id"):
+        config.model.unk_id = getattr(tokenizer, "oov_id", 1)
+    model = build_model(config.family, config.model)
+    meta = CheckpointMeta(family=config.family, model=config.to_dict()["model"], labels=labels,
+                          train=config.to_dict()["train"], preset=preset, problem_type=MULTI_LABEL)
+    pw = pos_weights(y[fit_idx], pos_weight)
+    loss = Loss(multi_label=True, pos_weight=None if pw is None else torch.from_numpy(pw))
+    fit_enc = EncodedDataset(tokenizer.encode([texts[i] for i in fit_idx]), y[fit_idx])
+    val_enc = EncodedDataset(tokenizer.encode([texts[i] for i in val_idx]), y[val_idx])
+    trainer = Trainer(model, tokenizer, meta, config.train, run_dir, torch.device("cpu"), progress=False, loss=loss)
+    result = trainer.train(fit_enc, val_enc)
+    train_s = time.perf_counter() - t0
+    # As fit does: per-label temperatures and thresholds tuned on the validation split, stored in best/.
+    calibrate_best(result.best_dir, val_enc, 256, torch.device("cpu"))
+    clf = Classifier.load(result.best_dir, device="cpu")
+    t0 = time.perf_counter()
+    logits = clf.logits(test[0])  # tokenization included
+    pred_s = time.perf_counter() - t0
+    assert clf.meta.temperatures is not None
+    test_scores = sigmoid(logits, np.asarray(clf.meta.temperatures))  # what clf.predict_proba returns
+    report = multilabel_evaluation(test[1], test_scores, labels, np.asarray(clf.thresholds.per_label))
+    if plots is not None:
+        write_multilabel_plots(report, test[1], test_scores, plots / f"{preset}-{pos_weight}-{seed}")
+    return {
+        **{k: report[k] for k in MEASURES},
+        "at_0.5": {k: report["at_0.5"][k] for k in MEASURES},
+        "label_ranking_average_precision": report["label_ranking_average_precision"],
+        "labels_tuned": int(sum(clf.thresholds.tuned)), "global_threshold": clf.thresholds.global_threshold,
+        "train_seconds": train_s, "train_samples_per_sec": result.train_samples_per_sec,
+        "predict_docs_per_sec": len(test[0]) / pred_s, "epochs": len(result.history), "best_epoch": result.best_epoch,
+        "pos_weight": pos_weight, "config": config.to_dict(),
+    }
+
+
+def reuters(args: argparse.Namespace) -> list[dict[str, Any]]:
+    tr_texts, tr_sets = read_reuters(args.data_dir / "reuters" / "train.jsonl.gz")
+    te_texts, te_sets = read_reuters(args.data_dir / "reuters" / "test.jsonl.gz")
+    labels = sorted({lb for s in tr_sets for lb in s})
+    unseen = sorted({lb for s in te_sets for lb in s} - set(labels))
+    if unseen:
+        raise SystemExit(f"test labels never seen in training: {unseen}")
+    train, test = (tr_texts, indicator(tr_sets, labels)), (te_texts, indicator(te_sets, labels))
+    print(f"Reuters-21578 ApteMod: {len(tr_texts)} train / {len(te_texts)} test, {len(labels)} labels", flush=True)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
+    results = []
+    for name in args.models.split(","):
+        for seed in args.seeds:
+            print(f"... {name} (seed {seed})", flush=True)
+            if name in ("svm", "lr"):
+                if seed != args.seeds[0]:
+                    continue  # deterministic
+                r = run_linear(name, train, test, labels)
+            elif name == "fasttext":
+                r = run_fasttext(train, test, labels, seed, args.fasttext_epochs)
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    r = run_ours_multilabel(name, train, test, labels, Path(tmp), overrides, args.pos_weight, seed,
+                                            args.plots)
+            results.append({"set": "reuters", "model": name, "seed": seed, **r})
+            print("   " + row_reuters(results[-1]), flush=True)
+    return results
+
+
+def row_reuters(r: dict[str, Any]) -> str:
+    half = r.get("at_0.5")
+    # A temperature keeps the sign of a logit, so 0.5 decides the same before and after calibration.
+    tuned = (f"\n      at 0.5: micro-F1 {half['micro_f1']:.4f} macro-F1 {half['macro_f1']:.4f} "
+             f"subset {half['subset_accuracy']:.4f}") if half else ""
+    return (f"{r['model']:<9} seed {r['seed']:<3} micro-F1 {r['micro_f1']:.4f}  macro-F1 {r['macro_f1']:.4f}  "
+            f"subset acc {r['subset_accuracy']:.4f}  Hamming {r['hamming_loss']:.5f}  train {r['train_seconds']:7.1f} s  "
+            f"predict {r['predict_docs_per_sec']:8.0f} docs/s{tuned}")
+
+
+# -- AG News imbalance ---------------------------------------------------------------------------
+
+def imbalance(args: argparse.Namespace) -> list[dict[str, Any]]:
+    ds = read_dataset(args.data_dir / "ag_news" / "test.csv", Columns(label=0, text=[1, 2], header=False, label_map=AG_LABELS))
+    assert ds.labels is not None
+    test = ds.subset([i for i in range(len(ds)) if i % 5 == 0])
+    rest = [i for i in range(len(ds)) if i % 5 != 0]
+    rng = np.random.default_rng(0)  # the same subsample for every seed and both runs
+    keep = []
+    for label, share in KEEP.items():
+        rows = [i for i in rest if ds.labels[i] == label]
+        keep += sorted(rng.choice(rows, size=max(1, round(share * len(rows))), replace=False).tolist())
+    train = ds.subset(sorted(keep))
+    counts = {lb: sum(1 for x in train.labels or [] if x == lb) for lb in KEEP}
+    print(f"AG News split, imbalanced train: {counts} ({len(train)} rows); balanced test: {len(test)} rows", flush=True)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
+    results = []
+    for seed in args.seeds:
+        for weight in ("none", "balanced"):
+            config = resolve_config(args.preset, train={**overrides, "seed": seed, "class_weight": weight})
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                result = fit(config, train, Path(tmp), overwrite=True, progress=False)
+                train_s = time.perf_counter() - t0
+                report = evaluate(Classifier.load(result.best_dir, device="cpu"), test, progress=False)
+            per_class = {lb: round(report["per_class"][lb]["f1"], 4) for lb in KEEP}
+            results.append({"set": "ag_news_imbalanced", "model": args.preset, "class_weight": weight, "seed": seed,
+                            "accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "per_class_f1": per_class,
+                            "train_counts": counts, "train_seconds": train_s, "epochs": len(result.history),
+                            "best_epoch": result.best_epoch, "config": config.to_dict()})
+            r = results[-1]
+            print(f"   {args.preset} class_weight={weight:<8} seed {seed:<3} accuracy {r['accuracy']:.4f}  "
+                  f"macro-F1 {r['macro_f1']:.4f}  train {train_s:6.1f} s  per-class F1 {per_class}", flush=True)
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("task", nargs="?", default="reuters", choices=("reuters", "imbalance"))
+    parser.add_argument("--models", default="svm,lr,fasttext,lesson,base", help="reuters: peers and presets to run")
+    parser.add_argument("--preset", default="lesson", help="imbalance: the preset to train")
+    parser.add_argument("--data-dir", type=Path, default=DATA)
+    parser.add_argument("--epochs", type=int, default=None, help="override the presets' epoch count")
+    parser.add_argument("--lr", type=float, default=None, help="override the presets' learning rate")
+    parser.add_argument("--batch-size", type=int, default=None, help="override the presets' batch size")
+    parser.add_argument("--pos-weight", default="none", choices=("none", "auto"), help="reuters: BCE positive weights")
+    parser.add_argument("--fasttext-epochs", type=int, default=25)
+    parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[42])
+    parser.add_argument("--plots", type=Path, default=None, help="reuters: write each classiformer run's figures here")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    info = machine()
+    print(machine_header(info), flush=True)
+    results = reuters(args) if args.task == "reuters" else imbalance(args)
+    out = args.out or RESULTS / ("multilabel.json" if args.task == "reuters" else "imbalance.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": info, "command": " ".join(sys.argv), "load_average_end": os.getloadavg()[0]}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"load average at the end {meta['load_average_end']:.1f}; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

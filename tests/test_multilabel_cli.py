@@ -44,6 +44,10 @@ def test_train_predict_multi_label_csv(tmp_path: Path, capsys) -> None:
     listed = [json.loads(line) for line in out_jsonl.read_text().splitlines()]
     assert len(table) == len(listed) == 120 and list(table[0])[:2] == ["line", "labels"]
     assert [r["labels"] for r in table] == ["|".join(r["labels"]) for r in listed]
+    assert main(["evaluate", str(run), "--test", str(test), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "micro" in text and "subset accuracy" in text and "calibration (a temperature per label)" in text
+    assert json.loads((run / "metrics.json").read_text())["micro_f1"] > 0.9
     # calibrate refits the temperatures and thresholds on other held-out data and stores them.
     before = read_meta(run / "best").thresholds
     assert main(["calibrate", str(run), "--data", str(test), "--no-progress"]) == 0

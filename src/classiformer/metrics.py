@@ -90,6 +90,12 @@ def format_calibration(report: dict[str, Any]) -> str:
     """One line: NLL and expected calibration error before and after temperature scaling."""
     if "nll" not in report:
         return ""
+    if report.get("problem_type") == "multi_label_classification":
+        return (
+            f"calibration (a temperature per label): NLL {report['nll_uncalibrated']:.4f} -> {report['nll']:.4f}, "
+            f"ECE (mean per label) {report['ece_uncalibrated']:.4f} -> {report['ece']:.4f}, "
+            f"micro ECE {report['micro_ece_uncalibrated']:.4f} -> {report['micro_ece']:.4f}"
+        )
     return (
         f"calibration (temperature {report['temperature']:.3f}): NLL {report['nll_uncalibrated']:.4f} -> "
         f"{report['nll']:.4f}, ECE {report['ece_uncalibrated']:.4f} -> {report['ece']:.4f}"

@@ -71,7 +71,10 @@ def plot_training_curves(history: list[dict[str, Any]], path: Path) -> Path:
     ax1.set_ylabel("loss")
     ax1.set_title("Loss")
     ax1.legend()
-    ax2.plot(epochs, [h["val_accuracy"] for h in history], "o-", label="validation accuracy")
+    # A multi-label run records micro-F1 (at thresholds tuned on the split) where others record accuracy.
+    first = "val_accuracy" if "val_accuracy" in history[0] else "val_micro_f1"
+    name = "accuracy" if first == "val_accuracy" else "micro-F1"
+    ax2.plot(epochs, [h[first] for h in history], "o-", label=f"validation {name}")
     ax2.plot(epochs, [h["val_macro_f1"] for h in history], "s--", label="validation macro-F1")
     ax2.set_xlabel("epoch")
     ax2.set_title("Validation")

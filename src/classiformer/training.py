@@ -52,7 +52,7 @@ from .checkpoint import (
 from .config import ConfigError, RunConfig, TrainConfig
 from .data.batching import EncodedDataset, batch_of, bucketed_batches, sorted_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
-from .inference import logits_for, sigmoid
+from .inference import batch_tokens, logits_for, sigmoid
 from .losses import Loss, bce_with_logits, class_weights, pos_weights
 from .metrics import (
     classification_report,
@@ -375,7 +375,7 @@ class Trainer:
         batches, of other shapes, whose matrix products round differently (by ~1e-8): every later
         step would differ from the uninterrupted run's."""
         multiple, limit = pad_multiple(self.device), int(data.lengths.max(initial=0))
-        batches = sorted_batches(data.lengths, self.cfg.eval_batch_size)
+        batches = sorted_batches(data.lengths, self.cfg.eval_batch_size, batch_tokens(self.model, self.device))
         unlabelled = EncodedDataset(data.ids)
         self.model.eval()
         try:

@@ -50,10 +50,20 @@ def bucketed_batches(
     return [batches[i] for i in perm]
 
 
-def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Inference batches in order of decreasing length (callers restore the original order)."""
+def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:
+    """Inference batches in order of decreasing length (callers restore the original order). With
+    ``max_tokens``, a batch also holds at most that many padded tokens (its first, longest member's
+    length times its size; never fewer than one example)."""
     order = np.argsort(-lengths, kind="stable")
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if not max_tokens:
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches, i = [], 0
+    while i < len(order):
+        width = max(1, int(lengths[order[i]]))
+        size = max(1, min(batch_size, max_tokens // width))
+        batches.append(order[i : i + size])
+        i += size
+    return batches
 
 
 def collate(

@@ -54,6 +54,8 @@ class PretrainedClassifier(nn.Module):
     family = "hf"
     hf: Any  # the Hugging Face classifier, or the encoder when frozen (built by _build)
     head: Any  # frozen mode's linear head
+    # Inference batches on a CPU hold at most this many padded tokens (see inference.batch_tokens).
+    cpu_batch_tokens = 4096
 
     def __init__(self, cfg: PretrainedConfig) -> None:
         super().__init__()

@@ -1,0 +1,41 @@
+"""Inference batches: sorted by length, and on a CPU capped by padded tokens for pretrained encoders."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from classiformer.data.batching import sorted_batches
+from classiformer.inference import batch_tokens
+
+
+def test_sorted_batches_cover_every_example_once_longest_first() -> None:
+    lengths = np.array([5, 1, 9, 3, 9, 2, 7])
+    batches = sorted_batches(lengths, 3)
+    order = np.concatenate(batches)
+    assert sorted(order.tolist()) == list(range(len(lengths)))
+    assert [len(b) for b in batches] == [3, 3, 1]
+    assert list(lengths[order]) == sorted(lengths.tolist(), reverse=True)
+
+
+def test_a_token_budget_caps_each_batch_by_its_longest_member() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=500)
+    batches = sorted_batches(lengths, 256, max_tokens=1000)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(500))
+    for b in batches:
+        assert len(b) <= 256
+        assert len(b) == 1 or len(b) * lengths[b].max() <= 1000
+    # short texts fill up to the count limit; one text longer than the budget still gets a batch
+    assert [len(b) for b in sorted_batches(np.full(600, 2), 256, max_tokens=1000)] == [256, 256, 88]
+    assert [len(b) for b in sorted_batches(np.array([5000, 4]), 256, max_tokens=1000)] == [1, 1]
+
+
+def test_only_models_that_ask_for_it_get_a_budget_and_only_on_a_cpu() -> None:
+    class Capped(nn.Module):
+        cpu_batch_tokens = 4096
+
+    assert batch_tokens(nn.Linear(2, 2), "cpu") is None
+    assert batch_tokens(Capped(), torch.device("cpu")) == 4096
+    assert batch_tokens(Capped(), "cuda") is None

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
-from classiformer import plots
+from classiformer import metrics, plots
 from classiformer.evaluate_multilabel import PLOT_FILES, multilabel_evaluation, write_multilabel_plots
 from classiformer.thresholds import tune_thresholds
 
@@ -80,7 +80,7 @@ def test_precision_recall_curve_matches_sklearn() -> None:
     rng = np.random.default_rng(3)
     y = rng.random(400) < 0.2
     s = np.round(rng.random(400) * 0.5 + 0.4 * y, 2)  # rounded: ties, as real scores have
-    p, r, t, ap = plots.precision_recall_curve(y, s)
+    p, r, t, ap = metrics.precision_recall_curve(y, s)
     ref_p, ref_r, ref_t = skm.precision_recall_curve(y, s)
     # scikit-learn lists thresholds ascending and appends the (P=1, R=0) end point.
     np.testing.assert_allclose(p, ref_p[:-1][::-1])

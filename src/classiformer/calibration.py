@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -42,17 +43,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, max_iter: int = 200)
         raise ValueError("cannot fit a temperature on zero examples")
     z = torch.from_numpy(np.asarray(logits, dtype=np.float64))
     y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(z / log_t.exp(), y)
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    t = float(log_t.detach().exp().clamp(0.05, 20.0))
+    t = _fit_log_temperature(lambda log_t: F.cross_entropy(z / log_t.exp(), y), max_iter)
     if not math.isfinite(t):
         log.warning("temperature fit diverged; keeping T = 1")
         return 1.0
@@ -182,18 +173,24 @@ def label_nll(logits: np.ndarray, targets: np.ndarray, temperatures: np.ndarray 
     return loss.mean(0).numpy()
 
 
-def _fit_binary_temperature(z: torch.Tensor, y: torch.Tensor, max_iter: int) -> float:
-    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)  # over log T, so T stays positive
+def _fit_log_temperature(loss: Callable[[torch.Tensor], torch.Tensor], max_iter: int) -> float:
+    """Minimise ``loss(log T)`` over log T (so T stays positive) with L-BFGS in float64; T clamped
+    to [0.05, 20]."""
+    log_t = torch.zeros(1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=0.5, max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(z / log_t.exp(), y)
-        loss.backward()
-        return loss
+        value = loss(log_t)
+        value.backward()
+        return value
 
     opt.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def _fit_binary_temperature(z: torch.Tensor, y: torch.Tensor, max_iter: int) -> float:
+    return _fit_log_temperature(lambda log_t: F.binary_cross_entropy_with_logits(z / log_t.exp(), y), max_iter)
 
 
 def fit_label_temperatures(

@@ -263,3 +263,36 @@ def format_multilabel_report(report: dict[str, Any], top: int = 20) -> str:
     if len(report["labels"]) > len(shown):
         lines.append(f"... {len(report['labels']) - len(shown)} less frequent label(s) in the JSON report")
     return "\n".join(lines)
+
+
+def cut_counts(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """The rule ``score >= t`` at every distinct score ``t`` of binary ``y_true`` (N,) and
+    ``scores`` (N,), highest first: ``(scores sorted high to low, the position of the last example
+    of each distinct score, true and false positives at each such cut, the number of positives)``.
+    Only cuts between distinct scores are rules a threshold can express."""
+    y = np.asarray(y_true).astype(bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if y.shape != s.shape:
+        raise ValueError(f"{y.size} labels but {s.size} scores")
+    if s.size == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return s, empty, empty, empty, 0
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    cut = np.flatnonzero(np.r_[s[:-1] != s[1:], True])
+    return s, cut, np.cumsum(y)[cut], np.cumsum(~y)[cut], int(y.sum())
+
+
+def precision_recall_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``(precision, recall, thresholds, average precision)`` of the rule ``score >= t`` for every
+    distinct score ``t`` of binary ``y_true`` (N,) and ``scores`` (N,), highest threshold first;
+    average precision as scikit-learn defines it (sum of precision x recall steps). No positives:
+    empty curves and AP 0."""
+    s, cut, tp, fp, positives = cut_counts(y_true, scores)
+    if positives == 0:
+        empty = np.zeros(0)
+        return empty, empty, empty, 0.0
+    precision = tp / (tp + fp)
+    recall = tp / positives
+    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+    return precision, recall, s[cut], ap

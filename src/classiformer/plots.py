@@ -13,6 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .metrics import precision_recall_curve  # noqa: E402
+
 
 def _short(label: str, limit: int = 28) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "\u2026"
@@ -298,30 +300,6 @@ def plot_per_label_f1(per_label: dict[str, dict[str, Any]], path: Path, top: int
     fig.savefig(path, dpi=120, bbox_inches="tight")  # long label names stay inside the image
     plt.close(fig)
     return path
-
-
-def precision_recall_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """``(precision, recall, thresholds, average precision)`` of the rule ``score >= t`` for every
-    distinct score ``t`` of binary ``y_true`` (N,) and ``scores`` (N,), highest threshold first;
-    average precision as scikit-learn defines it (sum of precision x recall steps). No positives:
-    empty curves and AP 0."""
-    y = np.asarray(y_true).astype(bool).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise ValueError(f"{y.size} labels but {s.size} scores")
-    positives = int(y.sum())
-    if positives == 0:
-        empty = np.zeros(0)
-        return empty, empty, empty, 0.0
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    cut = np.flatnonzero(np.r_[s[:-1] != s[1:], True])  # last position of each distinct score
-    tp = np.cumsum(y)[cut]
-    fp = np.cumsum(~y)[cut]
-    precision = tp / (tp + fp)
-    recall = tp / positives
-    ap = float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
-    return precision, recall, s[cut], ap
 
 
 def _operating_point(y: np.ndarray, s: np.ndarray, threshold: np.ndarray | float) -> tuple[float, float]:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from .metrics import cut_counts
+
 # Fewer validation positives than this and a label's own F1-optimal threshold is mostly noise.
 MIN_POSITIVES = 3
 
@@ -65,21 +67,12 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, fl
     """``(threshold, F1)`` of the F1-optimal rule ``score >= threshold`` for binary ``y_true``
     (N,) and ``scores`` (N,), or ``None`` when there is no positive to find. Of several equally
     good cuts the highest threshold wins (fewest positive predictions)."""
-    y = np.asarray(y_true).astype(bool).ravel()
-    s = np.asarray(scores, dtype=np.float64).ravel()
-    if y.shape != s.shape:
-        raise ValueError(f"{y.size} labels but {s.size} scores")
-    positives = int(y.sum())
+    s, cut, tp, fp, positives = cut_counts(y_true, scores)
     if positives == 0:
         return None
-    order = np.argsort(-s, kind="stable")
-    s, y = s[order], y[order]
-    tp = np.cumsum(y)
-    fp = np.cumsum(~y)
-    # Cutting below position k accepts the k + 1 highest scores; only cuts between distinct scores
-    # are rules a threshold can express. F1 = 2TP / (2TP + FP + FN), with FN = positives - TP.
-    cut = np.flatnonzero(np.r_[s[:-1] != s[1:], True])
-    f1 = 2 * tp[cut] / (tp[cut] + fp[cut] + positives)
+    # Cutting below position k accepts the k + 1 highest scores. F1 = 2TP / (2TP + FP + FN), with
+    # FN = positives - TP.
+    f1 = 2 * tp / (tp + fp + positives)
     k = int(cut[int(np.argmax(f1))])
     threshold = float(s[k])
     if k + 1 < len(s):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import socket
 import threading
 import time
@@ -55,3 +57,29 @@ def running_server(app, port: int) -> Iterator[str]:  # type: ignore[no-untyped-
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def find_chromium() -> str | None:
+    for candidate in (os.environ.get("CLASSIFORMER_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
+                      shutil.which("chromium-browser")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return None
+
+
+# Module-scoped: Playwright's sync API holds an event loop while open, which asyncio.run in other
+# test modules would trip over.
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium browser installed (apt-get install chromium; scripts/test.sh does it when root)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()

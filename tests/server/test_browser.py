@@ -7,35 +7,10 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-
 from classiformer import Classifier
 from classiformer.server import create_app
 
 from .conftest import free_port, running_server
-
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
-
-
-def find_chromium() -> str | None:
-    for candidate in (os.environ.get("CLASSIFORMER_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and Path(candidate).exists():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():  # type: ignore[no-untyped-def]
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("no Chromium browser installed (apt-get install chromium; scripts/test.sh does it when root)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
 
 
 def test_page_classifies_typed_text(browser, classifier: Classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -18,7 +18,6 @@ from classiformer import Classifier
 from classiformer.server import create_app
 
 from .conftest import free_port, running_server
-from .test_browser import CHROMIUM_ARGS, find_chromium
 
 EXPECTED_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
 
@@ -59,21 +58,9 @@ def test_docs_csp_allows_only_this_origin_and_the_pages_own_init_script(classifi
     assert "unsafe-inline" not in page.headers["content-security-policy"]
 
 
-@pytest.fixture(scope="module")
-def chromium():  # type: ignore[no-untyped-def]
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
-    executable = find_chromium()
-    if executable is None:
-        pytest.skip("no Chromium browser installed (apt-get install chromium; scripts/test.sh does it when root)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-def test_swagger_ui_renders_offline_in_a_browser(chromium, classifier: Classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_swagger_ui_renders_offline_in_a_browser(browser, classifier: Classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     with running_server(create_app(classifier), free_port()) as url:
-        context = chromium.new_context(viewport={"width": 1100, "height": 1200})
+        context = browser.new_context(viewport={"width": 1100, "height": 1200})
         outside: list[str] = []
 
         def offline(route):  # type: ignore[no-untyped-def]

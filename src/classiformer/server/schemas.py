@@ -26,8 +26,13 @@ class PredictRequest(BaseModel):
 
 
 class Prediction(BaseModel):
-    label: str = Field(description="the most probable class")
-    probabilities: dict[str, float] = Field(description="probability of every class, in the model's label order")
+    label: str | None = Field(None, description="single-label models: the most probable class")
+    labels: list[str] | None = Field(
+        None, description="multi-label models: every label whose probability reaches its tuned threshold (may be empty)"
+    )
+    probabilities: dict[str, float] = Field(
+        description="probability of every class (multi-label: of each label on its own), in the model's label order"
+    )
 
 
 class PredictResponse(BaseModel):

@@ -89,10 +89,12 @@ class ModelService:
     async def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
         self.check_texts(texts)
         proba = await self._timed(self.batcher.submit(texts))
-        labels = self.classifier.labels
+        labels, key = self.classifier.labels, self.classifier.output_key
+        # A multi-label model answers each text's label set at the tuned thresholds ("labels"), a
+        # single-label one its most probable class ("label"): the library decides, as in predict.
         return [
-            {"label": labels[int(p.argmax())], "probabilities": {lbl: float(x) for lbl, x in zip(labels, p)}}
-            for p in proba
+            {key: decision, "probabilities": {lbl: float(x) for lbl, x in zip(labels, p)}}
+            for decision, p in zip(self.classifier.decisions(proba), proba)
         ]
 
     async def explain(self, text: str, methods: Sequence[str] | None = None) -> dict[str, Any]:

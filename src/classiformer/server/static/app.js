@@ -39,9 +39,11 @@ function showBars(prediction) {
   const bars = $("bars");
   bars.replaceChildren();
   const entries = Object.entries(prediction.probabilities).sort((a, b) => b[1] - a[1]);
+  // A multi-label model answers a label set (each label scored on its own), a single-label one a class.
+  const chosen = new Set(prediction.labels || [prediction.label]);
   for (const [name, p] of entries) {
     const row = document.createElement("div");
-    row.className = "bar" + (name === prediction.label ? " top" : "");
+    row.className = "bar" + (chosen.has(name) ? " top" : "");
     row.dataset.label = name;
     const label = document.createElement("span"); label.className = "name"; label.textContent = name;
     const track = document.createElement("span"); track.className = "track";
@@ -52,7 +54,9 @@ function showBars(prediction) {
     row.append(label, track, value);
     bars.appendChild(row);
   }
-  $("label").textContent = prediction.label;
+  $("label").textContent = prediction.labels
+    ? (prediction.labels.length ? prediction.labels.join(", ") : "(no label above its threshold)")
+    : prediction.label;
   $("result").hidden = false;
 }
 

@@ -146,8 +146,10 @@ def integrated_gradients(
     steps: int = 32,
     temperature: float = 1.0,
     chunk: int = 16,
+    sigmoid: bool = False,
 ) -> torch.Tensor:
-    """Integrated gradients of ``softmax(logits / temperature)[target]`` for one example
+    """Integrated gradients of ``softmax(logits / temperature)[target]`` (with ``sigmoid``, of a
+    multi-label model's ``sigmoid(logits[target] / temperature)``) for one example
     (input_ids, attention_mask: (1, T)) with respect to its token embeddings, from a zero
     baseline, midpoint Riemann sum over ``steps``. Returns (T,) scores that sum to about
     p(target | text) - p(target | zero embeddings)."""
@@ -167,7 +169,8 @@ def integrated_gradients(
         ids = input_ids.expand(len(a), -1) if getattr(model, "ngrams", None) is not None else None
         with torch.enable_grad(), _no_cudnn_rnn():
             logits = model(input_ids=ids, attention_mask=mask, inputs_embeds=path).logits  # (S, C)
-            prob = (logits.float() / temperature).softmax(-1)[:, target].sum()
+            z = logits.float() / temperature
+            prob = (z[:, target].sigmoid() if sigmoid else z.softmax(-1)[:, target]).sum()
             (grad,) = torch.autograd.grad(prob, path)
         total += grad.float().sum(0)
     return ((emb[0] - base[0]) * total / steps).sum(-1)  # (T,)
@@ -377,8 +380,20 @@ def explain(
     try:
         with torch.no_grad(), eager_attention(model):
             out = model(input_ids=input_ids, attention_mask=mask, output_attentions=True)
-        proba = (out.logits[0].float() / clf.temperature).softmax(-1)
+        logits = out.logits[0].float()  # (C,)
+        # A multi-label model scores each label on its own (a sigmoid at its own temperature); the
+        # label explained is then its highest-scoring one, as the class is for a softmax model.
+        multi = bool(getattr(clf, "multi_label", False))
+        if multi:
+            temps = torch.as_tensor(
+                np.broadcast_to(np.asarray(getattr(clf, "label_temperatures", 1.0), dtype=np.float32), logits.shape).copy(),
+                device=logits.device,
+            )
+            proba = (logits / temps).sigmoid()
+        else:
+            proba = (logits / clf.temperature).softmax(-1)
         target = int(proba.argmax())
+        target_t = float(temps[target]) if multi else clf.temperature
         layers = [a[0].detach().float().cpu() for a in (out.attentions or ()) if a is not None]  # (H, T, T) each
         pooling = _pooling(model)
         pooled_w = getattr(out, "pooling_weights", None)
@@ -409,7 +424,7 @@ def explain(
                     log.info("%s returns no attention weights; skipping attention", type(model).__name__)
             elif method == "gradient":
                 scores[method] = integrated_gradients(
-                    model, input_ids, mask, target, steps=steps, temperature=clf.temperature
+                    model, input_ids, mask, target, steps=steps, temperature=target_t, sigmoid=multi
                 ).detach().cpu().numpy()
             elif method == "ngram":
                 if branch is None:  # worth a word only when asked for, not as one of the defaults

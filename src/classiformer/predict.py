@@ -126,6 +126,11 @@ class Classifier:
     def multi_label(self) -> bool:
         return self.meta.multi_label
 
+    @property
+    def label_temperatures(self) -> np.ndarray:
+        """A multi-label model's temperature per label (1 where none was fitted)."""
+        return np.broadcast_to(np.asarray(self.meta.temperatures or 1.0, dtype=np.float64), (len(self.labels),))
+
     def set_threshold(self, value: float) -> None:
         """Decide every label of a multi-label model at ``value`` instead of its tuned threshold."""
         if not self.multi_label:
@@ -142,7 +147,7 @@ class Classifier:
         if not len(logits):
             return logits
         if self.multi_label:
-            return sigmoid(logits, np.asarray(self.meta.temperatures or 1.0)).astype(np.float32)
+            return sigmoid(logits, self.label_temperatures).astype(np.float32)
         return softmax(logits, self.temperature)
 
     def predict(self, texts: Sequence[str], progress: bool = False) -> list[Any]:

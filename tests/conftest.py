@@ -73,3 +73,15 @@ def write_csv(tmp_path: Path):
         return p
 
     return write
+
+
+@pytest.fixture(scope="session")
+def multilabel_classifier(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """A tiny model trained once on the 3-label toy task with overlapping labels (test_multilabel_fit)."""
+    from classiformer import Classifier, fit, read_dataset
+
+    from .test_multilabel_fit import config, write
+
+    tmp = tmp_path_factory.mktemp("multilabel")
+    fit(config(), read_dataset(write(tmp / "train.jsonl", 300, seed=0)), tmp / "run", progress=False)
+    return Classifier.load(tmp / "run")

@@ -153,10 +153,7 @@ class Classifier:
     def predict(self, texts: Sequence[str], progress: bool = False) -> list[Any]:
         """The predicted class of each text, or for a multi-label model the list of its labels at
         or above their thresholds (possibly empty), in label order."""
-        if self.multi_label:
-            return self.predict_label_sets(texts, progress)
-        proba = self.predict_proba(texts, progress)
-        return [self.labels[i] for i in proba.argmax(axis=1)]
+        return self.decisions(self.predict_proba(texts, progress))
 
     def predict_label_sets(self, texts: Sequence[str], progress: bool = False) -> list[list[str]]:
         """Each text's labels whose probability reaches the label's threshold (multi-label models)."""

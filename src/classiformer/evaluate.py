@@ -18,7 +18,7 @@ from .inference import sigmoid, softmax
 from .metrics import classification_report
 from .plots import plot_confusion_matrix, plot_reliability, plot_training_curves
 from .predict import Classifier
-from .training import HISTORY_FILE
+from .training import HISTORY_FILE, encode_labels
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,8 @@ def evaluate_multilabel(clf: Classifier, dataset: TextDataset, progress: bool = 
     data = dataset.as_multi_label()
     if data.label_sets is None:
         raise DataError(f"{dataset.source}: evaluation needs labelled data")
-    check_labels_known(data, clf.labels)
-    index = {lbl: j for j, lbl in enumerate(clf.labels)}
-    targets = np.zeros((len(data), len(clf.labels)), dtype=np.int64)
-    for i, labels in enumerate(data.label_sets):
-        targets[i, [index[lbl] for lbl in labels]] = 1
-    temperatures = np.asarray(clf.meta.temperatures or [1.0] * len(clf.labels), dtype=np.float64)
+    targets = encode_labels(data, clf.labels)  # (N, L), columns in the model's label order
+    temperatures = clf.label_temperatures
     t0 = time.perf_counter()
     logits = clf.logits(data.texts, progress=progress)
     scores = sigmoid(logits, temperatures)  # what clf.predict_proba returns

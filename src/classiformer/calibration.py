@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoint import read_meta, write_meta
-from .data.datasets import DataError, TextDataset, check_labels_known
+from .data.datasets import DataError, TextDataset, encode_labels
 from .inference import sigmoid, softmax
 from .thresholds import Thresholds
 
@@ -125,15 +125,11 @@ def calibrate(clf: Classifier, dataset: TextDataset, progress: bool = False) -> 
     in ``clf``, so its probabilities are calibrated from now on). Returns the calibration report."""
     if clf.path is None:
         raise ValueError("this classifier was not loaded from a checkpoint folder; nowhere to store the temperature")
-    check_labels_known(dataset, clf.labels)
-    index = {lbl: i for i, lbl in enumerate(clf.labels)}
     if clf.multi_label:  # a temperature per label, then the thresholds, on this held-out data
         data = dataset.as_multi_label()
         if data.label_sets is None:
             raise DataError(f"{dataset.source}: calibration needs labelled data")
-        targets = np.zeros((len(data), len(clf.labels)), dtype=np.int64)
-        for i, label_set in enumerate(data.label_sets):
-            targets[i, [index[lbl] for lbl in label_set]] = 1
+        targets = encode_labels(data, clf.labels)  # (N, L), columns in the model's label order
         report = store_label_calibration(clf.path, clf.logits(data.texts, progress=progress), targets, dataset.source)
         clf.meta.temperatures, clf.meta.thresholds = report["temperatures"], report["thresholds"]
         clf.thresholds = Thresholds.from_dict(report["thresholds"])
@@ -141,7 +137,7 @@ def calibrate(clf: Classifier, dataset: TextDataset, progress: bool = False) -> 
     if dataset.labels is None:
         raise DataError(f"{dataset.source}: has label lists (multi-label data), but this model picks one class per "
                         "text" if dataset.label_sets is not None else f"{dataset.source}: calibration needs labels")
-    labels = np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
+    labels = encode_labels(dataset, clf.labels)
     report = store_temperature(clf.path, clf.logits(dataset.texts, progress=progress), labels, dataset.source)
     clf.meta.temperature = report["temperature"]
     return report

@@ -12,13 +12,13 @@ import numpy as np
 
 from .calibration import calibration_report, multilabel_calibration_report
 from .checkpoint import MULTI_LABEL, atomic_write_text
-from .data.datasets import DataError, TextDataset, check_labels_known
+from .data.datasets import DataError, TextDataset, check_labels_known, encode_labels
 from .evaluate_multilabel import multilabel_evaluation, write_multilabel_plots
 from .inference import sigmoid, softmax
 from .metrics import classification_report
 from .plots import plot_confusion_matrix, plot_reliability, plot_training_curves
 from .predict import Classifier
-from .training import HISTORY_FILE, encode_labels
+from .training import HISTORY_FILE
 
 log = logging.getLogger(__name__)
 

@@ -51,7 +51,7 @@ from .checkpoint import (
 )
 from .config import ConfigError, RunConfig, TrainConfig
 from .data.batching import EncodedDataset, batch_of, bucketed_batches, sorted_batches
-from .data.datasets import DataError, TextDataset, check_labels_known, stratified_split
+from .data.datasets import DataError, TextDataset, check_labels_known, encode_labels, stratified_split
 from .inference import batch_tokens, logits_for, sigmoid
 from .losses import Loss, bce_with_logits, class_weights, pos_weights
 from .metrics import (
@@ -231,20 +231,6 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[i
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
     return f
-
-
-def encode_labels(dataset: TextDataset, labels: list[str]) -> np.ndarray:
-    """Class ids (N,), or for multi-label data 0/1 targets (N, L) with columns in the order of
-    ``labels``, so files that list labels in different orders map them to the same columns."""
-    check_labels_known(dataset, labels)
-    index = {lbl: i for i, lbl in enumerate(labels)}
-    if dataset.label_sets is not None:
-        targets = np.zeros((len(dataset), len(labels)), dtype=np.int64)
-        for i, label_set in enumerate(dataset.label_sets):
-            targets[i, [index[lbl] for lbl in label_set]] = 1
-        return targets
-    assert dataset.labels is not None
-    return np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
 
 
 def encode(tokenizer: Tokenizer, dataset: TextDataset, labels: list[str] | None) -> EncodedDataset:

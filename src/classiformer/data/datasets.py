@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, cast
 
+import numpy as np
+
 log = logging.getLogger(__name__)
 
 
@@ -129,6 +131,20 @@ def check_labels_known(dataset: TextDataset, known: Sequence[str]) -> None:
                 f"{dataset.source}:{line}: label {label!r} was not seen in training "
                 f"(known labels: {list(known)})"
             )
+
+
+def encode_labels(dataset: TextDataset, labels: list[str]) -> np.ndarray:
+    """Class ids (N,), or for multi-label data 0/1 targets (N, L) with columns in the order of
+    ``labels``, so files that list labels in different orders map them to the same columns."""
+    check_labels_known(dataset, labels)
+    index = {lbl: i for i, lbl in enumerate(labels)}
+    if dataset.label_sets is not None:
+        targets = np.zeros((len(dataset), len(labels)), dtype=np.int64)
+        for i, label_set in enumerate(dataset.label_sets):
+            targets[i, [index[lbl] for lbl in label_set]] = 1
+        return targets
+    assert dataset.labels is not None
+    return np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
 
 
 def stratified_split(

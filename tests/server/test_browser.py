@@ -123,3 +123,39 @@ def test_page_explanation_is_readable(browser, classifier: Classifier, tmp_path:
     keep = os.environ.get("CLASSIFORMER_EXPLAIN_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_page_shows_a_multilabel_models_label_set(browser, multilabel_classifier: Classifier, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A multi-label model: the header calls its outputs labels, not classes; the result is the label
+    set at the tuned thresholds (highlighted) with a score bar for every label."""
+    from classiformer import read_dataset
+
+    from ..test_multilabel_fit import write
+
+    texts = read_dataset(write(tmp_path / "t.jsonl", 40, seed=5)).texts
+    text = next(t for t, s in zip(texts, multilabel_classifier.predict(texts)) if len(s) > 1)  # two labels at once
+    expected_set = multilabel_classifier.predict([text])[0]
+    expected = multilabel_classifier.predict_proba([text])[0]
+    with running_server(create_app(multilabel_classifier), free_port()) as url:
+        page = browser.new_page(viewport={"width": 900, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url + "/")
+        page.wait_for_function("document.getElementById('model-info').textContent.includes(':')", timeout=15_000)
+        header = page.text_content("#model-info") or ""
+        page.fill("#text", text)
+        page.click("#predict")
+        page.wait_for_selector("#result[data-done='true']", timeout=15_000)
+        label = page.text_content("#label")
+        bars = page.eval_on_selector_all(
+            "#bars .bar", "rows => rows.map(r => [r.dataset.label, r.querySelector('.fill').style.width, r.classList.contains('top')])"
+        )
+        page.close()
+    assert not errors, errors
+    n = len(multilabel_classifier.labels)
+    assert f"{n} labels: " in header and "classes" not in header, header
+    assert label == ", ".join(expected_set)
+    assert sorted(lbl for lbl, _, _ in bars) == sorted(multilabel_classifier.labels)
+    assert sorted(lbl for lbl, _, top in bars if top) == sorted(expected_set)
+    for lbl, width, _ in bars:
+        assert abs(float(width.rstrip("%")) / 100 - expected[multilabel_classifier.labels.index(lbl)]) < 0.002

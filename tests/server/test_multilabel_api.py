@@ -22,3 +22,11 @@ def test_predict_answers_label_sets_equal_to_the_librarys(multilabel_classifier:
     predictions = r.json()["predictions"]
     assert [p["labels"] for p in predictions] == expected
     assert all("label" not in p and set(p["probabilities"]) == set(multilabel_classifier.labels) for p in predictions)
+
+
+def test_model_info_names_the_problem_type(multilabel_classifier: Classifier, classifier: Classifier) -> None:
+    """The page words a model's outputs by it: labels (a set per text) or classes (one per text)."""
+    with TestClient(create_app(multilabel_classifier)) as client:
+        assert client.get("/v1/model").json()["problem_type"] == "multi_label_classification"
+    with TestClient(create_app(classifier)) as client:
+        assert client.get("/v1/model").json()["problem_type"] == "single_label_classification"

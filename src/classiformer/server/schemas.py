@@ -81,6 +81,9 @@ class Limits(BaseModel):
 class ModelInfo(BaseModel):
     name: str = Field(description="the model folder's name")
     family: str
+    problem_type: str = Field(
+        description="single_label_classification (one class per text) or multi_label_classification (a label set)"
+    )
     labels: list[str]
     config: dict[str, Any] = Field(description="the model's and tokenizer's configuration")
     temperature: float

@@ -121,6 +121,7 @@ class ModelService:
         return {
             "name": path.parent.name if path is not None and path.name in ("best", "last") else (path.name if path else "model"),
             "family": d["family"],
+            "problem_type": d["problem_type"],
             "labels": d["labels"],
             "config": {"model": d["model"], "tokenizer": d["tokenizer"]},
             "temperature": d["temperature"],

@@ -32,7 +32,9 @@ async function loadModel() {
   const r = await call("GET", "/v1/model");
   if (!r.ok) { $("model-info").textContent = "model: " + errorText(r); return; }
   const m = r.data;
-  $("model-info").textContent = `${m.name} · ${m.family} · ${m.labels.length} classes: ${m.labels.join(", ")}`;
+  // A multi-label model's outputs are labels a text may have several of, not classes it falls in.
+  const kind = m.problem_type === "multi_label_classification" ? "labels" : "classes";
+  $("model-info").textContent = `${m.name} · ${m.family} · ${m.labels.length} ${kind}: ${m.labels.join(", ")}`;
 }
 
 function showBars(prediction) {

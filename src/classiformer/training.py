@@ -26,7 +26,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "metrics.jsonl"
+LOG_EVERY = 20  # optimizer steps between training-loss logs (the progress bar and Callback.on_log)
 
 
 @dataclass
@@ -98,6 +99,31 @@ class TrainResult:
     @property
     def last_dir(self) -> Path:
         return self.run_dir / "last"
+
+
+class Callback:
+    """Hooks into :class:`Trainer`'s loop, for what watches a run without changing how it trains:
+    run tracking (``tracking.py``: TensorBoard, MLflow), Optuna's pruning (``tuning.py``). Every
+    method does nothing unless overridden; the loop calls them in the order the callbacks were
+    given. Like Keras' ``Callback`` and Hugging Face's ``TrainerCallback``, cut to what is used."""
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        """Before the first step (of this process: after a resume, at the restored position);
+        ``trainer.run_dir``, ``trainer.meta`` (model settings, labels), ``trainer.cfg`` and
+        ``trainer.state.step`` describe the run."""
+
+    def on_log(self, step: int, logs: dict[str, float]) -> None:
+        """Every :data:`LOG_EVERY` optimizer steps: ``loss`` (the mean training loss of the
+        examples since the previous log) and ``lr`` (the first parameter group's rate)."""
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        """After epoch ``epoch`` (1-based) is validated and checkpointed (``last/`` holds this
+        point, so the run resumes from here): ``record`` is its line of ``metrics.jsonl``
+        (``train_loss``, ``val_*``, ``lr``, ...). An exception raised here (Optuna's
+        ``TrialPruned``) ends training and propagates out of :func:`fit`."""
+
+    def on_train_end(self, result: TrainResult) -> None:
+        """After the last epoch, when training ended normally (not interrupted, not raised)."""
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -253,6 +279,7 @@ class Trainer:
         on_step: Callable[[int], None] | None = None,
         loss: Loss | None = None,
         signals: StopSignals | None = None,
+        callbacks: Sequence[Callback] = (),
     ) -> None:
         self.model = model.to(device)
         self.tokenizer = tokenizer
@@ -265,6 +292,7 @@ class Trainer:
         # there stops the run at that step as a signal would (tests use it to interrupt).
         self.on_step = on_step
         self.signals = signals or StopSignals()
+        self.callbacks = list(callbacks)
         # Softmax cross-entropy (class-weighted if asked) or, for multi-label models, sigmoid BCE.
         self.loss = (loss or Loss(multi_label=meta.multi_label, label_smoothing=config.label_smoothing)).to(device)
         if self.loss.multi_label != meta.multi_label:
@@ -380,7 +408,10 @@ class Trainer:
         """Train to ``config.epochs`` (from ``resume_from``'s trainer state, when given). Raises
         :class:`TrainingInterrupted` when SIGINT or SIGTERM stopped it (see the module docstring)."""
         with self.signals:
-            return self._train(train, val, resume_from)
+            result = self._train(train, val, resume_from)
+        for callback in self.callbacks:
+            callback.on_train_end(result)
+        return result
 
     def _train(self, train: EncodedDataset, val: EncodedDataset, resume_from: Path | None) -> TrainResult:
         cfg, s = self.cfg, self.state
@@ -415,6 +446,8 @@ class Trainer:
                     self._fill_feature_cache(train, "train", rng_at_step)
             self.model.train()
             multiple, limit = pad_multiple(self.device), int(lengths.max(initial=0))
+            for callback in self.callbacks:
+                callback.on_train_begin(self)
             while s.epoch < cfg.epochs and not s.stopped_early:
                 self._stop_if_asked(rng_at_step)  # before the first step, or after an epoch's bookkeeping
                 batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch)
@@ -425,6 +458,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 pending = 0
                 losses = _LossLog(s)
+                logged = (s.epoch_loss, s.epoch_samples)  # the sums at the previous on_log
                 for b in range(s.batches_done, len(batches)):
                     batch = batch_of(train, batches[b], self.tokenizer.pad_id, multiple, limit)
                     batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -447,9 +481,15 @@ class Trainer:
                         s.batches_done = b + 1
                         pending = 0
                         rng_at_step = torch.get_rng_state()
-                        if s.step % 20 == 0:
+                        if s.step % LOG_EVERY == 0:
                             losses.flush()
                             bar.set_postfix(loss=f"{s.epoch_loss / max(1, s.epoch_samples):.4f}", refresh=False)
+                            if self.callbacks and s.epoch_samples > logged[1]:
+                                logs = {"loss": (s.epoch_loss - logged[0]) / (s.epoch_samples - logged[1]),
+                                        "lr": self.optimizer.param_groups[0]["lr"]}
+                                for callback in self.callbacks:
+                                    callback.on_log(s.step, logs)
+                                logged = (s.epoch_loss, s.epoch_samples)
                             if self.device.type == "cpu":
                                 release_free_memory()
                         if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
@@ -471,6 +511,8 @@ class Trainer:
                 self._end_epoch(val)
                 rng_at_step = torch.get_rng_state()
                 self.save_last(rng_at_step)
+                for callback in self.callbacks:
+                    callback.on_epoch_end(s.epoch, s.history[-1])
         finally:
             if clear is not None:
                 clear()
@@ -698,6 +740,8 @@ def fit(
     overwrite: bool = False,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    callbacks: Sequence[Callback] = (),
+    signals: StopSignals | None = None,
 ) -> TrainResult:
     """Train a classifier on ``train`` into ``run_dir`` (``best/``, ``last/``, metrics log).
 
@@ -717,7 +761,9 @@ def fit(
     :class:`RunFolderBusy`), and what a killed run left there is recovered first (checkpoint
     folders moved aside or half written: :func:`~classiformer.checkpoint.recover_leftovers`).
     SIGINT and SIGTERM stop training at the next safe point with ``last/`` saved, raising
-    :class:`TrainingInterrupted` (see the module docstring).
+    :class:`TrainingInterrupted` (see the module docstring); pass ``signals`` to share the
+    :class:`StopSignals` of a caller that also acts on them (a tuning study between trials).
+    ``callbacks`` (:class:`Callback`) see every log step and epoch (tracking, pruning).
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
@@ -726,7 +772,7 @@ def fit(
         raise DataError(f"{train.source}: training data needs labels")
     if config is None and not resume:
         raise ConfigError("a new run needs a config (resolve_config); only resume=True can take the stored one")
-    with RunLock(run_dir), StopSignals() as signals:
+    with RunLock(run_dir), (signals or StopSignals()) as signals:
         for line in recover_leftovers(run_dir):
             log.warning("%s: %s", run_dir, line)
         if resume:
@@ -822,7 +868,8 @@ def fit(
         n_params = sum(p.numel() for p in model.parameters())
         log.info("model %s: %s parameters; %d train / %d validation examples; device %s",
                  config.family, f"{n_params:,}", len(train_enc), len(val_enc), dev)
-        trainer = Trainer(model, tokenizer, meta, tcfg, run_dir, dev, progress, on_step, loss, signals=signals)
+        trainer = Trainer(model, tokenizer, meta, tcfg, run_dir, dev, progress, on_step, loss, signals=signals,
+                          callbacks=callbacks)
         result = trainer.train(train_enc, val_enc, resume_from=run_dir / "last" if resume else None)
         if result.best_dir.exists():
             result.temperature = calibrate_best(result.best_dir, val_enc, tcfg.eval_batch_size, dev)

@@ -1,0 +1,135 @@
+"""Starting distributed training: on this machine through torch's elastic launcher (what
+``torchrun`` runs), and on cluster engines that launch torchrun-style PyTorch workers: Ray Train
+(``ray.train.torch.TorchTrainer``) and Spark (``pyspark.ml.torch.distributor.TorchDistributor``).
+
+Never a process pool of our own: every worker runs the same :func:`classiformer.training.fit`
+inside the process group the engine made, and :mod:`classiformer.distributed` does the rest.
+References: the torchrun and ``torch.distributed.elastic`` documentation; Ray Train's "Get started
+with PyTorch"; Spark's ``TorchDistributor`` API documentation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .distributed import DistributedError, timeout_s
+
+log = logging.getLogger(__name__)
+
+
+def describe_failures(error: BaseException) -> str:
+    """One phrase per failed rank of torchrun's ``ChildFailedError`` (rank, exit code or signal)."""
+    failures = getattr(error, "failures", None) or {}
+    lines = []
+    for r, failure in sorted(failures.items()):
+        code = getattr(failure, "exitcode", None)
+        if isinstance(code, int) and code < 0:
+            try:
+                what = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                what = f"killed by signal {-code}"
+        else:
+            what = f"exit code {code}"
+        lines.append(f"rank {r} (local rank {getattr(failure, 'local_rank', '?')}, pid {getattr(failure, 'pid', '?')}) "
+                     f"failed: {what}")
+    return "; ".join(lines) or str(error)
+
+
+def launch(argv: Sequence[str], nproc: int, module: str = "classiformer") -> None:
+    """Run ``python -m module argv...`` as ``nproc`` processes on this machine through torch's
+    elastic launcher (what ``torchrun --standalone --nproc-per-node nproc`` does). When a process
+    fails the launcher stops the others, and this raises :class:`DistributedError` naming the
+    failed rank(s)."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    if nproc < 1:
+        raise ValueError(f"--nproc {nproc}: expected at least 1 process")
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=str(uuid.uuid4()), rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.5,
+    )
+    log.info("starting %d processes (torch.distributed elastic launcher)", nproc)
+    try:
+        elastic_launch(config, entrypoint=sys.executable)("-m", module, *argv)
+    except ChildFailedError as e:
+        raise DistributedError(f"distributed training failed: {describe_failures(e)}") from None
+
+
+def ray_train(
+    config: Any,
+    train: Any,
+    run_dir: str | Path,
+    num_workers: int = 2,
+    validation: Any = None,
+    use_gpu: bool = False,
+    resume: bool = False,
+    overwrite: bool = False,
+    ray_address: str | None = None,
+) -> Any:
+    """Train with :func:`classiformer.training.fit` on ``num_workers`` Ray Train workers
+    (``ray.train.torch.TorchTrainer`` with ``ScalingConfig(num_workers=N)``), which set up the
+    process group (gloo, or NCCL with ``use_gpu``). ``run_dir`` must be visible to every worker
+    (one machine, or a shared file system). ``train``/``validation`` are
+    :class:`~classiformer.data.TextDataset` objects (shipped to the workers) or paths each worker
+    reads. Returns rank 0's :class:`~classiformer.training.TrainResult`. Needs the ``ray`` extra
+    (``pip install 'classiformer[ray]'``); starts a local Ray cluster unless ``ray_address`` (or
+    an initialised Ray) says where one runs."""
+    try:
+        import ray
+        from ray.train import RunConfig as RayRunConfig
+        from ray.train import ScalingConfig
+        from ray.train.torch import TorchConfig, TorchTrainer
+    except ImportError:
+        raise ImportError("ray_train needs Ray Train: pip install 'classiformer[ray]'") from None
+
+    if not ray.is_initialized():
+        ray.init(address=ray_address, num_cpus=None if ray_address else max(num_workers, os.cpu_count() or 1),
+                 include_dashboard=False)
+    run_dir = Path(run_dir).resolve()
+    loop_config = {"config": config, "train": train, "validation": validation, "run_dir": str(run_dir),
+                   "resume": resume, "overwrite": overwrite}
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=int(timeout_s())),
+        run_config=RayRunConfig(name=f"classiformer-{run_dir.name}", storage_path=str(run_dir.parent / ".ray")),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise DistributedError(f"Ray Train failed: {result.error}")
+    from .training import TrainResult
+
+    m = result.metrics or {}
+    return TrainResult(run_dir=run_dir, history=[dict(r) for r in m["history"]], best_epoch=int(m["best_epoch"]),
+                       best_val_accuracy=float(m["best_val_accuracy"]),
+                       train_samples_per_sec=float(m["train_samples_per_sec"]), stopped_early=bool(m["stopped_early"]),
+                       temperature=float(m["temperature"]))
+
+
+def _ray_worker(cfg: dict[str, Any]) -> None:
+    """One Ray Train worker: the same :func:`fit` as torchrun's processes, in Ray's process group."""
+    import ray.train
+    from ray.train.torch import get_device
+
+    from .data import read_dataset
+    from .training import fit
+
+    def load(data: Any) -> Any:
+        return read_dataset(data) if isinstance(data, str | Path) else data
+
+    result = fit(cfg["config"], load(cfg["train"]), cfg["run_dir"], validation=load(cfg["validation"]),
+                 device=str(get_device()), resume=cfg["resume"], overwrite=cfg["overwrite"], progress=False)
+    ray.train.report({
+        "history": result.history, "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
+        "train_samples_per_sec": result.train_samples_per_sec, "stopped_early": result.stopped_early,
+        "temperature": result.temperature,
+    })

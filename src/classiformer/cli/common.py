@@ -55,6 +55,18 @@ def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_tracking_options(p: argparse.ArgumentParser) -> None:
+    """``--report-to`` and ``--tracking-uri``; pass their values to ``tracking.start_tracking``."""
+    g = p.add_argument_group("tracking")
+    g.add_argument("--report-to", action="append", metavar="BACKENDS",
+                   help="report the run to none (default), tensorboard (event files in RUN/tensorboard/) and/or mlflow "
+                   "(params, metrics, plots, the model); several comma-separated or repeated; needs "
+                   "pip install 'classiformer[tracking]'")
+    g.add_argument("--tracking-uri", metavar="URI",
+                   help="MLflow tracking store or server, e.g. http://127.0.0.1:5000 or sqlite:///runs/mlflow.db "
+                   "(default: MLflow's own: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in the working directory)")
+
+
 def add_inference_options(p: argparse.ArgumentParser) -> None:
     """Options of commands that load a trained model to predict with it."""
     p.add_argument("model", help="run folder or checkpoint folder")

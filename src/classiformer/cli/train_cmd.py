@@ -14,10 +14,12 @@ from ..data import check_labels_known
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_calibration
 from ..predict import Classifier
+from ..tracking import Tracker, start_tracking
 from ..training import RESUMABLE, ResumeConflict, TrainingInterrupted, fit, resume_config
 from .common import (
     add_data_options,
     add_runtime_options,
+    add_tracking_options,
     apply_runtime,
     load_split,
     rel,
@@ -110,6 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     half.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast for training and evaluation")
     half.add_argument("--fp16", action="store_true", default=None,
                       help="float16 autocast with loss scaling (GPUs without bf16, e.g. T4, V100)")
+    add_tracking_options(p)
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -161,6 +164,7 @@ def _resumed(run_dir: Path, args: argparse.Namespace, sections: dict[str, dict[s
 
 def _run(args: argparse.Namespace) -> int:
     apply_runtime(args)
+    tracker = start_tracking(args.report_to, args.tracking_uri)  # a missing backend fails before anything else
     sections: dict[str, dict[str, object]] = {"model": {}, "tokenizer": {}, "train": {}}
     for flag, section, key, _typ, _help in OVERRIDES:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
@@ -191,10 +195,15 @@ def _run(args: argparse.Namespace) -> int:
         config = _resumed(run_dir, args, sections, args.preset, family)
     if test is not None:  # before training, not after its last epoch
         check_labels_known(test, train.label_names())
+    with tracker:
+        return _train_and_test(args, config, train, validation, test, run_dir, tracker)
 
+
+def _train_and_test(args: argparse.Namespace, config: Any, train: Any, validation: Any, test: Any, run_dir: Path,
+                    tracker: Tracker) -> int:
     result = fit(
         config, train, run_dir, validation=validation, device=args.device, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.no_progress,
+        overwrite=args.overwrite, progress=not args.no_progress, callbacks=[tracker] if tracker else [],
     )
     if result.already_complete:
         print(f"the run in {rel(run_dir)} is complete: {len(result.history)} epoch(s), best validation accuracy "
@@ -209,6 +218,7 @@ def _run(args: argparse.Namespace) -> int:
         clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16, fp16=config.train.fp16)
         report = evaluate(clf, test, progress=not args.no_progress)
         paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
+        tracker.log_test(report, paths)
         print()
         print(f"test set: {test.source}")
         print(report_text(report, paths))

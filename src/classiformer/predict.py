@@ -168,6 +168,34 @@ class Classifier:
             return [[self.labels[j] for j in np.flatnonzero(row)] for row in self.thresholds.apply(proba)]
         return [self.labels[int(i)] for i in np.asarray(proba).argmax(axis=1)]
 
+    def top_k(self, proba: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Each row's ``k`` highest-scoring labels as ``(label, score)``, best first (ties in label
+        order); all of them when ``k`` exceeds the label count."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"top_k must be a whole number of at least 1, got {k!r}")
+        p = np.asarray(proba)
+        order = np.argsort(-p, axis=1, kind="stable")[:, :k]
+        return [[(self.labels[int(j)], float(row[j])) for j in idx] for row, idx in zip(p, order)]
+
+    def outputs(self, proba: np.ndarray, top_k: int | None = None, digits: int | None = None) -> list[dict[str, Any]]:
+        """One output row per row of ``proba``: the decision under :attr:`output_key`, then the score
+        of every label (``probabilities``, in label order) or, with ``top_k``, the ``top_k`` best
+        labels with their scores (``top_k``: ``[{"label", "score"}, ...]``, best first). Scores
+        rounded to ``digits`` when given. What ``predict`` writes and the server answers."""
+        def num(x: float) -> float:
+            return round(float(x), digits) if digits is not None else float(x)
+
+        decisions = self.decisions(proba)
+        if top_k is not None:
+            return [
+                {self.output_key: d, "top_k": [{"label": lbl, "score": num(x)} for lbl, x in best]}
+                for d, best in zip(decisions, self.top_k(proba, top_k))
+            ]
+        return [
+            {self.output_key: d, "probabilities": {lbl: num(x) for lbl, x in zip(self.labels, p)}}
+            for d, p in zip(decisions, proba)
+        ]
+
     @property
     def output_key(self) -> str:
         """The field that holds a prediction in output rows: ``label``, or ``labels`` (a list) for multi-label models."""
@@ -207,11 +235,14 @@ def predict_file(
     chunk_size: int = 4096,
     progress: bool = True,
     total: int | None = None,
+    top_k: int | None = None,
 ) -> int:
     """Predict ``(line, text)`` rows in chunks (constant memory) and write CSV or JSONL by
     ``output``'s extension: line, label and one probability column per class (multi-label models:
-    ``labels``, in CSV joined by ``|``, in JSONL a list). The output appears only when complete
-    (written to a temporary file, then renamed). Returns the row count."""
+    ``labels``, in CSV joined by ``|``, in JSONL a list). With ``top_k``, the ``top_k`` best labels
+    and their scores instead of every probability (CSV: ``top1_label``, ``top1_score``, ...; JSONL:
+    :meth:`Classifier.outputs`' ``top_k`` list). The output appears only when complete (written to
+    a temporary file, then renamed). Returns the row count."""
     output = Path(output)
     fmt = "jsonl" if output.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -223,17 +254,23 @@ def predict_file(
             total=total, unit="doc", desc="predict", disable=not progress
         ) as bar:
             writer = csv.writer(f) if fmt == "csv" else None
+            if top_k is not None:
+                clf.top_k(np.zeros((0, len(clf.labels))), top_k)  # a bad k fails before any work
+            k = min(top_k, len(clf.labels)) if top_k is not None else 0
             if writer:
-                writer.writerow(["line", clf.output_key, *(f"p_{lbl}" for lbl in clf.labels)])
+                scores = [c for i in range(1, k + 1) for c in (f"top{i}_label", f"top{i}_score")] if top_k else [
+                    f"p_{lbl}" for lbl in clf.labels]
+                writer.writerow(["line", clf.output_key, *scores])
             for chunk in chunks(rows, chunk_size):
                 proba = clf.predict_proba([t for _, t in chunk])
-                for (line, _), p, label in zip(chunk, proba, clf.decisions(proba)):
+                for (line, _), p, out in zip(chunk, proba, clf.outputs(proba, top_k, digits=6)):
                     if writer:
-                        writer.writerow([line, "|".join(label) if clf.multi_label else label, *(f"{x:.6f}" for x in p)])
+                        label = out[clf.output_key]
+                        cells = ([c for b in out["top_k"] for c in (b["label"], f"{b['score']:.6f}")] if top_k
+                                 else [f"{x:.6f}" for x in p])
+                        writer.writerow([line, "|".join(label) if clf.multi_label else label, *cells])
                     else:
-                        probs = {lbl: round(float(x), 6) for lbl, x in zip(clf.labels, p)}
-                        row = {"line": line, clf.output_key: label, "probabilities": probs}
-                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                        f.write(json.dumps({"line": line, **out}, ensure_ascii=False) + "\n")
                 n += len(chunk)
                 bar.update(len(chunk))
         os.replace(tmp, output)

@@ -23,6 +23,16 @@ class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"texts": ["Stocks rally as oil prices fall"]}]})
 
     texts: list[str] = Field(description="texts to classify (at most max_texts; each not blank, at most max_chars characters)")
+    # strict: true or "2" is a client's mistake, not 1 or 2
+    top_k: int | None = Field(
+        None, ge=1, strict=True, description="answer each text's top_k best labels with their scores (top_k) instead of every "
+        "label's probability; the decision (label or labels) stays"
+    )
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
 
 
 class Prediction(BaseModel):
@@ -30,9 +40,11 @@ class Prediction(BaseModel):
     labels: list[str] | None = Field(
         None, description="multi-label models: every label whose probability reaches its tuned threshold (may be empty)"
     )
-    probabilities: dict[str, float] = Field(
-        description="probability of every class (multi-label: of each label on its own), in the model's label order"
+    probabilities: dict[str, float] | None = Field(
+        None, description="probability of every class (multi-label: of each label on its own), in the model's label "
+        "order; absent when top_k was asked for"
     )
+    top_k: list[LabelScore] | None = Field(None, description="with top_k: the best labels and their scores, best first")
 
 
 class PredictResponse(BaseModel):

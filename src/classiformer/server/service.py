@@ -86,16 +86,12 @@ class ModelService:
             raise ApiError(503, "unavailable", str(e)) from None
 
     # -- work -----------------------------------------------------------------------------------
-    async def predict(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    async def predict(self, texts: Sequence[str], top_k: int | None = None) -> list[dict[str, Any]]:
         self.check_texts(texts)
         proba = await self._timed(self.batcher.submit(texts))
-        labels, key = self.classifier.labels, self.classifier.output_key
         # A multi-label model answers each text's label set at the tuned thresholds ("labels"), a
         # single-label one its most probable class ("label"): the library decides, as in predict.
-        return [
-            {key: decision, "probabilities": {lbl: float(x) for lbl, x in zip(labels, p)}}
-            for decision, p in zip(self.classifier.decisions(proba), proba)
-        ]
+        return self.classifier.outputs(proba, top_k)
 
     async def explain(self, text: str, methods: Sequence[str] | None = None) -> dict[str, Any]:
         self.check_text(text, "text")

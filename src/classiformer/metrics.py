@@ -3,6 +3,7 @@ recall and F1, and the confusion matrix (rows = true class, columns = predicted 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -49,16 +50,52 @@ def most_confused(report: dict[str, Any], top: int = 10) -> list[tuple[str, str,
     return [p for p in pairs if p[2] > 0]
 
 
+# Classes count as imbalanced when the largest has at least this many times the examples of the
+# smallest (of those present). Then accuracy mostly measures the large classes: with 100/30/10/3%
+# of AG News, always answering the largest class scores 70% accuracy and 0.21 macro-F1. Macro-F1
+# weighs every class equally, so the summaries put it first.
+IMBALANCE_RATIO = 3.0
+
+
+def imbalance(counts: Mapping[str, int]) -> tuple[str, int, str, int] | None:
+    """``(largest class, its count, smallest class, its count)`` when the classes present in
+    ``counts`` are imbalanced (largest / smallest >= ``IMBALANCE_RATIO``), else None."""
+    present = {lbl: int(n) for lbl, n in counts.items() if n > 0}
+    if len(present) < 2:
+        return None
+    big = max(present, key=lambda lbl: present[lbl])
+    small = min(present, key=lambda lbl: present[lbl])
+    if present[big] < IMBALANCE_RATIO * present[small]:
+        return None
+    return big, present[big], small, present[small]
+
+
+def imbalance_note(counts: Mapping[str, int], where: str = "") -> str | None:
+    """A line saying the classes are imbalanced and why macro-F1 is the number to read, or None."""
+    found = imbalance(counts)
+    if found is None:
+        return None
+    big, nb, small, ns = found
+    return (f"imbalanced classes{where}: {big} has {nb / ns:.1f}x the examples of {small} ({nb} vs {ns}; "
+            f"imbalanced from {IMBALANCE_RATIO:g}x): accuracy mostly measures the large classes, macro-F1 weighs "
+            "every class equally")
+
+
 def format_report(
     report: dict[str, Any], width: int = 120, max_matrix_classes: int = 10, matrix_path: str | None = None
 ) -> str:
     """A plain-text table: per-class metrics, then the confusion matrix when it has at most
     ``max_matrix_classes`` classes and fits in ``width`` characters; otherwise the most-confused
     pairs (20 or 90 classes would make a matrix hundreds of columns wide) and ``matrix_path``,
-    where the full matrix was drawn."""
+    where the full matrix was drawn. When the classes are imbalanced (:func:`imbalance`), the
+    table is led by macro-F1 beside accuracy and a note saying why."""
     labels = report["labels"]
     w = max(10, *(len(lbl) for lbl in labels))
-    lines = [f"{'class':<{w}}  precision  recall     f1  support"]
+    lines = []
+    note = imbalance_note({lbl: report["per_class"][lbl]["support"] for lbl in labels}, " in this data")
+    if note:
+        lines += [f"macro-F1 {report['macro_f1']:.4f}   accuracy {report['accuracy']:.4f}", note, ""]
+    lines.append(f"{'class':<{w}}  precision  recall     f1  support")
     for lbl in labels:
         m = report["per_class"][lbl]
         lines.append(f"{lbl:<{w}}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:.4f}  {m['support']:7d}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,10 @@ from ..config import LONG_TEXT_MODES
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
 from ..data.label_names import name_labels, parse_label_names
-from ..metrics import format_multilabel_report, format_report
+from ..metrics import format_multilabel_report, format_report, imbalance_note
 from ..predict import Classifier
 from ..runtime import set_threads
+from ..training import TrainResult
 
 
 def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
@@ -181,6 +183,20 @@ def rel(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def best_validation(result: TrainResult, train: TextDataset) -> str:
+    """The best epoch's validation score for the summary: micro-F1 (multi-label), accuracy, or
+    when the training classes are imbalanced (``metrics.imbalance``) macro-F1 first, beside
+    accuracy, with a line saying why."""
+    if result.history and "val_micro_f1" in result.history[-1]:
+        return f"micro-F1 {result.best_val_accuracy:.4f} (epoch {result.best_epoch})"
+    plain = f"accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})"
+    best = next((h for h in result.history if h.get("epoch") == result.best_epoch), {})
+    note = imbalance_note(Counter(train.labels), " in the training data") if train.labels is not None else None
+    if note is None or "val_macro_f1" not in best:
+        return plain
+    return f"macro-F1 {best['val_macro_f1']:.4f}, {plain}\n{note}"
 
 
 def report_text(report: dict[str, Any], paths: dict[str, Path]) -> str:

@@ -21,6 +21,7 @@ from .common import (
     add_runtime_options,
     add_tracking_options,
     apply_runtime,
+    best_validation,
     load_split,
     rel,
     report_text,
@@ -210,9 +211,8 @@ def _train_and_test(args: argparse.Namespace, config: Any, train: Any, validatio
               f"{result.best_val_accuracy:.4f} (epoch {result.best_epoch}); nothing to do "
               "(a larger --epochs continues it)")
         return 0
-    score = "micro-F1" if result.history and "val_micro_f1" in result.history[-1] else "accuracy"
     print(f"trained {len(result.history)} epoch(s) at {result.train_samples_per_sec:,.0f} samples/s; "
-          f"best validation {score} {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
+          f"best validation {best_validation(result, train)}")
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
     if test is not None:
         clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16, fp16=config.train.fp16)

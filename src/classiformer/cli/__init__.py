@@ -15,10 +15,19 @@ from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..data import DataError, DownloadError
 from ..runtime import configure_logging
-from . import calibrate_cmd, evaluate_cmd, explain_cmd, predict_cmd, presets_cmd, serve_cmd, train_cmd
+from . import (
+    calibrate_cmd,
+    evaluate_cmd,
+    explain_cmd,
+    predict_cmd,
+    presets_cmd,
+    serve_cmd,
+    train_cmd,
+    tune_cmd,
+)
 
 # Each module exposes ``register(subparsers)``, which adds its parser with ``func`` set.
-COMMANDS = [train_cmd, evaluate_cmd, predict_cmd, explain_cmd, calibrate_cmd, serve_cmd, presets_cmd]
+COMMANDS = [train_cmd, tune_cmd, evaluate_cmd, predict_cmd, explain_cmd, calibrate_cmd, serve_cmd, presets_cmd]
 
 EXPECTED_ERRORS = (DataError, DownloadError, CheckpointError, ConfigError, FileExistsError, FileNotFoundError, ValueError)
 

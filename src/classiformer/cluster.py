@@ -25,20 +25,26 @@ log = logging.getLogger(__name__)
 
 
 def describe_failures(error: BaseException) -> str:
-    """One phrase per failed rank of torchrun's ``ChildFailedError`` (rank, exit code or signal)."""
+    """The failed rank(s) of torchrun's ``ChildFailedError``, by rank, exit code or signal. Once
+    one rank fails the launcher stops the others with SIGTERM; those are named apart, as stopped."""
     failures = getattr(error, "failures", None) or {}
-    lines = []
-    for r, failure in sorted(failures.items()):
+
+    def what(failure: Any) -> str:
         code = getattr(failure, "exitcode", None)
         if isinstance(code, int) and code < 0:
             try:
-                what = f"killed by {signal.Signals(-code).name}"
+                return f"killed by {signal.Signals(-code).name}"
             except ValueError:
-                what = f"killed by signal {-code}"
-        else:
-            what = f"exit code {code}"
-        lines.append(f"rank {r} (local rank {getattr(failure, 'local_rank', '?')}, pid {getattr(failure, 'pid', '?')}) "
-                     f"failed: {what}")
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    stopped = {r for r, f in failures.items() if getattr(f, "exitcode", None) == -signal.SIGTERM}
+    if stopped == set(failures):  # a SIGTERM from outside stopped every rank
+        stopped = set()
+    lines = [f"rank {r} (local rank {getattr(f, 'local_rank', '?')}, pid {getattr(f, 'pid', '?')}) failed: {what(f)}"
+             for r, f in sorted(failures.items()) if r not in stopped]
+    if stopped:
+        lines.append("the launcher then stopped rank " + ", ".join(str(r) for r in sorted(stopped)))
     return "; ".join(lines) or str(error)
 
 

@@ -263,6 +263,42 @@ def shard(n: int, start: int, rank_: int, world: int) -> list[int]:
     return [start + rank_ + k * world for k in range(slots)]
 
 
+def slot_weights(sizes: Sequence[int], start: int, rank_: int, world: int) -> list[float]:
+    """The factor of rank ``rank_``'s mean batch loss at each of its :func:`shard` slots, for an
+    epoch whose batches hold ``sizes`` examples: ``world * n / N``, where ``n`` is the rank's batch
+    size and ``N`` the slot's size over all ranks (0 for padding). DDP averages gradients over
+    ranks, so the step's gradient is then that of the mean loss over all the slot's examples: the
+    gradient one process computes on the union of the ranks' batches, however unequal they are."""
+    n = len(sizes)
+    weights = []
+    for g in shard(n, start, rank_, world):
+        slot = g - rank_
+        total = sum(sizes[j] for j in range(slot, min(slot + world, n)))
+        weights.append(world * sizes[g] / total if g < n and total else 0.0)
+    return weights
+
+
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """``model`` in ``DistributedDataParallel`` when a process group runs, else ``model`` itself.
+    A model whose steps may leave trainable parameters without gradient says so with
+    ``ddp_find_unused_parameters = True`` (pretrained encoders' unused pooler)."""
+    if not active():
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None,
+        find_unused_parameters=bool(getattr(model, "ddp_find_unused_parameters", False)),
+    )
+
+
+def no_sync(model: torch.nn.Module) -> AbstractContextManager[Any]:
+    """DDP's ``no_sync`` (accumulate gradients locally, no all-reduce) for a wrapped model; nothing
+    for a plain one."""
+    no_sync_ = getattr(model, "no_sync", None)
+    return no_sync_() if no_sync_ is not None else contextlib.nullcontext()
+
+
 def done_after(n: int, start: int, world: int, slots_done: int) -> int:
     """Global batches of the epoch consumed once every rank has done ``slots_done`` slots from
     ``start``: the data position a checkpoint stores, whatever the number of processes."""

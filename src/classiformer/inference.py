@@ -36,10 +36,16 @@ def logits_for(
     desc: str = "predict",
     dtype: torch.dtype | None = None,
     cache_key: str | None = None,
+    part: tuple[int, int] = (0, 1),
 ) -> np.ndarray:
     """Logits (N, C) for every example of ``data``, in input order, float32 (computed under
     autocast to ``dtype`` when given). ``cache_key`` names ``data`` for models that cache
-    per-example work (a frozen encoder's features): batches then carry example indices."""
+    per-example work (a frozen encoder's features): batches then carry example indices.
+
+    With ``part`` (rank, world) other than (0, 1), only every world-th batch from the rank-th is
+    computed and the other rows are NaN (none at all: an (N, 0) array): the ranks of a process
+    group compute disjoint parts of the same batches a single process would, and
+    ``distributed.gather_rows`` joins them into exactly the single process's logits."""
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
@@ -47,6 +53,7 @@ def logits_for(
         with torch.inference_mode(), autocast(device, dtype):
             lengths = data.lengths
             batches = sorted_batches(lengths, batch_size, batch_tokens(model, device))
+            batches = batches[part[0] :: part[1]]
             multiple, limit = pad_multiple(device), int(lengths.max(initial=0))
             for idx in tqdm(batches, desc=desc, unit="batch", disable=not progress, leave=False):
                 batch = batch_of(EncodedDataset(data.ids), idx, pad_id, multiple, limit)
@@ -58,10 +65,13 @@ def logits_for(
                 ).logits
                 chunk = logits.float().cpu().numpy()
                 if out is None:
-                    out = np.empty((len(data), chunk.shape[1]), dtype=np.float32)
+                    shape = (len(data), chunk.shape[1])
+                    out = np.empty(shape, np.float32) if part[1] == 1 else np.full(shape, np.nan, np.float32)
                 out[idx] = chunk
     finally:
         model.train(was_training)
+    if out is None and part[1] > 1 and len(data):
+        return np.empty((len(data), 0), dtype=np.float32)  # this rank's part holds no batch
     if out is None:
         raise ValueError("no examples to predict")
     return out

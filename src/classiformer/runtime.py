@@ -73,11 +73,13 @@ def default_threads(cpus: int | None = None, load: float | None = None) -> int:
     other work already keeps busy (the 1-minute load average), at least one. On a busy machine a
     thread of ours waits for a peer the scheduler has put aside; bench/threads.py on a 2-core EPYC
     beside two CPU hogs (load 14-17): ``lesson`` trained at 416 samples/s on 1 thread against 37 on
-    2 (passive waiting) and 23 on 2 spinning (docs/benchmarks.md)."""
+    2 (passive waiting) and 23 on 2 spinning (docs/benchmarks.md). Processes that torchrun started
+    side by side on one machine (``LOCAL_WORLD_SIZE``) split the CPUs between them."""
     cpus = available_cpus() if cpus is None else cpus
     if load is None:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return max(1, min(cpus, cpus - int(load)))
+    local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(cpus, cpus - int(load)) // local_world)
 
 
 def set_threads(threads: int | None = None) -> int:

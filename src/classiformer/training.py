@@ -18,6 +18,7 @@ checkpoints are written atomically, so ``last/`` then holds the previous safe po
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -37,6 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import (
     MULTI_LABEL,
     SINGLE_LABEL,
@@ -202,6 +204,7 @@ class _State:
     samples_seen: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
+    world_size: int = 1  # processes that trained up to here (batches_done counts all ranks' batches)
 
 
 class _LossLog:
@@ -217,6 +220,14 @@ class _LossLog:
         self.pending.append((loss.detach(), n))
 
     def flush(self) -> None:
+        if distributed.active():  # every rank flushes at the same step: the sums cover all ranks
+            values = torch.stack([v for v, _ in self.pending]).tolist() if self.pending else []
+            loss, n = distributed.all_sum([sum(v * n for v, (_, n) in zip(values, self.pending)),
+                                           sum(n for _, n in self.pending)])
+            self.state.epoch_loss += loss
+            self.state.epoch_samples += int(n)
+            self.pending.clear()
+            return
         if not self.pending:
             return
         values = torch.stack([v for v, _ in self.pending]).tolist()
@@ -282,17 +293,20 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
     ) -> None:
         self.model = model.to(device)
+        # In a process group, the steps run through DistributedDataParallel (gradients averaged
+        # over ranks); validation and the feature cache use the model itself. One process: the same.
+        self.ddp = distributed.wrap(self.model, device)
         self.tokenizer = tokenizer
         self.meta = meta
         self.cfg = config
         self.run_dir = Path(run_dir)
         self.device = device
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
         # Called with the optimizer step count after each whole step; raising KeyboardInterrupt
         # there stops the run at that step as a signal would (tests use it to interrupt).
         self.on_step = on_step
         self.signals = signals or StopSignals()
-        self.callbacks = list(callbacks)
+        self.callbacks = list(callbacks) if distributed.is_main() else []  # tracking writes once
         # Softmax cross-entropy (class-weighted if asked) or, for multi-label models, sigmoid BCE.
         self.loss = (loss or Loss(multi_label=meta.multi_label, label_smoothing=config.label_smoothing)).to(device)
         if self.loss.multi_label != meta.multi_label:
@@ -333,7 +347,9 @@ class Trainer:
         return s.epoch, s.batches_done, s.step
 
     def save_last(self, rng: torch.Tensor) -> None:
-        save_checkpoint(self.run_dir / "last", self.model, self.tokenizer, self.meta, self._trainer_state(rng))
+        self.state.world_size = distributed.world_size()
+        if distributed.is_main():
+            save_checkpoint(self.run_dir / "last", self.model, self.tokenizer, self.meta, self._trainer_state(rng))
         self._saved_at = self._position()
 
     def restore(self, folder: Path) -> None:
@@ -350,8 +366,8 @@ class Trainer:
         self._saved_at = self._position()
 
     def _stop_if_asked(self, rng: torch.Tensor, losses: _LossLog | None = None, t0: float | None = None) -> None:
-        """At a safe point: when a stop was asked for, save ``last/`` and raise."""
-        signum = self.signals.signum
+        """At a safe point: when a stop was asked for (on any rank), save ``last/`` and raise."""
+        signum = self.signals.signum = distributed.agree_signal(self.signals.signum)
         if signum is None:
             return
         s = self.state
@@ -365,16 +381,18 @@ class Trainer:
             f"stopped by {_signal_name(signum)} at epoch {s.epoch + 1}, step {s.step}: "
             f"{self.run_dir / 'last'} holds this point; continue with resume=True (--resume)"
         )
-        log.warning("%s", message)
+        if distributed.is_main():
+            log.warning("%s", message)
         raise TrainingInterrupted(message, signum)
 
     # -- the loop -------------------------------------------------------------------------------
 
     def validate(self, data: EncodedDataset) -> dict[str, float]:
-        logits = logits_for(
+        # Each rank computes its share of the batches one process would; joined, the same logits.
+        logits = distributed.gather_rows(logits_for(
             self.model, data, self.tokenizer.pad_id, self.cfg.eval_batch_size, self.device, dtype=self.amp,
-            cache_key="val",
-        )
+            cache_key="val", part=(distributed.rank(), distributed.world_size()),
+        ))
         assert data.labels is not None
         if self.meta.multi_label:
             return multilabel_validation(logits, data.labels)
@@ -390,17 +408,27 @@ class Trainer:
         step would differ from the uninterrupted run's."""
         multiple, limit = pad_multiple(self.device), int(data.lengths.max(initial=0))
         batches = sorted_batches(data.lengths, self.cfg.eval_batch_size, batch_tokens(self.model, self.device))
+        # In a process group each rank computes a share of these batches, then all share the rows.
+        mine = distributed.shard(len(batches), 0, distributed.rank(), distributed.world_size())
         unlabelled = EncodedDataset(data.ids)
         self.model.eval()
         try:
-            for idx in tqdm(batches, desc=f"{key} features", unit="batch", disable=not self.progress, leave=False):
-                self._stop_if_asked(rng)
+            for g in tqdm(mine, desc=f"{key} features", unit="batch", disable=not self.progress, leave=False):
+                self._stop_if_asked(rng)  # on every rank at every slot, padding included
+                if g >= len(batches):
+                    continue
+                idx = batches[g]
                 batch = batch_of(unlabelled, idx, self.tokenizer.pad_id, multiple, limit)
                 with torch.inference_mode(), autocast(self.device, self.amp):
                     self.model(
                         input_ids=batch["input_ids"].to(self.device), attention_mask=batch["attention_mask"].to(self.device),
                         index=batch["index"], cache_key=key,
                     )
+            get_cache = getattr(self.model, "feature_cache", None)
+            cache = get_cache(key) if get_cache is not None and distributed.active() else None
+            if cache is not None:
+                for rows in distributed.all_gather_object(cache.computed()):
+                    cache.put(*rows)
         finally:
             self.model.train()
 
@@ -417,31 +445,46 @@ class Trainer:
         cfg, s = self.cfg, self.state
         assert train.labels is not None
         lengths = train.lengths
+        world, rank = distributed.world_size(), distributed.rank()
         n_batches = math.ceil(len(train) / cfg.batch_size)
-        steps_per_epoch = math.ceil(n_batches / cfg.grad_accum)
+        # Each step takes one batch per rank (per accumulated micro-step) from the epoch's batches.
+        steps_per_epoch = math.ceil(math.ceil(n_batches / world) / cfg.grad_accum)
         total = steps_per_epoch * cfg.epochs
         schedule = lr_lambda(cfg.schedule, int(cfg.warmup * total), total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         if resume_from is not None:
             self.restore(resume_from)
             s = self.state
-            # The schedule follows this run's epochs, which a resume may have changed: the next step
-            # uses the rate planned for it (the same float as before when nothing changed).
+            # The schedule follows this run's epochs and number of processes, which a resume may have
+            # changed: the steps done plus the steps left (the same total when nothing changed), and
+            # the next step uses the rate planned for it.
+            left = math.ceil(math.ceil(max(0, n_batches - s.batches_done) / world) / cfg.grad_accum)
+            total = s.step + left + max(0, cfg.epochs - s.epoch - 1) * steps_per_epoch
+            schedule = lr_lambda(cfg.schedule, int(cfg.warmup * total), total)
+            self.scheduler.lr_lambdas = [schedule] * len(self.optimizer.param_groups)
             for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
                 group["lr"] = base * schedule(self.scheduler.last_epoch)
             if s.stopped_early and not (cfg.patience and s.bad_epochs >= cfg.patience):
                 s.stopped_early = False  # more patience was given
-            log.info("resuming at epoch %d, batch %d (step %d)", s.epoch + 1, s.batches_done, s.step)
+            log.info("resuming at epoch %d, batch %d (step %d)%s", s.epoch + 1, s.batches_done, s.step,
+                     f"; saved by {s.world_size} process(es), continued by {world}" if s.world_size != world else "")
         else:
             seed_everything(cfg.seed)
+        if world > 1:
+            # The same weights everywhere (DDP broadcast rank 0's), but each rank its own dropout.
+            torch.manual_seed(cfg.seed * 1_000_003 + s.step * 1009 + rank)
+            log.info("%d processes: batches of %d per process, an effective batch of %d examples per step "
+                     "(x %d accumulation); lr %g (not scaled with the number of processes)", world,
+                     cfg.batch_size, cfg.batch_size * world * cfg.grad_accum, cfg.grad_accum, cfg.lr)
         rng_at_step = torch.get_rng_state()  # the state of the RNG as of the last whole step
         # Models that cache per-example work (a frozen encoder's features) get one cache per set.
         prepare = getattr(self.model, "prepare_feature_cache", None)
         clear = getattr(self.model, "clear_feature_cache", None)
         try:
             if prepare is not None:
-                prepare("train", len(train), self.run_dir / "feature_cache")
-                prepare("val", len(val), self.run_dir / "feature_cache")
+                folder = self.run_dir / "feature_cache" / (f"rank{rank}" if world > 1 else "")
+                prepare("train", len(train), folder)
+                prepare("val", len(val), folder)
                 if getattr(self.model, "caches_features", False):
                     self._fill_feature_cache(train, "train", rng_at_step)
             self.model.train()
@@ -451,6 +494,9 @@ class Trainer:
             while s.epoch < cfg.epochs and not s.stopped_early:
                 self._stop_if_asked(rng_at_step)  # before the first step, or after an epoch's bookkeeping
                 batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch)
+                start = s.batches_done  # global: batches of all ranks, whatever their number was
+                mine = distributed.shard(len(batches), start, rank, world)
+                weights = distributed.slot_weights([len(x) for x in batches], start, rank, world)
                 bar = tqdm(
                     total=len(batches), initial=s.batches_done, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
                     unit="batch", disable=not self.progress, leave=False,
@@ -459,17 +505,24 @@ class Trainer:
                 pending = 0
                 losses = _LossLog(s)
                 logged = (s.epoch_loss, s.epoch_samples)  # the sums at the previous on_log
-                for b in range(s.batches_done, len(batches)):
-                    batch = batch_of(train, batches[b], self.tokenizer.pad_id, multiple, limit)
+                for slot, b in enumerate(mine):
+                    real = b < len(batches)  # else padding: a batch weighed 0, so ranks take equal steps
+                    idx = batches[b % len(batches)]
+                    batch = batch_of(train, idx, self.tokenizer.pad_id, multiple, limit)
                     batch = {k: v.to(self.device) for k, v in batch.items()}
                     labels = batch.pop("labels")  # the loss is computed here (weights, multi-label), not by the model
-                    with autocast(self.device, self.amp):
-                        out = self.model(**batch)
-                    loss = self.loss(out.logits.float(), labels)
-                    self.scaler.scale(loss / cfg.grad_accum).backward()
+                    last = pending + 1 == cfg.grad_accum or slot == len(mine) - 1
+                    # Gradients are averaged over ranks only at a step's last micro-batch.
+                    with contextlib.nullcontext() if last else distributed.no_sync(self.ddp):
+                        with autocast(self.device, self.amp):
+                            out = self.ddp(**batch)
+                        loss = self.loss(out.logits.float(), labels)
+                        # The rank's share of the step's examples: averaged over ranks, the mean over all.
+                        scaled = loss * weights[slot] if world > 1 else loss
+                        self.scaler.scale(scaled / cfg.grad_accum).backward()
                     pending += 1
-                    losses.add(loss, len(batches[b]))
-                    if pending == cfg.grad_accum or b == len(batches) - 1:
+                    losses.add(loss, len(idx) if real else 0)
+                    if last:
                         if cfg.clip_norm:
                             self.scaler.unscale_(self.optimizer)  # clip the true gradients
                             nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
@@ -478,7 +531,7 @@ class Trainer:
                         self.scheduler.step()
                         self.optimizer.zero_grad(set_to_none=True)
                         s.step += 1
-                        s.batches_done = b + 1
+                        s.batches_done = distributed.done_after(len(batches), start, world, slot + 1)
                         pending = 0
                         rng_at_step = torch.get_rng_state()
                         if s.step % LOG_EVERY == 0:
@@ -503,7 +556,7 @@ class Trainer:
                             except KeyboardInterrupt:
                                 self.signals.signum = self.signals.signum or signal.SIGINT
                         self._stop_if_asked(rng_at_step, losses, t0)  # a whole step is done
-                    bar.update(1)
+                    bar.update(max(0, min(world, len(batches) - (start + slot * world))))
                 bar.close()
                 losses.flush()
                 s.train_seconds += time.perf_counter() - t0
@@ -534,16 +587,23 @@ class Trainer:
             "train_loss": s.epoch_loss / max(1, s.epoch_samples),
             **metrics,
             "lr": self.optimizer.param_groups[0]["lr"],
-            "train_samples_per_sec": s.samples_seen / max(s.train_seconds, 1e-9),
+            "train_samples_per_sec": s.samples_seen / max(s.train_seconds, 1e-9),  # all ranks together
         }
+        if distributed.world_size() > 1:
+            record["world_size"] = distributed.world_size()
+            record["effective_batch_size"] = cfg.batch_size * cfg.grad_accum * distributed.world_size()
         s.history.append(record)
-        log.info(
+        if distributed.is_main():
+            log.info(
             "epoch %d: train loss %.4f, val loss %.4f, %s %.4f",
-            record["epoch"], record["train_loss"], metrics["val_loss"], self.select.replace("_", " "), metrics[self.select],
-        )
+                record["epoch"], record["train_loss"], metrics["val_loss"], self.select.replace("_", " "),
+                metrics[self.select],
+            )
+        # Every rank has the same metrics (gathered), hence the same decisions; rank 0 writes.
         if metrics[self.select] > s.best_val:
             s.best_val, s.best_epoch, s.bad_epochs = metrics[self.select], s.epoch, 0
-            save_checkpoint(self.run_dir / "best", self.model, self.tokenizer, self.meta)
+            if distributed.is_main():
+                save_checkpoint(self.run_dir / "best", self.model, self.tokenizer, self.meta)
         else:
             s.bad_epochs += 1
             if cfg.patience and s.bad_epochs >= cfg.patience:
@@ -552,7 +612,8 @@ class Trainer:
         s.epoch += 1
         s.batches_done = 0
         s.epoch_loss, s.epoch_samples = 0.0, 0
-        atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in s.history))
+        if distributed.is_main():
+            atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in s.history))
 
 
 def multilabel_validation(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
@@ -772,8 +833,9 @@ def fit(
         raise DataError(f"{train.source}: training data needs labels")
     if config is None and not resume:
         raise ConfigError("a new run needs a config (resolve_config); only resume=True can take the stored one")
-    with RunLock(run_dir), (signals or StopSignals()) as signals:
-        for line in recover_leftovers(run_dir):
+    # In a process group rank 0 alone locks the run folder, recovers it and writes into it.
+    with distributed.on_main_context(RunLock(run_dir)), (signals or StopSignals()) as signals:
+        for line in distributed.on_main(lambda: recover_leftovers(run_dir)):
             log.warning("%s: %s", run_dir, line)
         if resume:
             if not (run_dir / "last").exists():
@@ -823,7 +885,8 @@ def fit(
             if meta.problem_type != problem_type:
                 raise DataError(f"{train.source}: {problem_type} data, but the run trains a {meta.problem_type} model")
             meta.train = config.to_dict()["train"]
-            atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
+            if distributed.is_main():
+                atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
         else:
             seed_everything(tcfg.seed)
             config.model.num_labels = len(labels)
@@ -835,7 +898,9 @@ def fit(
             if from_source is not None:  # a pretrained model brings its weights and its own tokenizer
                 model, tokenizer = from_source(config.model, config.tokenizer)
             else:
-                tokenizer = train_tokenizer(config.tokenizer, train.texts)
+                # Trained once, by rank 0, and shared: every rank encodes with the same vocabulary.
+                tok_config = config.tokenizer
+                tokenizer = distributed.on_main(lambda: train_tokenizer(tok_config, train.texts))
                 config.model.vocab_size = tokenizer.vocab_size
                 config.model.max_length = tokenizer.max_length
                 config.model.pad_id = tokenizer.pad_id
@@ -847,7 +912,8 @@ def fit(
                 train=config.to_dict()["train"], preset=config.preset,
                 data=asdict(train.columns) if train.columns else {}, problem_type=problem_type,
             )
-            atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
+            if distributed.is_main():
+                atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
         if weights is not None:
             meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
             log.info("class weights (%s): %s", tcfg.class_weight,
@@ -871,8 +937,11 @@ def fit(
         trainer = Trainer(model, tokenizer, meta, tcfg, run_dir, dev, progress, on_step, loss, signals=signals,
                           callbacks=callbacks)
         result = trainer.train(train_enc, val_enc, resume_from=run_dir / "last" if resume else None)
-        if result.best_dir.exists():
-            result.temperature = calibrate_best(result.best_dir, val_enc, tcfg.eval_batch_size, dev)
+        best, temperature = result.best_dir, result.temperature
+        result.temperature = distributed.on_main(
+            lambda: calibrate_best(best, val_enc, tcfg.eval_batch_size, dev) if best.exists() else temperature
+        )
+        signals.signum = distributed.agree_signal(signals.signum)
         if signals.signum is not None:  # it came after the last epoch's bookkeeping: the run is complete
             message = (f"stopped by {_signal_name(signals.signum)} after the last epoch: training is complete "
                        f"in {run_dir}")

@@ -14,6 +14,7 @@ from .. import __version__
 from ..checkpoint import CheckpointError
 from ..config import ConfigError
 from ..data import DataError, DownloadError
+from ..distributed import DistributedError
 from ..runtime import configure_logging
 from . import (
     calibrate_cmd,
@@ -29,7 +30,8 @@ from . import (
 # Each module exposes ``register(subparsers)``, which adds its parser with ``func`` set.
 COMMANDS = [train_cmd, tune_cmd, evaluate_cmd, predict_cmd, explain_cmd, calibrate_cmd, serve_cmd, presets_cmd]
 
-EXPECTED_ERRORS = (DataError, DownloadError, CheckpointError, ConfigError, FileExistsError, FileNotFoundError, ValueError)
+EXPECTED_ERRORS = (DataError, DownloadError, CheckpointError, ConfigError, FileExistsError, FileNotFoundError, ValueError,
+                   DistributedError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what train --nproc starts again in each process
     configure_logging(args.verbose)
     log = logging.getLogger("classiformer")
     try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
 from typing import Any
 
+from .. import distributed
+from ..cluster import launch
 from ..config import FAMILY_PRESETS, PRESETS, ConfigError, load_json_config, resolve_config
 from ..data import check_labels_known
 from ..evaluate import evaluate, write_evaluation
@@ -115,6 +118,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="float16 autocast with loss scaling (GPUs without bf16, e.g. T4, V100)")
     add_tracking_options(p)
     add_runtime_options(p)
+    d = p.add_argument_group("distributed")
+    d.add_argument("--nproc", type=int, default=None, metavar="N",
+                   help="train on N processes of this machine with torch.distributed (DistributedDataParallel), "
+                   "started by torch's elastic launcher as 'torchrun --standalone --nproc-per-node N -m classiformer "
+                   "train ...' does: gloo on CPUs, NCCL with --device cuda (one GPU per process). Each process takes "
+                   "--batch-size examples per step, so the effective batch is N x --batch-size; --lr is not scaled. "
+                   "For several machines run torchrun on each (README, 'Training on many processes and machines'); "
+                   "CLASSIFORMER_DIST_TIMEOUT (seconds, default 600) bounds how long a process waits for a stuck peer")
     p.set_defaults(func=run)
 
 
@@ -163,7 +174,28 @@ def _resumed(run_dir: Path, args: argparse.Namespace, sections: dict[str, dict[s
         ) from None
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.nproc is not None and args.nproc < 1:
+        raise ConfigError(f"--nproc {args.nproc}: expected at least 1 process")
+    if args.nproc and args.nproc > 1:
+        if distributed.launched():
+            raise ConfigError("--nproc under torchrun: torchrun has started the processes already; drop --nproc")
+        launch(_without_nproc(args.argv), args.nproc)  # the same command, in each of N processes
+        return 0
+    if distributed.launched() and int(os.environ.get("RANK", "0")) != 0:
+        logging.getLogger("classiformer").setLevel(logging.WARNING)  # rank 0 alone logs progress
     apply_runtime(args)
     tracker = start_tracking(args.report_to, args.tracking_uri)  # a missing backend fails before anything else
     sections: dict[str, dict[str, object]] = {"model": {}, "tokenizer": {}, "train": {}}
@@ -202,10 +234,15 @@ def _run(args: argparse.Namespace) -> int:
 
 def _train_and_test(args: argparse.Namespace, config: Any, train: Any, validation: Any, test: Any, run_dir: Path,
                     tracker: Tracker) -> int:
-    result = fit(
-        config, train, run_dir, validation=validation, device=args.device, resume=args.resume,
-        overwrite=args.overwrite, progress=not args.no_progress, callbacks=[tracker] if tracker else [],
-    )
+    with distributed.process_group(args.device) as dev:  # a no-op unless torchrun started this process
+        result = fit(
+            config, train, run_dir, validation=validation, device=str(dev) if distributed.launched() else args.device,
+            resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
+            callbacks=[tracker] if tracker else [],  # the Trainer calls them on rank 0 only
+        )
+        main = distributed.is_main()
+    if not main:
+        return 0  # rank 0 reports, and evaluates on --test
     if result.already_complete:
         print(f"the run in {rel(run_dir)} is complete: {len(result.history)} epoch(s), best validation accuracy "
               f"{result.best_val_accuracy:.4f} (epoch {result.best_epoch}); nothing to do "

@@ -59,6 +59,19 @@ class FeatureCache:
             raise RuntimeError("feature cache mismatch: example indices changed meaning; clear the cache")
         return self.feats[index]
 
+    def computed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rows computed so far: (indices (K,), features (K, dim), token counts (K,))."""
+        index = torch.nonzero(self.lens >= 0).squeeze(1)
+        return index, self.feats[index].clone(), self.lens[index].clone()
+
+    def put(self, index: torch.Tensor, feats: torch.Tensor, lens: torch.Tensor) -> None:
+        """Store rows another process computed (:meth:`computed` there): a cache filled in
+        parallel by the ranks of a process group, each computing a share."""
+        if len(index) and int(index.max()) + 1 > len(self):
+            self._grow(int(index.max()) + 1)
+        self.feats[index] = feats
+        self.lens[index] = lens
+
     def close(self) -> None:
         """Free the rows; a memory-mapped file is deleted."""
         self.feats = torch.zeros(0, self.dim)

@@ -209,6 +209,11 @@ class PretrainedClassifier(nn.Module):
 
     # -- forward ---------------------------------------------------------------------------------
 
+    # DistributedDataParallel must look for parameters a step leaves without gradient: the
+    # encoder's pooler runs but feeds nothing with cls or mean pooling, and an unused trainable
+    # parameter would otherwise fail the next step's gradient reduction.
+    ddp_find_unused_parameters = True
+
     @property
     def caches_features(self) -> bool:
         """Frozen mode caches pooled features per example (see :meth:`prepare_feature_cache`)."""
@@ -227,6 +232,10 @@ class PretrainedClassifier(nn.Module):
             self._caches.pop(key).close()
         self._caches[key] = FeatureCache(dim, size, folder / f"{key}.npy" if on_disk and folder else None)
         log.info("feature cache %r: %d examples, %.0f MB %s", key, size, mb, "memory-mapped" if on_disk else "in memory")
+
+    def feature_cache(self, key: str) -> FeatureCache | None:
+        """The cache of dataset ``key``, if any (the trainer shares rows between ranks through it)."""
+        return self._caches.get(key)
 
     def clear_feature_cache(self) -> None:
         for cache in self._caches.values():

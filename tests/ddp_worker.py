@@ -1,0 +1,84 @@
+"""What the distributed tests run in each process that torchrun starts (not a test module itself):
+``python -m torch.distributed.run --nproc-per-node N tests/ddp_worker.py MODE OUT``."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from classiformer import distributed
+from classiformer.checkpoint import CheckpointMeta, load_trainer_state
+from classiformer.config import TrainConfig, resolve_config
+from classiformer.data.batching import EncodedDataset
+from classiformer.models import build_model
+from classiformer.tokenizers import Tokenizer, train_tokenizer
+from classiformer.training import Trainer, TrainingInterrupted, encode, fit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import make_texts  # noqa: E402
+
+GRAD_EXAMPLES, GRAD_BATCH = 13, 7  # 2 ranks: one step over batches of 7 and 6 examples
+INTERRUPT_AT = 3  # optimizer steps
+
+
+def tiny_model(seed: int = 5) -> tuple[torch.nn.Module, Tokenizer, CheckpointMeta, TrainConfig, EncodedDataset]:
+    """A tiny transformer without dropout and the toy examples it trains on, the same in every process."""
+    data = make_texts(GRAD_EXAMPLES, seed=3)
+    cfg = resolve_config("tiny", train={"batch_size": GRAD_BATCH, "epochs": 1, "lr": 1e-3, "clip_norm": 0.0,
+                                        "schedule": "constant", "seed": seed})
+    tokenizer = train_tokenizer(cfg.tokenizer, data.texts)
+    labels = data.label_names()
+    cfg.model.vocab_size, cfg.model.max_length, cfg.model.pad_id = tokenizer.vocab_size, tokenizer.max_length, tokenizer.pad_id
+    cfg.model.num_labels = len(labels)
+    torch.manual_seed(seed)
+    model = build_model(cfg.family, cfg.model)
+    meta = CheckpointMeta(family=cfg.family, model=cfg.to_dict()["model"], labels=labels, train=cfg.to_dict()["train"],
+                          preset=cfg.preset)
+    return model, tokenizer, meta, cfg.train, encode(tokenizer, data, labels)
+
+
+def grads(out: Path) -> None:
+    """Rank 0 saves the gradients of the first optimizer step, as the optimizer gets them."""
+    model, tokenizer, meta, cfg, data = tiny_model()
+    trainer = Trainer(model, tokenizer, meta, cfg, out / "run", torch.device("cpu"), progress=False)
+    seen: list[dict[str, torch.Tensor]] = []
+
+    def record(*args: Any) -> None:
+        seen.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+
+    trainer.optimizer.register_step_pre_hook(record)
+    trainer.train(data, data)
+    if distributed.is_main():
+        torch.save({"steps": len(seen), "grads": seen[0]}, out / "grads.pt")
+
+
+def interrupt(out: Path) -> None:
+    """A 2-epoch run stopped (on every rank) after optimizer step INTERRUPT_AT, mid-epoch."""
+    def stop(step: int) -> None:
+        if step == INTERRUPT_AT:
+            raise KeyboardInterrupt
+
+    cfg = resolve_config("tiny", train={"batch_size": 16, "epochs": 2, "lr": 0.02})
+    with contextlib.suppress(TrainingInterrupted):
+        fit(cfg, make_texts(200, seed=1), out / "run", validation=make_texts(30, seed=2), progress=False, on_step=stop)
+
+
+def resume(out: Path) -> None:
+    fit(None, make_texts(200, seed=1), out / "run", validation=make_texts(30, seed=2), resume=True, progress=False)
+    if distributed.is_main():
+        progress = load_trainer_state(out / "run" / "last")["progress"]
+        (out / "resumed.json").write_text(json.dumps(progress))
+
+
+if __name__ == "__main__":
+    mode, folder = sys.argv[1], Path(sys.argv[2])
+    torch.set_num_threads(1)
+    np.seterr(all="ignore")
+    with distributed.process_group("cpu"):
+        {"grads": grads, "interrupt": interrupt, "resume": resume}[mode](folder)

@@ -1,0 +1,162 @@
+"""Distributed training on two (and three) real gloo processes started by torchrun, as users start
+them: it learns as one process does, its gradients are the single-process full-batch gradients,
+rank 0 alone writes the run folder, a killed rank fails the job quickly by name with the last good
+checkpoint intact, and a run continues on another number of processes from its data position."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from classiformer.checkpoint import load_checkpoint, load_trainer_state
+from classiformer.config import resolve_config
+from classiformer.data.batching import batch_of
+from classiformer.losses import Loss
+from classiformer.training import fit
+
+from .conftest import make_texts, write_jsonl
+from .ddp_worker import GRAD_EXAMPLES, INTERRUPT_AT, tiny_model
+
+WORKER = Path(__file__).parent / "ddp_worker.py"
+TOY = dict(train=300, val=90, epochs=8, lr="0.02")
+
+
+def torchrun(nproc: int, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``torchrun --nproc-per-node 2 -m classiformer train`` on the toy task, 16 examples per process."""
+    folder = tmp_path_factory.mktemp("ddp")
+    write_jsonl(folder / "train.jsonl", TOY["train"], seed=1)
+    write_jsonl(folder / "val.jsonl", TOY["val"], seed=2)
+    torchrun(2, "-m", "classiformer", "train", "--train", str(folder / "train.jsonl"), "--validation",
+             str(folder / "val.jsonl"), "--preset", "tiny", "--epochs", str(TOY["epochs"]), "--batch-size", "16",
+             "--lr", TOY["lr"], "--output", str(folder / "run"), "--no-progress")
+    return folder / "run"
+
+
+def test_two_processes_learn_the_toy_task_as_one_does(two_process_run: Path, tmp_path: Path) -> None:
+    history = [json.loads(line) for line in (two_process_run / "metrics.jsonl").read_text().splitlines()]
+    assert {h["world_size"] for h in history} == {2} and {h["effective_batch_size"] for h in history} == {32}
+    config = resolve_config("tiny", train={"batch_size": 32, "epochs": TOY["epochs"], "lr": float(TOY["lr"])})
+    one = fit(config, make_texts(TOY["train"], seed=1), tmp_path / "one", validation=make_texts(TOY["val"], seed=2),
+              progress=False)
+    two = max(h["val_accuracy"] for h in history)
+    assert one.best_val_accuracy >= 0.95
+    assert abs(two - one.best_val_accuracy) <= 0.03, (two, one.best_val_accuracy)
+    # The same number of optimizer steps per epoch as one process with the effective batch.
+    assert [h["step"] for h in history] == [h["step"] for h in one.history][: len(history)]
+    # Every example is counted once per epoch, whichever rank took it (samples/s over all ranks).
+    progress = load_trainer_state(two_process_run / "last")["progress"]
+    assert progress["samples_seen"] == len(history) * TOY["train"]
+
+
+def test_rank_0_alone_writes_one_checkpoint_and_one_metrics_file(two_process_run: Path) -> None:
+    names = sorted(p.name for p in two_process_run.iterdir())
+    assert names == [".lock", "best", "config.json", "last", "metrics.jsonl"], names
+    history = (two_process_run / "metrics.jsonl").read_text().splitlines()
+    assert len(history) == len({json.loads(line)["epoch"] for line in history})  # no epoch written twice
+    model, _, meta = load_checkpoint(two_process_run / "best")
+    assert meta.labels == ["money", "sports", "tech"]
+    assert not any(k.startswith("module.") for k in model.state_dict())  # the model itself, not DDP's wrapper
+
+
+def test_gradients_equal_single_process_full_batch_gradients(tmp_path: Path) -> None:
+    # Two ranks take batches of 7 and 6 examples (unequal: a plain average of the two means would
+    # be off); the step's gradient must be that of the mean loss over all 13.
+    torchrun(2, str(WORKER), "grads", str(tmp_path))
+    got = torch.load(tmp_path / "grads.pt")
+    assert got["steps"] == 1
+    model, tokenizer, _, _, data = tiny_model()
+    batch = batch_of(data, torch.arange(GRAD_EXAMPLES).numpy(), tokenizer.pad_id)
+    labels = batch.pop("labels")
+    model.train()
+    Loss()(model(**batch).logits, labels).backward()
+    want = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+    assert got["grads"].keys() == want.keys()
+    for name, g in want.items():
+        torch.testing.assert_close(got["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_a_run_resumes_on_one_and_on_three_processes_from_its_data_position(tmp_path: Path) -> None:
+    torchrun(2, str(WORKER), "interrupt", str(tmp_path))
+    stopped = load_trainer_state(tmp_path / "run" / "last")["progress"]
+    # 200 examples in batches of 16: 13 batches an epoch; 2 ranks take 2 per step.
+    assert (stopped["epoch"], stopped["step"], stopped["batches_done"], stopped["world_size"]) == (0, INTERRUPT_AT, 6, 2)
+    for world, steps in ((1, INTERRUPT_AT + 7 + 13), (3, INTERRUPT_AT + 3 + 5)):
+        folder = tmp_path / f"on{world}"
+        shutil.copytree(tmp_path / "run", folder / "run")
+        if world == 1:
+            fit(None, make_texts(200, seed=1), folder / "run", validation=make_texts(30, seed=2), resume=True,
+                progress=False)
+            done = load_trainer_state(folder / "run" / "last")["progress"]
+        else:
+            torchrun(world, str(WORKER), "resume", str(folder))
+            done = json.loads((folder / "resumed.json").read_text())
+        # Finished, with each of the 2 x 200 examples of the two epochs counted once: the batches
+        # taken before the stop were not taken again, and none were skipped.
+        assert (done["epoch"], done["step"], done["world_size"]) == (2, steps, world), world
+        assert done["samples_seen"] == 2 * 200, world
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _rank_of(pid: int) -> int | None:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ranks = [int(e.split(b"=", 1)[1]) for e in env if e.startswith(b"RANK=")]
+    return ranks[0] if ranks else None
+
+
+def test_a_killed_rank_fails_the_job_quickly_naming_it(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "train.jsonl", 3000, seed=1)
+    cmd = [sys.executable, "-m", "classiformer", "train", "--train", str(tmp_path / "train.jsonl"), "--preset", "tiny",
+           "--epochs", "200", "--batch-size", "8", "--checkpoint-every", "5", "--output", str(tmp_path / "run"),
+           "--no-progress", "--nproc", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CLASSIFORMER_DIST_TIMEOUT": "60"})
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "run" / "last").exists():  # a good checkpoint first
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        victim = next(p for p in _children(proc.pid) if _rank_of(p) == 1)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+        took = time.monotonic() - killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1, err[-3000:]
+    assert took < 60, took  # not the collective timeout, let alone a hang
+    assert "error: distributed training failed: rank 1" in err and "SIGKILL" in err, err[-3000:]
+    state = load_trainer_state(tmp_path / "run" / "last")  # the last good checkpoint loads
+    assert state["progress"]["step"] % 5 == 0 or state["progress"]["batches_done"] == 0
+    load_checkpoint(tmp_path / "run" / "last")

@@ -10,6 +10,7 @@ with PyTorch"; Spark's ``TorchDistributor`` API documentation.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -85,7 +86,7 @@ def ray_train(
     process group (gloo, or NCCL with ``use_gpu``). ``run_dir`` must be visible to every worker
     (one machine, or a shared file system). ``train``/``validation`` are
     :class:`~classiformer.data.TextDataset` objects (shipped to the workers) or paths each worker
-    reads. Returns rank 0's :class:`~classiformer.training.TrainResult`. Needs the ``ray`` extra
+    reads. Returns the :class:`~classiformer.training.TrainResult` rank 0 wrote (:func:`run_result`). Needs the ``ray`` extra
     (``pip install 'classiformer[ray]'``); starts a local Ray cluster unless ``ray_address`` (or
     an initialised Ray) says where one runs."""
     try:
@@ -107,18 +108,29 @@ def ray_train(
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=int(timeout_s())),
-        run_config=RayRunConfig(name=f"classiformer-{run_dir.name}", storage_path=str(run_dir.parent / ".ray")),
+        run_config=RayRunConfig(name="ray", storage_path=str(run_dir / ".ray")),  # Ray's own records
     )
     result = trainer.fit()
     if result.error is not None:
         raise DistributedError(f"Ray Train failed: {result.error}")
+    return run_result(run_dir)
+
+
+def run_result(run_dir: str | Path) -> Any:
+    """The :class:`~classiformer.training.TrainResult` of the run rank 0 wrote into ``run_dir``
+    (its ``last/`` trainer state and the temperature stored in ``best/``)."""
+    from .checkpoint import load_trainer_state, read_meta
     from .training import TrainResult
 
-    m = result.metrics or {}
-    return TrainResult(run_dir=run_dir, history=[dict(r) for r in m["history"]], best_epoch=int(m["best_epoch"]),
-                       best_val_accuracy=float(m["best_val_accuracy"]),
-                       train_samples_per_sec=float(m["train_samples_per_sec"]), stopped_early=bool(m["stopped_early"]),
-                       temperature=float(m["temperature"]))
+    run_dir = Path(run_dir)
+    state = load_trainer_state(run_dir / "last")
+    p = state["progress"]
+    best = run_dir / "best"
+    return TrainResult(
+        run_dir=run_dir, history=json.loads(state["history"]), best_epoch=p["best_epoch"] + 1,
+        best_val_accuracy=p["best_val"], train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9),
+        stopped_early=p["stopped_early"], temperature=read_meta(best).temperature if best.exists() else 1.0,
+    )
 
 
 def _ray_worker(cfg: dict[str, Any]) -> None:
@@ -134,8 +146,5 @@ def _ray_worker(cfg: dict[str, Any]) -> None:
 
     result = fit(cfg["config"], load(cfg["train"]), cfg["run_dir"], validation=load(cfg["validation"]),
                  device=str(get_device()), resume=cfg["resume"], overwrite=cfg["overwrite"], progress=False)
-    ray.train.report({
-        "history": result.history, "best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
-        "train_samples_per_sec": result.train_samples_per_sec, "stopped_early": result.stopped_early,
-        "temperature": result.temperature,
-    })
+    ray.train.report({"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy,
+                      "train_samples_per_sec": result.train_samples_per_sec})

@@ -36,4 +36,12 @@ fi
 # Pin torch first: an unpinned torch pulls a multi-GB CUDA build.
 step "installing torch==2.13.0 (CPU build)" pip_install torch==2.13.0
 step "installing classiformer (editable) with extras [${EXTRAS:-dev}]" pip_install -e ".[${EXTRAS:-dev}]"
+# Optimum's ONNX Runtime models (optimum-onnx 0.1) need transformers < 4.58, older than the one
+# classiformer runs on, so they live in a folder of their own beside the venv; the export tests
+# and bench/inference.py run Optimum in a subprocess with that folder first on PYTHONPATH.
+if [[ ",${EXTRAS:-dev}," == *",dev,"* || ",${EXTRAS:-dev}," == *",bench,"* ]]; then
+    step "installing Optimum for ONNX Runtime into .venv/optimum-side (export tests, bench)" \
+        pip_install --no-deps --upgrade --target .venv/optimum-side optimum==2.1.0 optimum-onnx==0.1.0 \
+        transformers==4.57.6 huggingface_hub==0.36.2 tokenizers==0.22.2
+fi
 echo "==> ready: source .venv/bin/activate (or call .venv/bin/classiformer)"

@@ -46,6 +46,8 @@ STATE_FILE = "trainer_state.pt"
 # Hugging Face's names (PretrainedConfig.problem_type), so exported configs mean the same thing.
 SINGLE_LABEL = "single_label_classification"
 MULTI_LABEL = "multi_label_classification"
+PYTORCH = "pytorch"
+ONNXRUNTIME = "onnxruntime"
 
 
 class CheckpointError(RuntimeError):
@@ -70,6 +72,11 @@ class CheckpointMeta:
     problem_type: str = SINGLE_LABEL
     thresholds: dict[str, Any] | None = None
     temperatures: list[float] | None = None
+    # What runs the model: "pytorch" (model.safetensors or a Hugging Face folder) or, for a folder
+    # written by ``classiformer export``, "onnxruntime" (model.onnx); ``export`` then records how
+    # (opset, precision, the parity check's figures: export/exporter.py).
+    runtime: str = PYTORCH
+    export: dict[str, Any] | None = None
     format_version: int = FORMAT_VERSION
     classiformer_version: str = __version__
     created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -77,6 +84,8 @@ class CheckpointMeta:
     def __post_init__(self) -> None:
         if self.problem_type not in (SINGLE_LABEL, MULTI_LABEL):
             raise ValueError(f"problem_type must be {SINGLE_LABEL!r} or {MULTI_LABEL!r}, got {self.problem_type!r}")
+        if self.runtime not in (PYTORCH, ONNXRUNTIME):
+            raise ValueError(f"runtime must be {PYTORCH!r} or {ONNXRUNTIME!r}, got {self.runtime!r}")
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, ensure_ascii=False)
@@ -266,6 +275,8 @@ def read_meta(folder: Path) -> CheckpointMeta:
         "thresholds": (lambda v: v is None or _thresholds_ok(v, len(data["labels"])), "null or one threshold per label"),
         "temperatures": (lambda v: v is None or (isinstance(v, list) and len(v) == len(data["labels"])
                                                  and all(number(x) for x in v)), "null or one positive number per label"),
+        "runtime": (lambda v: v in (PYTORCH, ONNXRUNTIME), f"{PYTORCH!r} or {ONNXRUNTIME!r}"),
+        "export": (lambda v: v is None or isinstance(v, dict), "null or an object"),
     }
     for key, (ok, what) in expected.items():
         if key in data and not ok(data[key]):
@@ -287,6 +298,9 @@ def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> t
     """Load (model, tokenizer, metadata) from a checkpoint folder; the model is in eval mode."""
     folder = Path(folder)
     meta = read_meta(folder)
+    if meta.runtime != PYTORCH:
+        raise CheckpointError(f"{folder}: an exported {meta.runtime} model, not a PyTorch checkpoint; "
+                              "load it with Classifier.load (it runs without PyTorch weights)")
     try:
         config = model_config_from_dict(meta.family, meta.model)
         model = build_model(meta.family, config)

@@ -5,6 +5,8 @@ Batches are sorted by length (so padding is minimal) and results are put back in
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 from torch import nn
@@ -75,6 +77,24 @@ def logits_for(
     if out is None:
         raise ValueError("no examples to predict")
     return out
+
+
+class Runner(Protocol):
+    """What ``Classifier`` runs a model through: :class:`TorchRunner` for a PyTorch checkpoint,
+    ``export.runtime.OnnxRunner`` for an exported ONNX model. Both batch the same way
+    (``sorted_batches``) and return float32 logits (N, C) in input order."""
+
+    def logits(self, data: EncodedDataset, batch_size: int, progress: bool = False) -> np.ndarray: ...
+
+
+class TorchRunner:
+    """A PyTorch model behind the :class:`Runner` contract: :func:`logits_for` with its settings."""
+
+    def __init__(self, model: nn.Module, pad_id: int, device: torch.device | str = "cpu") -> None:
+        self.model, self.pad_id, self.device = model, pad_id, torch.device(device)
+
+    def logits(self, data: EncodedDataset, batch_size: int, progress: bool = False) -> np.ndarray:
+        return logits_for(self.model, data, self.pad_id, batch_size, self.device, progress)
 
 
 def mean_by_owner(logits: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:

@@ -10,18 +10,18 @@ import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, CheckpointMeta, apply_umask, load_checkpoint
+from .checkpoint import ONNXRUNTIME, CheckpointError, CheckpointMeta, apply_umask, load_checkpoint, read_meta
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
-from .explain import DEFAULT_METHODS, Explanation, explain
-from .inference import logits_for, mean_by_owner, sigmoid, softmax
+from .explain import DEFAULT_METHODS, Explainable, Explanation, explain
+from .inference import Runner, TorchRunner, mean_by_owner, sigmoid, softmax
 from .runtime import amp_dtype, bf16_worthwhile, resolve_device
 from .thresholds import Thresholds, fixed_thresholds
 from .tokenizers import Tokenizer
@@ -42,12 +42,20 @@ def resolve_model_path(path: str | Path) -> Path:
     raise CheckpointError(f"{p}: not a classiformer model (no classiformer.json here or in best/ or last/)")
 
 
+class NeedsPyTorchModel(ValueError):
+    """What an exported (ONNX Runtime) model cannot do: explanations need the PyTorch checkpoint."""
+
+
 class Classifier:
-    """A trained model with its tokenizer and labels, ready to predict."""
+    """A trained model with its tokenizer and labels, ready to predict: a PyTorch checkpoint, or a
+    folder written by ``classiformer export`` that runs through ONNX Runtime. Both go through one
+    :class:`~classiformer.inference.Runner` (``self.runner``), so every output below is the same."""
+
+    model: nn.Module | None  # None for an exported model (see ``runner``)
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | Runner,
         tokenizer: Tokenizer,
         meta: CheckpointMeta,
         device: torch.device | str = "cpu",
@@ -62,7 +70,14 @@ class Classifier:
         # is much faster than autocast, which re-casts every weight on every call. On CPUs without
         # them bf16 is emulated and several times slower, so it falls back to fp32 (with a warning).
         self.dtype = amp_dtype(bf16 and bf16_worthwhile(device), fp16)
-        self.model = model.to(device, dtype=self.dtype).eval()
+        if isinstance(model, nn.Module):
+            self.model = model.to(device, dtype=self.dtype).eval()
+            self.runner: Runner = TorchRunner(self.model, tokenizer.pad_id, device)
+        else:  # an exported model's runner: its precision was fixed at export
+            if bf16 or fp16:
+                raise ValueError("--bf16/--fp16 apply to PyTorch checkpoints; an exported model's precision was "
+                                 "chosen at export (classiformer export --quantize)")
+            self.model, self.runner = None, model
         if long_text is not None:
             if not hasattr(tokenizer, "long_text"):
                 raise ValueError(f"--long-text needs a pretrained-encoder model; this {meta.family!r} model truncates")
@@ -86,13 +101,24 @@ class Classifier:
     def load(
         cls, path: str | Path, device: str | None = None, batch_size: int = 256, bf16: bool = False,
         long_text: str | None = None, fp16: bool = False, threshold: float | None = None,
+        threads: int | None = None,
     ) -> Classifier:
         """``long_text`` (pretrained encoders): ``truncate``, ``head-tail`` or ``chunks``, overriding
         the checkpoint's setting; ``bf16`` / ``fp16``: bfloat16 / float16 weights and activations
         (logits come back as float32; fp16 is for GPUs without bf16). On a CPU without bf16 matrix
         units ``bf16`` falls back to float32 unless ``CLASSIFORMER_BF16=force``. ``threshold``
-        (multi-label models): one decision threshold for every label instead of the tuned ones."""
+        (multi-label models): one decision threshold for every label instead of the tuned ones.
+        A folder written by ``classiformer export`` runs through ONNX Runtime on the CPU, with
+        ``threads`` intra-op threads (default: the free cores, ``runtime.default_threads``)."""
         folder = resolve_model_path(path)
+        if read_meta(folder).runtime == ONNXRUNTIME:
+            if device not in (None, "auto", "cpu"):
+                raise ValueError(f"{folder}: an exported model runs on the CPU with ONNX Runtime; --device {device} "
+                                 "needs the PyTorch checkpoint")
+            from .export.runtime import load_exported
+
+            runner, tokenizer, meta = load_exported(folder, threads)
+            return cls(runner, tokenizer, meta, "cpu", batch_size, folder, bf16, long_text, fp16, threshold)
         dev = resolve_device(device)
         model, tokenizer, meta = load_checkpoint(folder, map_location=dev)
         return cls(model, tokenizer, meta, dev, batch_size, folder, bf16, long_text, fp16, threshold)
@@ -116,11 +142,9 @@ class Classifier:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if getattr(self.tokenizer, "long_text", None) == "chunks":
             windows, owner = self.tokenizer.encode_windows(texts)  # type: ignore[attr-defined]
-            logits = logits_for(self.model, EncodedDataset(windows), self.tokenizer.pad_id, self.batch_size,
-                                self.device, progress)
+            logits = self.runner.logits(EncodedDataset(windows), self.batch_size, progress)
             return mean_by_owner(logits, owner, len(texts))
-        data = EncodedDataset(self.tokenizer.encode(texts))
-        return logits_for(self.model, data, self.tokenizer.pad_id, self.batch_size, self.device, progress)
+        return self.runner.logits(EncodedDataset(self.tokenizer.encode(texts)), self.batch_size, progress)
 
     @property
     def multi_label(self) -> bool:
@@ -204,8 +228,16 @@ class Classifier:
     def explain(self, text: str, methods: Sequence[str] = DEFAULT_METHODS, words: bool = False) -> Explanation:
         """Which tokens (or, with ``words``, words) the prediction for ``text`` rests on, by
         attention rollout and integrated gradients (and, for a model with an n-gram branch, that
-        branch's part), with the attention weights and which tokens are special; see explain.py."""
-        return explain(self, text, methods, words)
+        branch's part), with the attention weights and which tokens are special; see explain.py.
+        Needs the PyTorch model: an exported one raises :class:`NeedsPyTorchModel`."""
+        if self.model is None:
+            source = (self.meta.export or {}).get("source")
+            raise NeedsPyTorchModel(
+                f"{self.path}: an exported ONNX model cannot explain its predictions (explanations need gradients "
+                f"and attention weights); explain with the PyTorch checkpoint it came from"
+                + (f" ({source})" if source else "")
+            )
+        return explain(cast(Explainable, self), text, methods, words)  # self.model is set: checked above
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -217,6 +249,8 @@ class Classifier:
             "temperature": self.temperature,
             "problem_type": self.meta.problem_type,
             **({"thresholds": self.thresholds.per_label} if self.multi_label else {}),
+            "runtime": self.meta.runtime,
+            **({"export": {k: v for k, v in self.meta.export.items() if k != "verification"}} if self.meta.export else {}),
             "format_version": self.meta.format_version,
             "classiformer_version": self.meta.classiformer_version,
         }

@@ -20,6 +20,7 @@ from . import (
     calibrate_cmd,
     evaluate_cmd,
     explain_cmd,
+    export_cmd,
     predict_cmd,
     presets_cmd,
     serve_cmd,
@@ -28,7 +29,7 @@ from . import (
 )
 
 # Each module exposes ``register(subparsers)``, which adds its parser with ``func`` set.
-COMMANDS = [train_cmd, tune_cmd, evaluate_cmd, predict_cmd, explain_cmd, calibrate_cmd, serve_cmd, presets_cmd]
+COMMANDS = [train_cmd, tune_cmd, evaluate_cmd, predict_cmd, explain_cmd, calibrate_cmd, export_cmd, serve_cmd, presets_cmd]
 
 EXPECTED_ERRORS = (DataError, DownloadError, CheckpointError, ConfigError, FileExistsError, FileNotFoundError, ValueError,
                    DistributedError)

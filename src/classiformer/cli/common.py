@@ -53,7 +53,8 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
 def add_runtime_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads (default: the available cores that other work leaves free, by load average)")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads, also ONNX Runtime's intra-op threads for an "
+                   "exported model (default: the available cores that other work leaves free, by load average)")
     g.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -86,7 +87,8 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
 
 def load_classifier(args: argparse.Namespace) -> Classifier:
     return Classifier.load(args.model, device=args.device, batch_size=args.batch_size, bf16=args.bf16,
-                           long_text=args.long_text, fp16=args.fp16, threshold=getattr(args, "threshold", None))
+                           long_text=args.long_text, fp16=args.fp16, threshold=getattr(args, "threshold", None),
+                           threads=getattr(args, "threads", 0) or None)
 
 
 def apply_runtime(args: argparse.Namespace) -> None:

@@ -102,7 +102,8 @@ class ModelInfo(BaseModel):
     versions: dict[str, Any]
     limits: Limits
     batching: dict[str, Any]
-    explain: bool = Field(description="whether POST /v1/explain is available")
+    explain: bool = Field(description="whether POST /v1/explain is available (not for an exported ONNX model)")
+    runtime: str = Field("pytorch", description="what runs the model: pytorch, or onnxruntime for an exported folder")
 
 
 class Health(BaseModel):

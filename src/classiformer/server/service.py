@@ -136,7 +136,8 @@ class ModelService:
                 "max_wait_ms": self.settings.max_wait_ms,
                 "stats": self.batcher.stats.to_dict(),
             },
-            "explain": True,
+            "explain": self.classifier.model is not None,  # an exported (ONNX) model cannot explain
+            "runtime": d.get("runtime", "pytorch"),
         }
 
 

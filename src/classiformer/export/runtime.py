@@ -1,0 +1,111 @@
+"""Running an exported model with ONNX Runtime (https://onnxruntime.ai/docs/api/python/).
+
+:class:`OnnxRunner` keeps the :class:`~classiformer.inference.Runner` contract that
+``Classifier`` uses for PyTorch models too: length-sorted batches (``sorted_batches``, with the
+same cap on padded tokens per batch that a pretrained encoder gets on a CPU), float32 logits back
+in input order. So ``predict``, ``evaluate``, ``calibrate`` and ``serve`` treat an exported folder
+like a checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..checkpoint import ONNXRUNTIME, TOKENIZER_DIR, CheckpointError, CheckpointMeta, read_meta
+from ..data.batching import EncodedDataset, batch_of, sorted_batches
+from ..runtime import default_threads
+from ..tokenizers import Tokenizer, load_tokenizer
+
+log = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"
+INPUTS = ("input_ids", "attention_mask")
+
+
+def require_onnxruntime() -> Any:
+    """The ``onnxruntime`` module, or a clear error naming the extra that installs it."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise CheckpointError(
+            "exported models run with ONNX Runtime, which is not installed: pip install 'classiformer[export]'"
+        ) from None
+    return onnxruntime
+
+
+def session(path: Path, threads: int | None = None) -> Any:
+    """An ``InferenceSession`` on the CPU with ``threads`` intra-op threads (default: the free
+    cores) and one inter-op thread (the graph is one chain). A file that is not a valid ONNX model
+    raises :class:`CheckpointError` naming it."""
+    ort = require_onnxruntime()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads or default_threads())
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Length-sorted batches give many shapes; the arena would keep the largest forever.
+    opts.enable_cpu_mem_arena = False
+    opts.log_severity_level = 3
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: missing; an exported model folder holds {ONNX_FILE}")
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own pybind exception types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a loadable ONNX model ({first}); export it again") from None
+
+
+class OnnxRunner:
+    """An ONNX model of the batch contract: ``input_ids`` and ``attention_mask`` (B, T) int64 in,
+    ``logits`` (B, C) out. ``max_tokens`` caps the padded tokens of one batch (pretrained encoders
+    run faster in batches that stay in cache: ``inference.batch_tokens``)."""
+
+    def __init__(self, path: Path, pad_id: int, threads: int | None = None, max_tokens: int | None = None) -> None:
+        self.path = Path(path)
+        self.session = session(self.path, threads)
+        self.pad_id = pad_id
+        self.max_tokens = max_tokens
+        names = [i.name for i in self.session.get_inputs()]
+        if sorted(names) != sorted(INPUTS):
+            raise CheckpointError(f"{self.path}: inputs {names}, expected {list(INPUTS)}")
+        self.threads = int(threads or default_threads())
+
+    def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        """Logits (B, C) float32 of one padded batch."""
+        out = self.session.run(["logits"], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def logits(self, data: EncodedDataset, batch_size: int, progress: bool = False) -> np.ndarray:
+        lengths = data.lengths
+        out: np.ndarray | None = None
+        batches = sorted_batches(lengths, batch_size, self.max_tokens)
+        for idx in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
+            batch = batch_of(EncodedDataset(data.ids), idx, self.pad_id)
+            chunk = self.run(batch["input_ids"].numpy(), batch["attention_mask"].numpy())
+            if out is None:
+                out = np.empty((len(data), chunk.shape[1]), dtype=np.float32)
+            out[idx] = chunk
+        if out is None:
+            raise ValueError("no examples to predict")
+        return out
+
+
+def load_exported(folder: Path, threads: int | None = None) -> tuple[OnnxRunner, Tokenizer, CheckpointMeta]:
+    """(runner, tokenizer, metadata) of a folder written by ``classiformer export``."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    if meta.runtime != ONNXRUNTIME:
+        raise CheckpointError(f"{folder}: a {meta.runtime} checkpoint, not an exported ONNX model")
+    try:
+        tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+    except Exception as e:
+        raise CheckpointError(f"{folder / TOKENIZER_DIR}: cannot load tokenizer ({e})") from None
+    info = meta.export or {}
+    runner = OnnxRunner(folder / ONNX_FILE, tokenizer.pad_id, threads, info.get("cpu_batch_tokens"))
+    return runner, tokenizer, meta

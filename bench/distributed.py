@@ -24,6 +24,7 @@ import argparse
 import gzip
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -46,12 +47,13 @@ TASKS: dict[str, tuple[str, list[str], int, int | None, int | None]] = {
 
 
 def subset(src: Path, dest: Path, rows: int | None) -> Path:
-    """The first ``rows`` rows of a .jsonl.gz (every row without a limit), as plain JSONL."""
-    with gzip.open(src, "rt", encoding="utf-8") as f, dest.open("w", encoding="utf-8") as out:
-        for i, line in enumerate(f):
-            if rows is not None and i >= rows:
-                break
-            out.write(line)
+    """``rows`` rows of a .jsonl.gz drawn with a fixed seed, in file order (every row without a
+    limit), as plain JSONL. Not the first rows: IMDB's files are sorted by label."""
+    with gzip.open(src, "rt", encoding="utf-8") as f:
+        lines = f.readlines()
+    if rows is not None and rows < len(lines):
+        lines = [lines[i] for i in sorted(random.Random(0).sample(range(len(lines)), rows))]
+    dest.write_text("".join(lines), encoding="utf-8")
     return dest
 
 

@@ -99,3 +99,29 @@ def test_collectives_on_two_gloo_processes(tmp_path: Path) -> None:
         assert g["made"] == "once by 0"
     assert got[0]["failed"] == "ZeroDivisionError: division by zero"
     assert got[1]["failed"] == "DistributedError: rank 0 failed: ZeroDivisionError: division by zero"
+
+
+def test_failures_name_the_rank_that_failed_first() -> None:
+    from types import SimpleNamespace
+
+    from classiformer.cluster import describe_failures
+
+    def failure(rank: int, code: int) -> SimpleNamespace:
+        return SimpleNamespace(local_rank=rank, pid=100 + rank, exitcode=code)
+
+    killed = SimpleNamespace(failures={0: failure(0, -15), 1: failure(1, -9)})
+    assert describe_failures(killed) == ("rank 1 (local rank 1, pid 101) failed: killed by SIGKILL; "
+                                         "the launcher then stopped rank 0")
+    # A SIGTERM from outside (a scheduler) stopped every rank: all are named.
+    stopped = SimpleNamespace(failures={0: failure(0, -15), 1: failure(1, -15)})
+    assert describe_failures(stopped).count("killed by SIGTERM") == 2
+    assert describe_failures(SimpleNamespace(failures={1: failure(1, 1)})) == "rank 1 (local rank 1, pid 101) failed: exit code 1"
+
+
+def test_train_nproc_needs_a_positive_count(capsys: pytest.CaptureFixture[str]) -> None:
+    from classiformer.cli import main
+    from classiformer.cli.train_cmd import _without_nproc
+
+    assert main(["train", "--train", "x.csv", "--nproc", "0"]) == 1
+    assert "--nproc 0: expected at least 1 process" in capsys.readouterr().err
+    assert _without_nproc(["-v", "train", "--nproc", "2", "--epochs", "3", "--nproc=4"]) == ["-v", "train", "--epochs", "3"]

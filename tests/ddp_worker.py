@@ -43,6 +43,38 @@ def tiny_model(seed: int = 5) -> tuple[torch.nn.Module, Tokenizer, CheckpointMet
     return model, tokenizer, meta, cfg.train, encode(tokenizer, data, labels)
 
 
+def frozen_model(bert: Path) -> tuple[torch.nn.Module, Tokenizer, CheckpointMeta, TrainConfig, EncodedDataset]:
+    """A frozen tiny BERT (tests/test_pretrained.py's ``tiny_bert`` folder) and 29 toy examples."""
+    from classiformer.models import FAMILIES
+
+    data = make_texts(29, seed=4)
+    config = resolve_config("frozen", model={"source": str(bert), "dropout": 0.0}, tokenizer={"max_length": 24},
+                            train={"eval_batch_size": 4})
+    labels = data.label_names()
+    config.model.num_labels = len(labels)
+    torch.manual_seed(0)
+    model, tokenizer = FAMILIES[config.family].from_source(config.model, config.tokenizer)  # type: ignore[attr-defined]
+    meta = CheckpointMeta(family=config.family, model=config.to_dict()["model"], labels=labels,
+                          train=config.to_dict()["train"], preset=config.preset)
+    return model, tokenizer, meta, config.train, encode(tokenizer, data, labels)
+
+
+def shares(out: Path, bert: Path) -> None:
+    """Rank 0 saves what the ranks computed in shares and gathered: validation metrics of the tiny
+    transformer (batches of 3: 5 batches, 3 on rank 0 and 2 on rank 1) and a frozen encoder's
+    feature cache (8 batches of 4)."""
+    model, tokenizer, meta, cfg, data = tiny_model()
+    cfg.eval_batch_size = 3
+    metrics = Trainer(model, tokenizer, meta, cfg, out / "run", torch.device("cpu"), progress=False).validate(data)
+    fmodel, ftok, fmeta, fcfg, fdata = frozen_model(bert)
+    trainer = Trainer(fmodel, ftok, fmeta, fcfg, out / "frozen", torch.device("cpu"), progress=False)
+    fmodel.prepare_feature_cache("train", len(fdata), None)
+    trainer._fill_feature_cache(fdata, "train", torch.get_rng_state())
+    cache = fmodel.feature_cache("train")
+    if distributed.is_main():
+        torch.save({"metrics": metrics, "feats": cache.feats, "lens": cache.lens}, out / "shares.pt")
+
+
 def grads(out: Path) -> None:
     """Rank 0 saves the gradients of the first optimizer step, as the optimizer gets them."""
     model, tokenizer, meta, cfg, data = tiny_model()
@@ -81,4 +113,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     np.seterr(all="ignore")
     with distributed.process_group("cpu"):
-        {"grads": grads, "interrupt": interrupt, "resume": resume}[mode](folder)
+        if mode == "shares":
+            shares(folder, Path(sys.argv[3]))
+        else:
+            {"grads": grads, "interrupt": interrupt, "resume": resume}[mode](folder)

@@ -21,10 +21,11 @@ from classiformer.checkpoint import load_checkpoint, load_trainer_state
 from classiformer.config import resolve_config
 from classiformer.data.batching import batch_of
 from classiformer.losses import Loss
-from classiformer.training import fit
+from classiformer.training import Trainer, fit
 
 from .conftest import make_texts, write_jsonl
-from .ddp_worker import GRAD_EXAMPLES, INTERRUPT_AT, tiny_model
+from .ddp_worker import GRAD_EXAMPLES, INTERRUPT_AT, frozen_model, tiny_model
+from .test_pretrained import tiny_bert  # noqa: F401 (a fixture)
 
 WORKER = Path(__file__).parent / "ddp_worker.py"
 TOY = dict(train=300, val=90, epochs=8, lr="0.02")
@@ -90,6 +91,22 @@ def test_gradients_equal_single_process_full_batch_gradients(tmp_path: Path) -> 
     assert got["grads"].keys() == want.keys()
     for name, g in want.items():
         torch.testing.assert_close(got["grads"][name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_validation_and_frozen_features_computed_in_shares_equal_one_process(tmp_path: Path, tiny_bert: Path) -> None:  # noqa: F811
+    torchrun(2, str(WORKER), "shares", str(tmp_path), str(tiny_bert))
+    got = torch.load(tmp_path / "shares.pt")
+    model, tokenizer, meta, cfg, data = tiny_model()
+    cfg.eval_batch_size = 3
+    assert got["metrics"] == Trainer(model, tokenizer, meta, cfg, tmp_path / "one", torch.device("cpu"),
+                                     progress=False).validate(data)  # exactly: the same batches, gathered
+    fmodel, ftok, fmeta, fcfg, fdata = frozen_model(tiny_bert)
+    trainer = Trainer(fmodel, ftok, fmeta, fcfg, tmp_path / "frozen", torch.device("cpu"), progress=False)
+    fmodel.prepare_feature_cache("train", len(fdata), None)
+    trainer._fill_feature_cache(fdata, "train", torch.get_rng_state())
+    cache = fmodel.feature_cache("train")
+    assert bool((got["lens"] >= 0).all())  # every row filled, half of them by the other rank
+    assert torch.equal(got["lens"], cache.lens) and torch.equal(got["feats"], cache.feats)
 
 
 def test_a_run_resumes_on_one_and_on_three_processes_from_its_data_position(tmp_path: Path) -> None:

@@ -237,9 +237,25 @@ class TrainConfig:
     class_weight: str = "none"
     pos_weight: str = "none"
     multi_label: bool = False
+    # Data larger than memory (data/streaming.py): read the training files as a stream, for a budget
+    # of max_steps optimizer steps (0: epochs x the steps of one pass), validating every eval_every
+    # steps (0: once per pass); examples are shuffled and length-bucketed inside windows of
+    # shuffle_window, tokenized in loader_workers DataLoader processes (0: in the training process);
+    # a from-scratch tokenizer is fit on a seeded sample of tokenizer_sample texts.
+    streaming: bool = False
+    max_steps: int = 0
+    eval_every: int = 0
+    shuffle_window: int = 8192
+    loader_workers: int = 1
+    tokenizer_sample: int = 200_000
 
     def __post_init__(self) -> None:
         require_choice(self, "schedule", ("constant", "linear"))
+        if min(self.max_steps, self.eval_every, self.loader_workers) < 0:
+            raise ConfigError("max_steps, eval_every and loader_workers must not be negative")
+        require_positive(self, ("shuffle_window", "tokenizer_sample"))
+        if self.max_steps and not self.streaming:
+            raise ConfigError("max_steps is the budget of streaming training (--streaming); in memory, --epochs is")
         require_choice(self, "pos_weight", ("none", "auto"))
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("epochs, batch_size and grad_accum must be positive")

@@ -22,7 +22,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,11 +45,13 @@ class WeightError(ValueError):
 
 
 def class_weights(
-    spec: str | Path | Mapping[str, float] | None, labels: Sequence[str], train_labels: Sequence[str]
+    spec: str | Path | Mapping[str, float] | None, labels: Sequence[str],
+    train_labels: Iterable[str] | Mapping[str, int],
 ) -> np.ndarray | None:
     """Per-class loss weights (C,) in the order of ``labels``, or ``None`` for unweighted.
 
-    ``spec`` is ``"none"``/``None``, ``"balanced"`` (from the class counts of ``train_labels``),
+    ``spec`` is ``"none"``/``None``, ``"balanced"`` (from the class counts of ``train_labels``:
+    the labels, or already counted, label -> count, as a stream's first pass gives them),
     a path to a JSON object ``{label: weight}``, or such a mapping. In a file or mapping, a label
     the model does not have is an error (it is most likely a typo); a label left out weighs 1, so
     a file can up-weight only the rare classes."""

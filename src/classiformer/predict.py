@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any, cast
 
 import numpy as np
 import torch
+import torch.multiprocessing as mp
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -270,13 +272,15 @@ def predict_file(
     progress: bool = True,
     total: int | None = None,
     top_k: int | None = None,
+    processes: int = 1,
 ) -> int:
     """Predict ``(line, text)`` rows in chunks (constant memory) and write CSV or JSONL by
     ``output``'s extension: line, label and one probability column per class (multi-label models:
     ``labels``, in CSV joined by ``|``, in JSONL a list). With ``top_k``, the ``top_k`` best labels
     and their scores instead of every probability (CSV: ``top1_label``, ``top1_score``, ...; JSONL:
-    :meth:`Classifier.outputs`' ``top_k`` list). The output appears only when complete (written to
-    a temporary file, then renamed). Returns the row count."""
+    :meth:`Classifier.outputs`' ``top_k`` list). With ``processes`` > 1 the chunks are predicted by
+    that many worker processes (:func:`scored_chunks`), the output in input order. The output
+    appears only when complete (written to a temporary file, then renamed). Returns the row count."""
     output = Path(output)
     fmt = "jsonl" if output.suffix.lower() in (".jsonl", ".json", ".ndjson") else "csv"
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -295,8 +299,7 @@ def predict_file(
                 scores = [c for i in range(1, k + 1) for c in (f"top{i}_label", f"top{i}_score")] if top_k else [
                     f"p_{lbl}" for lbl in clf.labels]
                 writer.writerow(["line", clf.output_key, *scores])
-            for chunk in chunks(rows, chunk_size):
-                proba = clf.predict_proba([t for _, t in chunk])
+            for chunk, proba in scored_chunks(clf, chunks(rows, chunk_size), processes):
                 for (line, _), p, out in zip(chunk, proba, clf.outputs(proba, top_k, digits=6)):
                     if writer:
                         label = out[clf.output_key]
@@ -312,3 +315,64 @@ def predict_file(
         Path(tmp).unlink(missing_ok=True)
         raise
     return n
+
+
+# ---------------------------------------------------------------------------------------------
+# Prediction in several processes (``predict --processes N``): a pool of ``torch.multiprocessing``
+# worker processes, each holding the model once (loaded by the pool's initializer) and running on
+# its share of the CPU threads, classifies chunks of texts; the parent reads the input, keeps at
+# most ``2 x N`` chunks in flight and takes the results back in input order. Memory stays constant
+# however long the input: ``Pool.imap`` would read the whole input ahead of the workers, so chunks
+# are submitted one by one as results come back. Workers are started with ``spawn``: a child forked
+# from a process whose OpenMP thread pool has run can hang (PyTorch's "Multiprocessing best
+# practices"), a spawned one starts clean. Each chunk is predicted by the same code as in one
+# process, so with the same threads per process the probabilities are the same floats.
+
+_worker_classifier: Classifier | None = None  # in a worker process: its model
+
+
+def _init_worker(settings: dict[str, Any], threads: int) -> None:
+    global _worker_classifier
+    torch.set_num_threads(threads)
+    _worker_classifier = Classifier.load(**settings)
+
+
+def _predict_chunk(texts: list[str]) -> np.ndarray:
+    assert _worker_classifier is not None, "the pool's initializer loads the model"
+    return _worker_classifier.predict_proba(texts)
+
+
+def load_settings(clf: Classifier) -> dict[str, Any]:
+    """What :meth:`Classifier.load` needs to load ``clf`` again in another process."""
+    if clf.path is None:
+        raise ValueError("prediction in several processes needs a model saved in a folder (Classifier.load)")
+    return {
+        "path": str(clf.path), "device": str(clf.device), "batch_size": clf.batch_size,
+        "bf16": clf.dtype == torch.bfloat16, "fp16": clf.dtype == torch.float16,
+        "long_text": getattr(clf.tokenizer, "long_text", None),
+    }
+
+
+def scored_chunks(
+    clf: Classifier, chunks: Iterable[list[tuple[int, str]]], processes: int = 1, threads: int | None = None,
+) -> Iterator[tuple[list[tuple[int, str]], np.ndarray]]:
+    """``(chunk, probabilities)`` for each chunk of ``(line, text)`` rows, in input order; with
+    ``processes`` > 1 computed by that many worker processes of ``threads`` threads each (default:
+    this process's threads shared among them, at least one each)."""
+    if processes <= 1:
+        for chunk in chunks:
+            yield chunk, clf.predict_proba([t for _, t in chunk])
+        return
+    threads = threads or max(1, torch.get_num_threads() // processes)
+    log.info("predicting in %d processes of %d thread(s) each", processes, threads)
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(processes, initializer=_init_worker, initargs=(load_settings(clf), threads)) as pool:
+        pending: deque[tuple[list[tuple[int, str]], Any]] = deque()
+        for chunk in chunks:
+            pending.append((chunk, pool.apply_async(_predict_chunk, ([t for _, t in chunk],))))
+            if len(pending) >= 2 * processes:
+                done, result = pending.popleft()
+                yield done, result.get()
+        while pending:
+            done, result = pending.popleft()
+            yield done, result.get()

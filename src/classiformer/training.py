@@ -54,6 +54,7 @@ from .checkpoint import (
 from .config import ConfigError, RunConfig, TrainConfig
 from .data.batching import EncodedDataset, batch_of, bucketed_batches, sorted_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, encode_labels, stratified_split
+from .data.streaming import StreamFeed, TextStream
 from .inference import batch_tokens, logits_for, sigmoid
 from .losses import Loss, bce_with_logits, class_weights, pos_weights
 from .metrics import (
@@ -326,6 +327,8 @@ class Trainer:
         self.state = _State()
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         self._saved_at: tuple[int, int, int] | None = None  # (epoch, batches_done, step) of last/
+        self.feed: StreamFeed | None = None  # set while training on a stream
+        self._stream_at: dict[str, Any] | None = None  # its position as of the last save_last
 
     # -- checkpointing --------------------------------------------------------------------------
 
@@ -340,6 +343,8 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
             "progress": {k: v for k, v in s.__dict__.items() if k != "history"},
             "history": json.dumps(s.history),
+            # Streaming: where each shard of the stream stands (data/streaming.py)
+            **({"stream": json.dumps(self._stream_at)} if self._stream_at is not None else {}),
         }
 
     def _position(self) -> tuple[int, int, int]:
@@ -348,6 +353,11 @@ class Trainer:
 
     def save_last(self, rng: torch.Tensor) -> None:
         self.state.world_size = distributed.world_size()
+        if self.feed is not None:
+            self._stream_at = self.feed.position()
+            if distributed.active():  # every rank saves at the same step: rank 0 keeps every rank's shards
+                parts = distributed.all_gather_object(self._stream_at["shards"])
+                self._stream_at["shards"] = {k: v for part in parts for k, v in part.items()}
         if distributed.is_main():
             save_checkpoint(self.run_dir / "last", self.model, self.tokenizer, self.meta, self._trainer_state(rng))
         self._saved_at = self._position()
@@ -363,6 +373,10 @@ class Trainer:
         if state.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         self.state = _State(**state["progress"], history=json.loads(state["history"]))
+        if self.feed is not None:
+            if "stream" not in state:
+                raise CheckpointError(f"{folder}: the run was not trained on a stream; resume it without streaming")
+            self.feed.restore(json.loads(state["stream"]))
         self._saved_at = self._position()
 
     def _stop_if_asked(self, rng: torch.Tensor, losses: _LossLog | None = None, t0: float | None = None) -> None:
@@ -432,24 +446,33 @@ class Trainer:
         finally:
             self.model.train()
 
-    def train(self, train: EncodedDataset, val: EncodedDataset, resume_from: Path | None = None) -> TrainResult:
-        """Train to ``config.epochs`` (from ``resume_from``'s trainer state, when given). Raises
-        :class:`TrainingInterrupted` when SIGINT or SIGTERM stopped it (see the module docstring)."""
+    def train(
+        self, train: EncodedDataset | StreamFeed, val: EncodedDataset, resume_from: Path | None = None
+    ) -> TrainResult:
+        """Train to ``config.epochs`` (from ``resume_from``'s trainer state, when given); on a
+        stream (:class:`~classiformer.data.streaming.StreamFeed`), for its ``max_steps`` in rounds
+        of ``eval_every`` steps, each an "epoch" here. Raises :class:`TrainingInterrupted` when
+        SIGINT or SIGTERM stopped it (see the module docstring)."""
         with self.signals:
             result = self._train(train, val, resume_from)
         for callback in self.callbacks:
             callback.on_train_end(result)
         return result
 
-    def _train(self, train: EncodedDataset, val: EncodedDataset, resume_from: Path | None) -> TrainResult:
+    def _train(self, train: EncodedDataset | StreamFeed, val: EncodedDataset, resume_from: Path | None) -> TrainResult:
         cfg, s = self.cfg, self.state
-        assert train.labels is not None
-        lengths = train.lengths
+        self.feed = feed = train if isinstance(train, StreamFeed) else None
         world, rank = distributed.world_size(), distributed.rank()
-        n_batches = math.ceil(len(train) / cfg.batch_size)
-        # Each step takes one batch per rank (per accumulated micro-step) from the epoch's batches.
-        steps_per_epoch = math.ceil(math.ceil(n_batches / world) / cfg.grad_accum)
-        total = steps_per_epoch * cfg.epochs
+        if isinstance(train, EncodedDataset):
+            assert train.labels is not None
+            lengths = train.lengths
+            epochs = cfg.epochs
+            n_batches = math.ceil(len(train) / cfg.batch_size)
+            # Each step takes one batch per rank (per accumulated micro-step) from the epoch's batches.
+            steps_per_epoch = math.ceil(math.ceil(n_batches / world) / cfg.grad_accum)
+            total = steps_per_epoch * cfg.epochs
+        else:  # a stream: every rank reads its own shards, one batch per micro-step (data/streaming.py)
+            epochs, total = train.epochs, train.max_steps
         schedule = lr_lambda(cfg.schedule, int(cfg.warmup * total), total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         if resume_from is not None:
@@ -458,8 +481,9 @@ class Trainer:
             # The schedule follows this run's epochs and number of processes, which a resume may have
             # changed: the steps done plus the steps left (the same total when nothing changed), and
             # the next step uses the rate planned for it.
-            left = math.ceil(math.ceil(max(0, n_batches - s.batches_done) / world) / cfg.grad_accum)
-            total = s.step + left + max(0, cfg.epochs - s.epoch - 1) * steps_per_epoch
+            if isinstance(train, EncodedDataset):
+                left = math.ceil(math.ceil(max(0, n_batches - s.batches_done) / world) / cfg.grad_accum)
+                total = s.step + left + max(0, cfg.epochs - s.epoch - 1) * steps_per_epoch
             schedule = lr_lambda(cfg.schedule, int(cfg.warmup * total), total)
             self.scheduler.lr_lambdas = [schedule] * len(self.optimizer.param_groups)
             for group, base in zip(self.optimizer.param_groups, self.scheduler.base_lrs):
@@ -481,24 +505,31 @@ class Trainer:
         prepare = getattr(self.model, "prepare_feature_cache", None)
         clear = getattr(self.model, "clear_feature_cache", None)
         try:
-            if prepare is not None:
+            if prepare is not None and isinstance(train, EncodedDataset):  # a stream's features are not cached
                 folder = self.run_dir / "feature_cache" / (f"rank{rank}" if world > 1 else "")
                 prepare("train", len(train), folder)
                 prepare("val", len(val), folder)
                 if getattr(self.model, "caches_features", False):
                     self._fill_feature_cache(train, "train", rng_at_step)
             self.model.train()
-            multiple, limit = pad_multiple(self.device), int(lengths.max(initial=0))
+            if isinstance(train, EncodedDataset):
+                multiple, limit = pad_multiple(self.device), int(lengths.max(initial=0))
             for callback in self.callbacks:
                 callback.on_train_begin(self)
-            while s.epoch < cfg.epochs and not s.stopped_early:
+            while s.epoch < epochs and not s.stopped_early:
                 self._stop_if_asked(rng_at_step)  # before the first step, or after an epoch's bookkeeping
-                batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch)
-                start = s.batches_done  # global: batches of all ranks, whatever their number was
-                mine = distributed.shard(len(batches), start, rank, world)
-                weights = distributed.slot_weights([len(x) for x in batches], start, rank, world)
+                if isinstance(train, EncodedDataset):
+                    batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch)
+                    start = s.batches_done  # global: batches of all ranks, whatever their number was
+                    mine = distributed.shard(len(batches), start, rank, world)
+                    weights = distributed.slot_weights([len(x) for x in batches], start, rank, world)
+                    n_total = len(batches)
+                else:  # the round's slots not done yet; every rank takes as many
+                    n_total = train.batches_in(s.epoch)
+                    mine = list(range(s.batches_done, n_total))
+                    weights = [1.0] * len(mine)
                 bar = tqdm(
-                    total=len(batches), initial=s.batches_done, desc=f"epoch {s.epoch + 1}/{cfg.epochs}",
+                    total=n_total, initial=s.batches_done, desc=f"epoch {s.epoch + 1}/{epochs}",
                     unit="batch", disable=not self.progress, leave=False,
                 )
                 t0 = time.perf_counter()
@@ -506,9 +537,12 @@ class Trainer:
                 losses = _LossLog(s)
                 logged = (s.epoch_loss, s.epoch_samples)  # the sums at the previous on_log
                 for slot, b in enumerate(mine):
-                    real = b < len(batches)  # else padding: a batch weighed 0, so ranks take equal steps
-                    idx = batches[b % len(batches)]
-                    batch = batch_of(train, idx, self.tokenizer.pad_id, multiple, limit)
+                    if isinstance(train, EncodedDataset):
+                        real = b < len(batches)  # else padding: a batch weighed 0, so ranks take equal steps
+                        idx = batches[b % len(batches)]
+                        batch = batch_of(train, idx, self.tokenizer.pad_id, multiple, limit)
+                    else:
+                        real, batch = True, train.next_batch()
                     batch = {k: v.to(self.device) for k, v in batch.items()}
                     labels = batch.pop("labels")  # the loss is computed here (weights, multi-label), not by the model
                     last = pending + 1 == cfg.grad_accum or slot == len(mine) - 1
@@ -521,7 +555,7 @@ class Trainer:
                         scaled = loss * weights[slot] if world > 1 else loss
                         self.scaler.scale(scaled / cfg.grad_accum).backward()
                     pending += 1
-                    losses.add(loss, len(idx) if real else 0)
+                    losses.add(loss, len(labels) if real else 0)
                     if last:
                         if cfg.clip_norm:
                             self.scaler.unscale_(self.optimizer)  # clip the true gradients
@@ -531,7 +565,8 @@ class Trainer:
                         self.scheduler.step()
                         self.optimizer.zero_grad(set_to_none=True)
                         s.step += 1
-                        s.batches_done = distributed.done_after(len(batches), start, world, slot + 1)
+                        s.batches_done = (distributed.done_after(len(batches), start, world, slot + 1)
+                                          if feed is None else b + 1)
                         pending = 0
                         rng_at_step = torch.get_rng_state()
                         if s.step % LOG_EVERY == 0:
@@ -556,7 +591,7 @@ class Trainer:
                             except KeyboardInterrupt:
                                 self.signals.signum = self.signals.signum or signal.SIGINT
                         self._stop_if_asked(rng_at_step, losses, t0)  # a whole step is done
-                    bar.update(max(0, min(world, len(batches) - (start + slot * world))))
+                    bar.update(max(0, min(world, len(batches) - (start + slot * world))) if feed is None else 1)
                 bar.close()
                 losses.flush()
                 s.train_seconds += time.perf_counter() - t0
@@ -569,6 +604,10 @@ class Trainer:
         finally:
             if clear is not None:
                 clear()
+            if feed is not None:
+                feed.close()
+                if feed.skipped:
+                    log.warning("%s: skipped %d bad row(s) while training", feed.batches.stream.source, feed.skipped)
         return TrainResult(
             run_dir=self.run_dir,
             history=s.history,
@@ -639,7 +678,7 @@ def multilabel_validation(logits: np.ndarray, targets: np.ndarray) -> dict[str, 
 # What a resumed run may change: how long it trains, when it stops early and how often it saves.
 # Anything else would make it another run under the same name (even the evaluation batch size:
 # it shapes the batches a frozen encoder's features are computed in, hence their rounding).
-RESUMABLE = ("train.epochs", "train.patience", "train.checkpoint_every")
+RESUMABLE = ("train.epochs", "train.patience", "train.checkpoint_every", "train.max_steps")
 # Model settings that fit itself fills in from the data and the tokenizer: no one chooses them.
 DERIVED = ("model.vocab_size", "model.max_length", "model.pad_id", "model.unk_id", "model.num_labels", "model.labels")
 LOCK_FILE = ".lock"
@@ -793,7 +832,7 @@ def resume_config(run_dir: str | Path, changes: dict[str, Any] | None = None) ->
 
 def fit(
     config: RunConfig | None,
-    train: TextDataset,
+    train: TextDataset | TextStream,
     run_dir: str | Path,
     validation: TextDataset | None = None,
     device: str | None = None,
@@ -825,6 +864,11 @@ def fit(
     :class:`TrainingInterrupted` (see the module docstring); pass ``signals`` to share the
     :class:`StopSignals` of a caller that also acts on them (a tuning study between trials).
     ``callbacks`` (:class:`Callback`) see every log step and epoch (tracking, pruning).
+
+    ``train`` may be a :class:`~classiformer.data.streaming.TextStream` (data larger than memory,
+    ``config.train.streaming``): a first pass finds the labels, holds out the validation rows
+    (unless ``validation`` is given) and samples the texts a from-scratch tokenizer is fit on;
+    training then reads the stream for ``max_steps`` steps (default: ``epochs`` passes).
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
@@ -854,6 +898,14 @@ def fit(
             )
         assert config is not None
         tcfg = config.train
+        if isinstance(train, TextStream) != tcfg.streaming:
+            raise ConfigError("streaming training takes a TextStream (and a TextStream needs streaming=True)")
+        if isinstance(train, TextStream):  # the first pass (data/streaming.py)
+            if tcfg.pos_weight != "none":
+                raise ConfigError("pos_weight auto is not available when streaming; weigh labels with a class-weight file")
+            scan = train.scan(tcfg.seed, tcfg.val_fraction if validation is None else None, tcfg.tokenizer_sample,
+                              progress)
+            validation = scan.validation if validation is None else validation
         # Multi-label (one sigmoid per label, BCE) when the data has label lists or it is asked for.
         multi = train.is_multi_label or tcfg.multi_label or (validation is not None and validation.is_multi_label)
         if multi:
@@ -866,13 +918,17 @@ def fit(
             raise ConfigError("pos_weight is for multi-label models (label lists, or --multi-label); a single-label "
                               "model takes class weights (--class-weight balanced)")
         if validation is None:
+            assert isinstance(train, TextDataset)  # a stream's validation rows came from its first pass
             train, validation = stratified_split(train, tcfg.val_fraction, tcfg.seed)
             log.info("validation: %d examples held out of %d (stratified, seed %d)", len(validation), len(train) + len(validation), tcfg.seed)
         labels = train.label_names()
+        if isinstance(train, TextStream) and not tcfg.max_steps:  # the budget: epochs passes over the data
+            tcfg.max_steps = tcfg.epochs * train.steps_per_pass(tcfg)
         if len(labels) < 2 and not multi:  # one label of a multi-label model is a yes/no detector
             raise DataError(f"{train.source}: need at least two classes, found {labels}")
         check_labels_known(validation, labels)  # before any work, not after the last epoch
-        weights = class_weights(tcfg.class_weight, labels, train.labels or [])  # before anything is written: a bad file fails fast
+        weights = class_weights(tcfg.class_weight, labels, train.labels or [] if isinstance(train, TextDataset)
+                                else train.label_counts)  # before anything is written: a bad file fails fast
         problem_type = MULTI_LABEL if multi else SINGLE_LABEL
 
         if resume:
@@ -900,7 +956,8 @@ def fit(
             else:
                 # Trained once, by rank 0, and shared: every rank encodes with the same vocabulary.
                 tok_config = config.tokenizer
-                tokenizer = distributed.on_main(lambda: train_tokenizer(tok_config, train.texts))
+                tok_texts = train.texts if isinstance(train, TextDataset) else train.tokenizer_sample
+                tokenizer = distributed.on_main(lambda: train_tokenizer(tok_config, tok_texts))
                 config.model.vocab_size = tokenizer.vocab_size
                 config.model.max_length = tokenizer.max_length
                 config.model.pad_id = tokenizer.pad_id
@@ -918,10 +975,16 @@ def fit(
             meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
             log.info("class weights (%s): %s", tcfg.class_weight,
                      ", ".join(f"{lbl} {w:.3g}" for lbl, w in meta.extra["class_weights"].items()))
-        train_enc = encode(tokenizer, train, labels)
+        train_enc: EncodedDataset | StreamFeed
+        if isinstance(train, TextStream):
+            train_enc = train.feed(tokenizer.encode, tokenizer.pad_id, labels, tcfg, pad_multiple(dev), tokenizer.max_length)
+        else:
+            train_enc = encode(tokenizer, train, labels)
         val_enc = encode(tokenizer, validation, labels)
-        if multi:
-            assert train_enc.labels is not None
+        if multi and isinstance(train_enc, StreamFeed):
+            loss = Loss(multi_label=True)
+        elif multi:
+            assert isinstance(train_enc, EncodedDataset) and train_enc.labels is not None
             pw = pos_weights(train_enc.labels, tcfg.pos_weight)
             if pw is not None:
                 meta.extra["pos_weight"] = {lbl: float(w) for lbl, w in zip(labels, pw)}
@@ -958,7 +1021,8 @@ def _complete(run_dir: Path, cfg: TrainConfig) -> TrainResult | None:
     stopped_early = p["stopped_early"] and bool(cfg.patience) and p["bad_epochs"] >= cfg.patience
     best = run_dir / "best"
     calibrated = best.exists() and "calibration" in read_meta(best).extra
-    if not (p["epoch"] >= cfg.epochs or stopped_early) or (best.exists() and not calibrated):
+    finished = p["step"] >= cfg.max_steps if cfg.streaming and cfg.max_steps else p["epoch"] >= cfg.epochs
+    if not (finished or stopped_early) or (best.exists() and not calibrated):
         return None
     history = json.loads(state["history"])
     log.info("%s: the run is complete (%d epoch(s)%s); nothing to do", run_dir, p["epoch"],

@@ -13,7 +13,9 @@ from typing import Any
 from .. import distributed
 from ..cluster import launch
 from ..config import FAMILY_PRESETS, PRESETS, ConfigError, load_json_config, resolve_config
-from ..data import check_labels_known
+from ..data import TextDataset, check_labels_known
+from ..data.label_names import parse_label_names
+from ..data.streaming import GZIP_RATIO, STREAMING_THRESHOLD_BYTES, TextStream, should_stream
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_calibration
 from ..predict import Classifier
@@ -25,6 +27,7 @@ from .common import (
     add_tracking_options,
     apply_runtime,
     best_validation,
+    columns_from_args,
     load_split,
     rel,
     report_text,
@@ -73,6 +76,16 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
      "imbalanced classes) or a JSON file {label: weight} (labels left out weigh 1)"),
     ("--pos-weight", "train", "pos_weight", str, "multi-label: none, or auto (negatives / positives per label, at "
      "most 100) to weigh up rare labels' positives"),
+    ("--max-steps", "train", "max_steps", int, "--streaming: the budget, in optimizer steps (default: --epochs passes "
+     "over the data); a resumed run may raise it"),
+    ("--eval-every", "train", "eval_every", int, "--streaming: validate (and save last/, and best/ when better) every "
+     "N steps (default: once per pass over the data)"),
+    ("--shuffle-window", "train", "shuffle_window", int, "--streaming: examples shuffled and length-bucketed together "
+     "(bounds the memory the stream takes)"),
+    ("--loader-workers", "train", "loader_workers", int, "--streaming: DataLoader processes that read and tokenize "
+     "the stream (0: the training process itself)"),
+    ("--tokenizer-sample", "train", "tokenizer_sample", int, "--streaming: a from-scratch tokenizer is fit on a "
+     "seeded sample of this many training texts"),
 ]
 
 MODES = ("finetune", "frozen", "partial")
@@ -109,6 +122,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "(the learning-rate schedule is recomputed for the new total), --patience and --checkpoint-every "
                    "may change; other flags that differ are refused")
     o.add_argument("--overwrite", action="store_true", help="replace an existing run in --output")
+    p.add_argument("--streaming", action="store_true", default=None,
+                   help="read --train as a stream instead of into memory, for data larger than memory (automatic for "
+                   f"files over {STREAMING_THRESHOLD_BYTES >> 30} GiB, .gz counted at {GZIP_RATIO}x): a first pass "
+                   "finds the labels and holds out the validation rows; training runs for --max-steps steps")
     p.add_argument("--multi-label", action="store_true", default=None,
                    help="one sigmoid per label (binary cross-entropy) even if every text has one label; label lists "
                    "in the data (JSONL lists, --label-sep) make a model multi-label without it")
@@ -147,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _flag_names() -> dict[str, str]:
     names = {f"{section}.{key}": flag for flag, section, key, _typ, _help in OVERRIDES}
-    names.update({"train.bf16": "--bf16", "train.fp16": "--fp16", "train.multi_label": "--multi-label", "model.source": "--model", "model.mode": "--mode",
+    names.update({"train.bf16": "--bf16", "train.fp16": "--fp16", "train.multi_label": "--multi-label", "train.streaming": "--streaming", "model.source": "--model", "model.mode": "--mode",
                   "preset": "--preset", "family": "--model"})
     return names
 
@@ -186,6 +203,19 @@ def _without_nproc(argv: list[str]) -> list[str]:
     return out
 
 
+def _stream(args: argparse.Namespace) -> TextStream:
+    """The --train file as a stream (data/streaming.py)."""
+    if not args.train:
+        raise ConfigError("--streaming reads a --train file (.csv, .tsv, .jsonl[.gz] or .parquet)")
+    if args.label_names:
+        names = parse_label_names(args.label_names)
+        if not isinstance(names, dict):
+            raise ConfigError("--streaming: give --label-names as a JSON file mapping each label code to its name "
+                              "(a list names the codes in sorted order, which a stream does not know before reading it)")
+        args.label_map = names
+    return TextStream([args.train], columns_from_args(args), skip_bad_rows=args.skip_bad_rows)
+
+
 def _run(args: argparse.Namespace) -> int:
     if args.nproc is not None and args.nproc < 1:
         raise ConfigError(f"--nproc {args.nproc}: expected at least 1 process")
@@ -203,7 +233,10 @@ def _run(args: argparse.Namespace) -> int:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             sections[section][key] = value
-    for flag in ("bf16", "fp16", "multi_label"):
+    if args.train and not args.streaming and not args.resume and should_stream([args.train]):
+        log.info("%s is over %d GiB: streaming it (--streaming)", args.train, STREAMING_THRESHOLD_BYTES >> 30)
+        args.streaming = True
+    for flag in ("bf16", "fp16", "multi_label", "streaming"):
         if getattr(args, flag):
             sections["train"][flag] = True
     preset, family = args.preset, None
@@ -219,13 +252,17 @@ def _run(args: argparse.Namespace) -> int:
         preset or "base", args.config, model=sections["model"], tokenizer=sections["tokenizer"], train=sections["train"],
         family=family,
     )
-    train = require(load_split(args, "train"), "train")
-    validation = load_split(args, "validation")
-    test = load_split(args, "test")
-    name = args.dataset or Path(args.train).name.split(".")[0]
+    name = args.dataset or Path(args.train or "").name.split(".")[0]
     run_dir = Path(args.output or f"runs/{name}_{config.preset}")
     if args.resume:
         config = _resumed(run_dir, args, sections, args.preset, family)
+    train: TextDataset | TextStream = _stream(args) if config.train.streaming else require(load_split(args, "train"), "train")
+    validation = load_split(args, "validation")
+    test = load_split(args, "test")
+    if isinstance(train, TextStream):  # the first pass, now: it finds bad rows and the labels before anything else
+        tcfg = config.train
+        train.scan(tcfg.seed, tcfg.val_fraction if validation is None else None, tcfg.tokenizer_sample,
+                   not args.no_progress)
     if test is not None:  # before training, not after its last epoch
         check_labels_known(test, train.label_names())
     with tracker:

@@ -30,15 +30,16 @@ class EncodedDataset:
 
 
 def bucketed_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int, bucket_factor: int = 50
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int | Sequence[int], bucket_factor: int = 50
 ) -> list[np.ndarray]:
     """Shuffled batches of similar-length examples.
 
     The indices are shuffled, cut into pools of ``batch_size * bucket_factor``, each pool is sorted
     by length and cut into batches, and the batches are shuffled again so that lengths vary from
-    step to step.
+    step to step. ``epoch`` may be several numbers (the streaming reader's pass, shard and window):
+    the order is a pure function of ``seed`` and them.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, *([epoch] if isinstance(epoch, int) else epoch)])
     order = rng.permutation(len(lengths))
     pool = batch_size * bucket_factor
     batches: list[np.ndarray] = []

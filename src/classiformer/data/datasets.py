@@ -505,6 +505,21 @@ def _base_suffix(path: Path) -> str:
     return suffixes[-1] if suffixes else ""
 
 
+def _row_labels(row: _Row, label_map: dict[str, str] | None) -> tuple[list[str], str | None]:
+    """The labels of a valid labelled row, named through ``label_map`` when one is given; or the
+    problem (a code the map does not name). Shared by the in-memory and the streaming readers."""
+    given = list(row.label_set) if row.label_set is not None else [row.label]
+    names: list[str] = []
+    for label in given:
+        assert label is not None  # _make_row gives every valid labelled row a label
+        if label_map is not None:
+            if label not in label_map:
+                return [], f"unknown class {label!r}; expected one of {list(label_map)}"
+            label = label_map[label]
+        names.append(label)
+    return names, None
+
+
 class _RowSink:
     """Collects rows, turning problems into errors or counted skips."""
 
@@ -528,16 +543,10 @@ class _RowSink:
         if row.problem is not None:
             return self.bad(row.line, row.problem, source)
         if self.labelled:
-            given = list(row.label_set) if row.label_set is not None else [row.label]
             self.any_list = self.any_list or row.label_set is not None
-            names: list[str] = []
-            for label in given:
-                assert label is not None  # _make_row gives every valid labelled row a label
-                if self.columns.label_map is not None:
-                    if label not in self.columns.label_map:
-                        return self.bad(row.line, f"unknown class {label!r}; expected one of {list(self.columns.label_map)}", source)
-                    label = self.columns.label_map[label]
-                names.append(label)
+            names, problem = _row_labels(row, self.columns.label_map)
+            if problem is not None:
+                return self.bad(row.line, problem, source)
             self.label_sets.append(names)
             if row.label_set is None:
                 self.labels.append(names[0])

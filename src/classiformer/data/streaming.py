@@ -52,6 +52,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
+from .. import distributed
 from ..config import TrainConfig
 from .batching import bucketed_batches, collate
 from .datasets import (
@@ -96,13 +97,8 @@ def should_stream(paths: Sequence[str | Path]) -> bool:
 
 
 def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes, from ``torch.distributed`` when a process
-    group is initialised (torchrun), else ``(0, 1)``."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+    """This process's rank and the number of processes (``(0, 1)`` without a process group)."""
+    return distributed.rank(), distributed.world_size()
 
 
 def stream_rows(path: Path, columns: Columns, labelled: bool = True) -> Iterator[_Row]:

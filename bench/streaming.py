@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from hardware import header as machine_header  # noqa: E402
 from hardware import machine  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
 AG_LABELS = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
 BLOCK = 100_000

@@ -15,6 +15,7 @@ from ..config import LONG_TEXT_MODES
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
 from ..data.label_names import name_labels, parse_label_names
+from ..data.streaming import TextStream
 from ..metrics import format_multilabel_report, format_report, imbalance_note
 from ..predict import Classifier
 from ..runtime import set_threads
@@ -187,15 +188,19 @@ def rel(path: Path) -> str:
         return str(path)
 
 
-def best_validation(result: TrainResult, train: TextDataset) -> str:
+def best_validation(result: TrainResult, train: TextDataset | TextStream) -> str:
     """The best epoch's validation score for the summary: micro-F1 (multi-label), accuracy, or
     when the training classes are imbalanced (``metrics.imbalance``) macro-F1 first, beside
-    accuracy, with a line saying why."""
+    accuracy, with a line saying why (a stream's classes counted by its first pass)."""
+    if isinstance(train, TextStream):
+        counts = None if train.is_multi_label else train.label_counts
+    else:
+        counts = Counter(train.labels) if train.labels is not None else None
     if result.history and "val_micro_f1" in result.history[-1]:
         return f"micro-F1 {result.best_val_accuracy:.4f} (epoch {result.best_epoch})"
     plain = f"accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})"
     best = next((h for h in result.history if h.get("epoch") == result.best_epoch), {})
-    note = imbalance_note(Counter(train.labels), " in the training data") if train.labels is not None else None
+    note = imbalance_note(counts, " in the training data") if counts is not None else None
     if note is None or "val_macro_f1" not in best:
         return plain
     return f"macro-F1 {best['val_macro_f1']:.4f}, {plain}\n{note}"

@@ -24,10 +24,13 @@ from .data import Columns, DataError, TextDataset, load_builtin, read_dataset  #
 from .evaluate import evaluate, write_evaluation  # noqa: E402
 from .explain import Explanation  # noqa: E402
 from .predict import Classifier  # noqa: E402
-from .training import TrainingInterrupted, TrainResult, fit, resume_config  # noqa: E402
+from .tracking import start_tracking  # noqa: E402
+from .training import Callback, TrainingInterrupted, TrainResult, fit, resume_config  # noqa: E402
+from .tuning import tune  # noqa: E402
 
 __all__ = [
     "PRESETS",
+    "Callback",
     "Classifier",
     "Columns",
     "DataError",
@@ -48,5 +51,7 @@ __all__ = [
     "read_dataset",
     "resolve_config",
     "resume_config",
+    "start_tracking",
+    "tune",
     "write_evaluation",
 ]

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -37,6 +38,7 @@ from scratch import DATA, load_set, run_tfidf
 
 from classiformer import Classifier, evaluate, fit, resolve_config
 from classiformer.data import TextDataset, stratified_split
+from classiformer.runtime import set_threads
 from classiformer.tracking import start_tracking
 from classiformer.tuning import tune
 
@@ -130,6 +132,7 @@ def run_overhead(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     train, _ = load_set("ag_news", args.data_dir)
     config = {"epochs": args.overhead_epochs, "batch_size": 32}
     uri = f"sqlite:///{out / 'mlflow.db'}"
+    os.chdir(out)  # MLflow's artifacts go to ./mlruns
     start_tracking("mlflow", uri)  # imports mlflow before the clock starts
     rows: dict[str, list[tuple[float, float]]] = {"none": [], "tensorboard,mlflow": []}
     order = ["none", "tensorboard,mlflow"]
@@ -176,6 +179,7 @@ def main() -> int:
     p.add_argument("--minilm-train", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0, help="sampler seed")
     p.add_argument("--pairs", type=int, default=4)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: the cores the load average leaves free)")
     p.add_argument("--overhead-epochs", type=int, default=2)
     p.add_argument("--data-dir", type=Path, default=DATA, help="benchmark data (default: ../shared/data)")
     p.add_argument("--out", default=None, help="work folder (default: a temporary one)")
@@ -184,6 +188,8 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("classiformer", "optuna"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # As the CLI does: on a busy machine two threads wait on each other (bench/threads.py: 10x slower).
+    set_threads(args.threads)
     info = machine()
     print(machine_header(info))
     out = Path(args.out or tempfile.mkdtemp(prefix="bench-tune-"))

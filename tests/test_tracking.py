@@ -40,7 +40,8 @@ def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mlflow import MlflowClient
 
     path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MlflowClient(f"sqlite:///{path}").search_experiments()
+    # MLflow puts artifacts in ./mlruns of the working directory unless the experiment says otherwise.
+    MlflowClient(f"sqlite:///{path}").create_experiment("classiformer", artifact_location=(path.parent / "artifacts").as_uri())
     return path
 
 

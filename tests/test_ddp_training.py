@@ -177,3 +177,29 @@ def test_a_killed_rank_fails_the_job_quickly_naming_it(tmp_path: Path) -> None:
     state = load_trainer_state(tmp_path / "run" / "last")  # the last good checkpoint loads
     assert state["progress"]["step"] % 5 == 0 or state["progress"]["batches_done"] == 0
     load_checkpoint(tmp_path / "run" / "last")
+
+
+def test_sigterm_stops_every_rank_at_the_same_step_with_last_saved(tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "train.jsonl", 3000, seed=1)
+    cmd = [sys.executable, "-m", "classiformer", "train", "--train", str(tmp_path / "train.jsonl"), "--preset", "tiny",
+           "--epochs", "200", "--batch-size", "8", "--checkpoint-every", "5", "--output", str(tmp_path / "run"),
+           "--no-progress", "--nproc", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (tmp_path / "run" / "last").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)  # as a scheduler stops a job: the launcher passes it on
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    progress = load_trainer_state(tmp_path / "run" / "last")["progress"]
+    # Both ranks stopped at the step rank 0 saved (each says so), not one step apart.
+    said = f"stopped by SIGTERM at epoch {progress['epoch'] + 1}, step {progress['step']}:"
+    assert err.count(said) >= 2, err[-3000:]  # rank 0's warning and each rank's "interrupted" line
+    assert err.count(f"interrupted: {said}") == 2, err[-3000:]
+    assert progress["batches_done"] == 2 * progress["step"] and progress["world_size"] == 2
+    assert "interrupted: stopped by SIGTERM: the processes stopped at their next step" in err

@@ -53,9 +53,13 @@ def launch(argv: Sequence[str], nproc: int, module: str = "classiformer") -> Non
     """Run ``python -m module argv...`` as ``nproc`` processes on this machine through torch's
     elastic launcher (what ``torchrun --standalone --nproc-per-node nproc`` does). When a process
     fails the launcher stops the others, and this raises :class:`DistributedError` naming the
-    failed rank(s)."""
+    failed rank(s). SIGINT or SIGTERM here reaches every process, which stop at the same step with
+    ``last/`` saved; this then raises :class:`~classiformer.training.TrainingInterrupted`."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from .training import TrainingInterrupted
 
     if nproc < 1:
         raise ValueError(f"--nproc {nproc}: expected at least 1 process")
@@ -68,6 +72,11 @@ def launch(argv: Sequence[str], nproc: int, module: str = "classiformer") -> Non
         elastic_launch(config, entrypoint=sys.executable)("-m", module, *argv)
     except ChildFailedError as e:
         raise DistributedError(f"distributed training failed: {describe_failures(e)}") from None
+    except SignalException as e:
+        # The launcher passed the SIGINT/SIGTERM on to every process; each stopped at the same step
+        # (they agree on it) and rank 0 saved last/ there, as its own message said.
+        raise TrainingInterrupted(f"stopped by {signal.Signals(e.sigval).name}: the processes stopped at their next "
+                                  "step with last/ saved; continue with --resume", int(e.sigval)) from None
 
 
 def ray_train(

@@ -286,9 +286,11 @@ def test_explain_cli_writes_png_html_json(trained, tmp_path: Path, family: str, 
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert plt.imread(p).ndim == 3
     data = json.loads((out / "explanation_2.json").read_text())
-    assert set(data) == {"text", "tokens", "label", "probabilities", "importance", "attentions", "special", "notes"}
+    assert set(data) == {"text", "tokens", "label", "probabilities", "importance", "attentions", "special", "notes",
+                         "predicted", "multi_label"}
     assert data["text"] == "stock market & <prices>"
     assert data["label"] == max(data["probabilities"], key=data["probabilities"].get)
+    assert data["predicted"] == [data["label"]] and data["multi_label"] is False
     page = (out / "explanation_2.html").read_text()
     checker = _Checker()
     checker.feed(page)

@@ -8,9 +8,10 @@ Methods (each gives one score per token):
   is the average of the real tokens' rows, so the importance is that average; a model that pools
   the first token (a pretrained encoder with ``pooling`` ``cls`` or ``pooler``) uses the first row.
 - ``gradient``: integrated gradients (Sundararajan, Taly & Yan, 2017, "Axiomatic Attribution for
-  Deep Networks") of the predicted class's probability with respect to the token embeddings, from
-  an all-zero embedding baseline, summed over the embedding dimension. Signed: positive scores
-  support the prediction. Works on any family that accepts ``inputs_embeds``.
+  Deep Networks") of the explained label's probability (by default the predicted class) with
+  respect to the token embeddings, from an all-zero embedding baseline, summed over the embedding
+  dimension. Signed: positive scores support the label. Works on any family that accepts
+  ``inputs_embeds``.
 - ``attention``: raw attention. For models with attention pooling (the RNN family) the pooling
   weights; for self-attention models the last layer's attention, heads averaged, over real rows.
 - ``ngram``: for a from-scratch transformer with an n-gram branch (the ``base`` preset, a "wide and
@@ -18,6 +19,11 @@ Methods (each gives one score per token):
   per token: the word's weight for the class, plus half of each neighbouring pair's, each minus its
   mean over the classes (softmax ignores what all classes share). Gradients do not see this branch
   (it reads ids, not embeddings), so the explanation says so in its ``notes``.
+
+Which label: any label can be explained (``label=``); gradients and the n-gram part are then taken
+for that label's own score, while rollout and attention do not depend on the label. A multi-label
+model scores each label with its own sigmoid, so each label it predicts has an explanation of its
+own (``explain_labels``); by default a single-label model's is its predicted class.
 
 Special tokens ([CLS], [SEP], padding, unknown pieces: whatever the tokenizer marks as special)
 stay in ``tokens`` with ``special`` flagging them; displays leave them out unless asked, since
@@ -40,6 +46,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .inference import sigmoid
 from .tokenizers import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -52,7 +59,9 @@ DEFAULT_METHODS = ("rollout", "gradient", "ngram")  # ngram only where the model
 class Explanation:
     """One text's explanation. ``importance`` maps a method to one score per entry of ``tokens``;
     ``attentions`` is layers x heads x T x T (rows = queries) for models with self-attention;
-    ``special`` is True for the tokenizer's special tokens; ``notes`` say what the scores leave out."""
+    ``special`` is True for the tokenizer's special tokens; ``notes`` say what the scores leave out.
+    ``label`` is the label explained; ``predicted`` what the model predicts for the text (its class,
+    or a multi-label model's labels at their thresholds, possibly none), which need not include it."""
 
     text: str
     tokens: list[str]
@@ -62,6 +71,13 @@ class Explanation:
     attentions: list[list[list[list[float]]]] | None
     special: list[bool] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    predicted: list[str] = field(default_factory=list)
+    multi_label: bool = False
+
+    @property
+    def is_predicted(self) -> bool:
+        """Whether the label explained is one the model predicts for the text."""
+        return self.label in self.predicted
 
     def shown(self, include_special: bool = False) -> list[int]:
         """Positions a display shows: all with ``include_special``, else those not special."""
@@ -82,7 +98,9 @@ class Explainable(Protocol):
     """What an explanation needs of a classifier: the model, its tokenizer, the class names in
     logit order, the temperature that calibrates its probabilities and the device the model is on.
     ``predict.Classifier`` is one; this module does not import it, so that it stays below
-    prediction in the layering and can explain any model that has these."""
+    prediction in the layering and can explain any model that has these. A multi-label model
+    also has ``multi_label``, ``label_temperatures`` (one per label) and ``thresholds`` (with
+    ``per_label``), read where present."""
 
     @property
     def model(self) -> nn.Module: ...
@@ -313,7 +331,7 @@ def _ngram_note(branch_part: float, total: float) -> str:
     return (
         "This model adds an n-gram branch (a linear classifier over words and word pairs) to the "
         "transformer's logits. Gradients and attention explain only the transformer part; the 'ngram' "
-        "scores are the branch's own part, word by word. Of the predicted class's logit margin "
+        "scores are the branch's own part, word by word. Of the explained label's logit margin "
         f"(over the mean of the classes), {total:.3g}, the n-gram branch gives {branch_part:.3g} and the "
         f"transformer {total - branch_part:.3g}."
     )
@@ -348,22 +366,65 @@ def token_strings(tokenizer: Any, text: str, ids: np.ndarray) -> list[str]:
     )
 
 
+def label_index(labels: Sequence[str], label: str) -> int:
+    """The position of ``label`` in ``labels``; a ValueError listing ``labels`` when it is not one."""
+    try:
+        return list(labels).index(label)
+    except ValueError:
+        raise ValueError(f"unknown label {label!r}: this model's labels are {', '.join(labels)}") from None
+
+
 def explain(
     clf: Explainable,
     text: str,
     methods: Sequence[str] = DEFAULT_METHODS,
     words: bool = False,
     steps: int = 32,
+    label: str | None = None,
 ) -> Explanation:
-    """Explain ``clf``'s prediction for ``text`` (see the module docstring for the methods).
+    """Explain ``clf``'s score of ``label`` for ``text`` (see the module docstring for the
+    methods); without ``label``, of its highest-scoring label (a single-label model's predicted
+    class). An unknown ``label`` is a ValueError that lists the model's labels.
 
     For models without self-attention (the RNN family), ``rollout`` is replaced by ``attention``
     (the pooling weights); methods a model cannot support are left out with a log message."""
+    return _explain(clf, text, methods, words, steps, [label] if label is not None else "top")[0]
+
+
+def explain_labels(
+    clf: Explainable,
+    text: str,
+    labels: Sequence[str] | None = None,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    words: bool = False,
+    steps: int = 32,
+) -> list[Explanation]:
+    """One explanation per label of ``labels`` (any of the model's labels, predicted or not), in
+    the order given; without ``labels``, per label the model predicts: a single-label model's
+    class, a multi-label model's labels at or above their thresholds (when none is, its
+    highest-scoring label, with a note saying so). The forward pass and the label-independent
+    scores (rollout, attention) are computed once."""
+    if labels is not None and not labels:
+        raise ValueError("no labels to explain: name at least one, or none for the predicted ones")
+    return _explain(clf, text, methods, words, steps, list(labels) if labels is not None else "predicted")
+
+
+def _explain(
+    clf: Explainable,
+    text: str,
+    methods: Sequence[str],
+    words: bool,
+    steps: int,
+    which: list[str] | str,
+) -> list[Explanation]:
+    """The explanations of ``which``: a list of label names, ``"top"`` (the highest-scoring label)
+    or ``"predicted"`` (each predicted label)."""
     if not isinstance(text, str):
         raise TypeError(f"text is {type(text).__name__}, not str")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown explanation method(s) {unknown}; choose from {list(METHODS)}")
+    named = [label_index(clf.labels, lbl) for lbl in which] if isinstance(which, list) else None
     model, device = clf.model, clf.device
     ids = clf.tokenizer.encode([text])[0]
     tokens = token_strings(clf.tokenizer, text, ids)
@@ -377,12 +438,13 @@ def explain(
     mask = torch.ones_like(input_ids)
     was_training = model.training
     model.eval()
+    results: list[tuple[int, dict[str, np.ndarray], list[str]]] = []
     try:
         with torch.no_grad(), eager_attention(model):
             out = model(input_ids=input_ids, attention_mask=mask, output_attentions=True)
         logits = out.logits[0].float()  # (C,)
-        # A multi-label model scores each label on its own (a sigmoid at its own temperature); the
-        # label explained is then its highest-scoring one, as the class is for a softmax model.
+        # A multi-label model scores each label on its own (a sigmoid at its own temperature), and
+        # predicts those at or above their thresholds; a softmax model predicts its top class.
         multi = bool(getattr(clf, "multi_label", False))
         if multi:
             temps = torch.as_tensor(
@@ -390,21 +452,31 @@ def explain(
                 device=logits.device,
             )
             proba = (logits / temps).sigmoid()
+            # Decided as predict decides: float64 sigmoid rounded to float32, against the thresholds.
+            decided = sigmoid(logits.cpu().numpy(), temps.cpu().numpy()).astype(np.float32)
+            cut = np.asarray(getattr(getattr(clf, "thresholds", None), "per_label", 0.5), dtype=np.float64)
+            predicted = [int(j) for j in np.flatnonzero(decided >= cut)]
         else:
             proba = (logits / clf.temperature).softmax(-1)
-        target = int(proba.argmax())
-        target_t = float(temps[target]) if multi else clf.temperature
+            predicted = [int(proba.argmax())]
+        top = int(proba.argmax())
+        shared_notes: list[str] = []
+        if named is not None:
+            targets = named
+        elif which == "predicted" and predicted:
+            targets = predicted
+        else:
+            targets = [top]
+            if which == "predicted":
+                shared_notes.append(
+                    f"No label reaches its decision threshold for this text; the highest-scoring label, "
+                    f"{clf.labels[top]}, is explained instead."
+                )
         layers = [a[0].detach().float().cpu() for a in (out.attentions or ()) if a is not None]  # (H, T, T) each
         pooling = _pooling(model)
         pooled_w = getattr(out, "pooling_weights", None)
         branch = getattr(model, "ngrams", None)
-        notes: list[str] = []
-        if branch is not None:
-            with torch.no_grad():
-                full = out.logits[0].float()
-                part = branch(input_ids, mask.bool())[0].float()  # (C,)
-            notes.append(_ngram_note(float(part[target] - part.mean()), float(full[target] - full.mean())))
-        scores: dict[str, np.ndarray] = {}
+        shared: dict[str, np.ndarray] = {}  # label-independent scores, computed once
         for method in dict.fromkeys(methods):
             if method == "rollout" and not layers:
                 if pooled_w is not None:
@@ -413,43 +485,70 @@ def explain(
                     log.info("%s returns no attention weights; skipping rollout", type(model).__name__)
                     continue
             if method == "rollout":
-                scores[method] = rollout_importance(layers, pooling=pooling).numpy()
+                shared[method] = rollout_importance(layers, pooling=pooling).numpy()
             elif method == "attention":
                 if pooled_w is not None:
-                    scores[method] = pooled_w[0].detach().float().cpu().numpy()
+                    shared[method] = pooled_w[0].detach().float().cpu().numpy()
                 elif layers:
                     last = layers[-1].mean(0)  # (T, T)
-                    scores[method] = (last[0] if pooling == "cls" else last.mean(0)).numpy()
+                    shared[method] = (last[0] if pooling == "cls" else last.mean(0)).numpy()
                 else:
                     log.info("%s returns no attention weights; skipping attention", type(model).__name__)
-            elif method == "gradient":
-                scores[method] = integrated_gradients(
-                    model, input_ids, mask, target, steps=steps, temperature=target_t, sigmoid=multi
-                ).detach().cpu().numpy()
-            elif method == "ngram":
-                if branch is None:  # worth a word only when asked for, not as one of the defaults
-                    level = logging.DEBUG if tuple(methods) == DEFAULT_METHODS else logging.INFO
-                    log.log(level, "%s has no n-gram branch; skipping ngram", type(model).__name__)
-                    continue
-                with torch.no_grad():
-                    scores[method] = ngram_scores(branch, input_ids, target).cpu().numpy()
+            elif method == "ngram" and branch is None:  # worth a word only when asked for, not as one of the defaults
+                level = logging.DEBUG if tuple(methods) == DEFAULT_METHODS else logging.INFO
+                log.log(level, "%s has no n-gram branch; skipping ngram", type(model).__name__)
+        if branch is not None:
+            with torch.no_grad():
+                part = branch(input_ids, mask.bool())[0].float()  # (C,)
+        for target in targets:
+            target_t = float(temps[target]) if multi else clf.temperature
+            notes = list(shared_notes)
+            if branch is not None:
+                notes.append(_ngram_note(float(part[target] - part.mean()), float(logits[target] - logits.mean())))
+            scores: dict[str, np.ndarray] = {}
+            for method in dict.fromkeys(methods):
+                if method == "rollout" and "rollout" not in shared and "attention" in shared:
+                    method = "attention"
+                if method in shared:
+                    scores[method] = shared[method]
+                elif method == "gradient":
+                    scores[method] = integrated_gradients(
+                        model, input_ids, mask, target, steps=steps, temperature=target_t, sigmoid=multi
+                    ).detach().cpu().numpy()
+                elif method == "ngram" and branch is not None:
+                    with torch.no_grad():
+                        scores[method] = ngram_scores(branch, input_ids, target).cpu().numpy()
+            results.append((target, scores, notes))
     finally:
         model.train(was_training)
     att = np.stack([a.numpy() for a in layers]) if layers else None  # (L, H, T, T)
+    flags = special
+    shown_tokens = tokens
     if words:
         groups = word_groups(tokens, special)
-        tokens, scores, att = merge_words(tokens, scores, att, special)
-        special = [all(special[i] for i in g) for g in groups]
-    return Explanation(
-        text=text,
-        tokens=tokens,
-        label=clf.labels[target],
-        probabilities={lbl: float(p) for lbl, p in zip(clf.labels, proba.cpu().tolist())},
-        importance={m: [float(x) for x in s] for m, s in scores.items()},
-        attentions=np.round(att, 6).tolist() if att is not None else None,
-        special=special,
-        notes=notes,
-    )
+        flags = [all(special[i] for i in g) for g in groups]
+    probabilities = {lbl: float(p) for lbl, p in zip(clf.labels, proba.cpu().tolist())}
+    attentions = None
+    explanations = []
+    for target, scores, notes in results:
+        merged_att = att
+        if words:
+            shown_tokens, scores, merged_att = merge_words(tokens, scores, att, special)
+        if merged_att is not None and attentions is None:
+            attentions = np.round(merged_att, 6).tolist()
+        explanations.append(Explanation(
+            text=text,
+            tokens=list(shown_tokens),
+            label=clf.labels[target],
+            probabilities=dict(probabilities),
+            importance={m: [float(x) for x in s] for m, s in scores.items()},
+            attentions=attentions,
+            special=list(flags),
+            notes=notes,
+            predicted=[clf.labels[j] for j in predicted],
+            multi_label=multi,
+        ))
+    return explanations
 
 
 __all__ = [
@@ -459,7 +558,9 @@ __all__ = [
     "Explanation",
     "eager_attention",
     "explain",
+    "explain_labels",
     "integrated_gradients",
+    "label_index",
     "merge_words",
     "ngram_scores",
     "rollout_importance",

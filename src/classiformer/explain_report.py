@@ -25,10 +25,10 @@ from .plots import plot_attention
 
 METHOD_NOTES = {
     "rollout": "attention rollout (Abnar & Zuidema, 2020): how much of the pooled output flows from each token",
-    "gradient": "integrated gradients (Sundararajan et al., 2017): red supports the predicted label, blue opposes it",
+    "gradient": "integrated gradients (Sundararajan et al., 2017): red supports the label explained, blue opposes it",
     "attention": "attention weights: the pooling layer's (RNN) or the last layer's, heads averaged",
-    "ngram": "the n-gram branch's part of the predicted class's logit, per word (its weight and half of each "
-    "neighbouring pair's): red supports the predicted label, blue opposes it",
+    "ngram": "the n-gram branch's part of the explained label's logit, per word (its weight and half of each "
+    "neighbouring pair's): red supports the label explained, blue opposes it",
 }
 SIGNED = ("gradient", "ngram")  # methods whose scores can be negative
 POSITIVE_RGB, NEGATIVE_RGB = "214,39,40", "31,119,180"
@@ -158,6 +158,25 @@ def _attention(expl: Explanation, figures: dict[str, bytes], means: list[bytes])
     return "<p>This model has no attention weights to show.</p>"
 
 
+def headline(expl: Explanation) -> tuple[str, str, str]:
+    """The page's heading, its title and (HTML) a line naming the model's prediction when the
+    heading does not: a single-label model's own prediction reads "Predicted: X"; any other label
+    explained says which, and whether the model predicts it."""
+    p = expl.probabilities[expl.label]
+    if not expl.multi_label and expl.predicted in ([], [expl.label]):
+        return f"Predicted: {expl.label} ({p:.1%})", expl.label, ""
+    if expl.multi_label:
+        status = "predicted" if expl.is_predicted else "not predicted"
+        heading = f"Label explained: {expl.label} ({p:.1%}, {status})"
+        chosen = ", ".join(expl.predicted) if expl.predicted else "no label reaches its threshold"
+        line = f"The model's labels for this text: {chosen}."
+    else:
+        heading = f"Class explained: {expl.label} ({p:.1%}, not the prediction)"
+        line = f"The model predicts {expl.predicted[0]} ({expl.probabilities[expl.predicted[0]]:.1%})."
+    return heading, f"{expl.label} ({'predicted' if expl.is_predicted else 'not predicted'})", (
+        f'<p class="predicted">{html.escape(line)}</p>\n')
+
+
 def render_html(
     expl: Explanation, figures: dict[str, bytes], include_special: bool = False, means: list[bytes] | None = None
 ) -> str:
@@ -173,9 +192,10 @@ def render_html(
         for lbl, p in probs
     )
     notes = "".join(f'<p class="warn">{html.escape(n)}</p>' for n in expl.notes)
+    heading, title, predicted = headline(expl)
     methods = "".join(_importance(expl, m, include_special) for m in expl.importance)
     return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>classiformer explanation: {html.escape(expl.label)}</title>
+<html lang="en"><head><meta charset="utf-8"><title>classiformer explanation: {html.escape(title)}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; padding: 0 1em; color: #222; }}
 .tok {{ padding: 0.1em 0.15em; border-radius: 0.2em; line-height: 2; }}
@@ -189,29 +209,39 @@ body {{ font-family: system-ui, sans-serif; max-width: 70em; margin: 2em auto; p
 img {{ max-width: 100%; border: 1px solid #ddd; }} details {{ margin: 0.5em 0 1.5em; }}
 summary {{ cursor: pointer; color: #1f5fa8; }}
 </style></head><body>
-<h1>Predicted: {html.escape(expl.label)} ({expl.probabilities[expl.label]:.1%})</h1>
-<p>{html.escape(expl.text)}</p>
+<h1>{html.escape(heading)}</h1>
+{predicted}<p>{html.escape(expl.text)}</p>
 {notes}
-<h2>Class probabilities</h2><table>{prob_rows}</table>
+<h2>{"Label probabilities (each label on its own)" if expl.multi_label else "Class probabilities"}</h2><table>{prob_rows}</table>
 <h2>Token importance</h2>{methods}
 <h2>Attention</h2>{_attention(expl, figures, means)}
 </body></html>
 """
 
 
-def write_explanation(
-    expl: Explanation, folder: Path, stem: str = "explanation", include_special: bool = False
-) -> dict[str, Path]:
-    """Write ``{stem}.json``, ``{stem}.html`` and one ``{stem}_{figure}.png`` per attention figure
-    into ``folder``. Returns the paths written, by kind."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    figures = attention_figures(expl)
+def write_figures(figures: dict[str, bytes], folder: Path, stem: str) -> dict[str, Path]:
+    """Write one ``{stem}_{figure}.png`` per figure of :func:`attention_figures` into ``folder``."""
     out: dict[str, Path] = {}
     for name, png in figures.items():
         path = folder / f"{stem}_{name}.png"
         path.write_bytes(png)
         out[f"png_{name}"] = path
+    return out
+
+
+def write_explanation(
+    expl: Explanation, folder: Path, stem: str = "explanation", include_special: bool = False,
+    png_stem: str | None = None,
+) -> dict[str, Path]:
+    """Write ``{stem}.json``, ``{stem}.html`` and one ``{png_stem}_{figure}.png`` per attention
+    figure (``png_stem`` defaults to ``stem``; an empty one writes no PNG: the attention of a text
+    is the same whichever label is explained, so the figures of its other labels need not be
+    written again) into ``folder``. Returns the paths written, by kind."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = attention_figures(expl)
+    png_stem = stem if png_stem is None else png_stem
+    out = write_figures(figures, folder, png_stem) if png_stem else {}
     atomic_write_text(folder / f"{stem}.json", json.dumps(expl.to_dict(), ensure_ascii=False))
     out["json"] = folder / f"{stem}.json"
     atomic_write_text(folder / f"{stem}.html", render_html(expl, figures, include_special))

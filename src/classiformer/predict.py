@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .checkpoint import ONNXRUNTIME, CheckpointError, CheckpointMeta, apply_umask, load_checkpoint, read_meta
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
-from .explain import DEFAULT_METHODS, Explainable, Explanation, explain
+from .explain import DEFAULT_METHODS, Explainable, Explanation, explain, explain_labels
 from .inference import Runner, TorchRunner, mean_by_owner, sigmoid, softmax
 from .runtime import amp_dtype, bf16_worthwhile, resolve_device
 from .thresholds import Thresholds, fixed_thresholds
@@ -227,11 +227,25 @@ class Classifier:
         """The field that holds a prediction in output rows: ``label``, or ``labels`` (a list) for multi-label models."""
         return "labels" if self.multi_label else "label"
 
-    def explain(self, text: str, methods: Sequence[str] = DEFAULT_METHODS, words: bool = False) -> Explanation:
-        """Which tokens (or, with ``words``, words) the prediction for ``text`` rests on, by
-        attention rollout and integrated gradients (and, for a model with an n-gram branch, that
-        branch's part), with the attention weights and which tokens are special; see explain.py.
+    def explain(
+        self, text: str, methods: Sequence[str] = DEFAULT_METHODS, words: bool = False, label: str | None = None
+    ) -> Explanation:
+        """Which tokens (or, with ``words``, words) the score of ``label`` for ``text`` rests on
+        (default: the highest-scoring label, a single-label model's prediction), by attention
+        rollout and integrated gradients (and, for a model with an n-gram branch, that branch's
+        part), with the attention weights and which tokens are special; see explain.py.
         Needs the PyTorch model: an exported one raises :class:`NeedsPyTorchModel`."""
+        return explain(self._explainable(), text, methods, words, label=label)
+
+    def explain_labels(
+        self, text: str, labels: Sequence[str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
+        words: bool = False,
+    ) -> list[Explanation]:
+        """One explanation per label of ``labels``, or without them per predicted label (a
+        multi-label model's labels at their thresholds); see ``explain.explain_labels``."""
+        return explain_labels(self._explainable(), text, labels, methods, words)
+
+    def _explainable(self) -> Explainable:
         if self.model is None:
             source = (self.meta.export or {}).get("source")
             raise NeedsPyTorchModel(
@@ -239,7 +253,7 @@ class Classifier:
                 f"and attention weights); explain with the PyTorch checkpoint it came from"
                 + (f" ({source})" if source else "")
             )
-        return explain(cast(Explainable, self), text, methods, words)  # self.model is set: checked above
+        return cast(Explainable, self)  # self.model is set: checked above
 
     def describe(self) -> dict[str, Any]:
         return {

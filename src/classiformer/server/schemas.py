@@ -58,6 +58,10 @@ class ExplainRequest(BaseModel):
     methods: list[str] | None = Field(
         None, max_length=8, description="importance methods (default: rollout, gradient and, for a model with an n-gram branch, ngram)"
     )
+    label: str | None = Field(
+        None, description="the label whose score to explain: any of the model's labels, predicted or not (default: "
+        "the highest-scoring label, a single-label model's prediction)"
+    )
 
 
 class AttentionSummary(BaseModel):
@@ -71,7 +75,10 @@ class AttentionSummary(BaseModel):
 class ExplainResponse(BaseModel):
     text: str
     tokens: list[str]
-    label: str
+    label: str = Field(description="the label explained")
+    predicted: list[str] = Field(
+        description="what the model predicts for the text: its class, or a multi-label model's labels at their thresholds"
+    )
     probabilities: dict[str, float]
     importance: dict[str, list[float]] = Field(description="per method, one score per token")
     special: list[bool] = Field(

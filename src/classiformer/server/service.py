@@ -93,18 +93,18 @@ class ModelService:
         # single-label one its most probable class ("label"): the library decides, as in predict.
         return self.classifier.outputs(proba, top_k)
 
-    async def explain(self, text: str, methods: Sequence[str] | None = None) -> dict[str, Any]:
+    async def explain(self, text: str, methods: Sequence[str] | None = None, label: str | None = None) -> dict[str, Any]:
         self.check_text(text, "text")
         if not self.classifier.tokenizer.tokens(text):
             raise ApiError(422, "validation_error", "text has no tokens to explain")
-        kwargs: dict[str, Any] = {"words": False}
+        kwargs: dict[str, Any] = {"words": False, "label": label}
         if methods is not None:
             kwargs["methods"] = tuple(methods)
         call = functools.partial(self.classifier.explain, text, **kwargs)
         loop = asyncio.get_running_loop()
         try:
             explanation = await self._timed(loop.run_in_executor(self.worker.lane(EXPLAIN), call))
-        except (ValueError, KeyError) as e:  # e.g. an unknown method
+        except (ValueError, KeyError) as e:  # e.g. an unknown method or label
             raise ApiError(422, "validation_error", f"cannot explain: {e}") from None
         return summarise_explanation(explanation.to_dict(), self.classifier.labels)
 
@@ -159,6 +159,7 @@ def summarise_explanation(d: dict[str, Any], labels: list[str]) -> dict[str, Any
         "text": d["text"],
         "tokens": [str(t) for t in d["tokens"]],
         "label": str(d["label"]),
+        "predicted": [str(x) for x in d.get("predicted") or []],
         "probabilities": {str(k): float(v) for k, v in probs.items()},
         "importance": {
             str(m): np.nan_to_num(np.asarray(s, dtype=np.float64).ravel()).tolist() for m, s in d["importance"].items()

@@ -13,6 +13,6 @@ router = APIRouter(prefix="/v1", tags=["explain"])
     responses=ERROR_RESPONSES,
 )
 async def explain(body: ExplainRequest, service: Service) -> ExplainResponse:
-    """The text's tokens, an importance score per token for each method, and the last layer's
-    head-averaged attention matrix."""
-    return ExplainResponse(**await service.explain(body.text, body.methods))
+    """The text's tokens, an importance score per token for each method (for ``label``, or the
+    highest-scoring label), and the last layer's head-averaged attention matrix."""
+    return ExplainResponse(**await service.explain(body.text, body.methods, body.label))

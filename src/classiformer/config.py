@@ -107,6 +107,9 @@ class TransformerConfig:
     attention_dropout: float = 0.0
     token_dropout: float = 0.0  # training only: share of tokens hidden from the model
     token_drop: str = "unk"  # how they are hidden: replaced by the unknown-word id, or "delete"d
+    # Texts shorter than this many tokens lose proportionally fewer (a 5-token text at 20: a quarter of
+    # token_dropout); 0: every text at the full rate. Deletion never removes most of a text either way.
+    token_dropout_length: int = 0
     num_labels: int = 2
     pad_id: int = 0
     unk_id: int = 1
@@ -123,8 +126,8 @@ class TransformerConfig:
                 f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
             )
         require_positive(self, ("vocab_size", "max_length", "embed_dim", "num_heads", "ff_dim", "num_labels"))
-        if self.num_layers < 0 or self.hidden_dim < 0 or self.ngram_buckets < 0:
-            raise ConfigError("num_layers, hidden_dim and ngram_buckets must not be negative")
+        if self.num_layers < 0 or self.hidden_dim < 0 or self.ngram_buckets < 0 or self.token_dropout_length < 0:
+            raise ConfigError("num_layers, hidden_dim, ngram_buckets and token_dropout_length must not be negative")
         require_positive(self, ("ngram_scale",))
         require_rate(self, ("dropout", "attention_dropout", "token_dropout"))
         require_choice(self, "token_drop", ("unk", "delete"))
@@ -211,6 +214,12 @@ class TrainConfig:
     decay to zero). ``patience`` epochs without validation improvement stop training (0 = never).
     ``layer_decay`` (pretrained encoders): each layer below the top learns at this factor of the
     one above (embeddings lowest); 1 = one learning rate for all.
+
+    ``recipe``: ``auto`` lets a preset made for it (``lesson``, ``base``) adapt the settings nobody
+    set explicitly to the training data (budget in steps, early stopping, word deletion, learning
+    rate, n-gram buckets: recipe.py); ``fixed`` trains with the preset's settings as written.
+    ``monitor``: the validation measure that picks the best epoch and drives early stopping:
+    ``accuracy``, ``macro_f1`` or ``micro_f1`` (``auto``: accuracy, or micro-F1 for multi-label).
     """
 
     epochs: int = 10
@@ -249,8 +258,13 @@ class TrainConfig:
     loader_workers: int = 1
     tokenizer_sample: int = 200_000
 
+    recipe: str = "auto"
+    monitor: str = "auto"
+
     def __post_init__(self) -> None:
         require_choice(self, "schedule", ("constant", "linear"))
+        require_choice(self, "recipe", ("auto", "fixed"))
+        require_choice(self, "monitor", ("auto", "accuracy", "macro_f1", "micro_f1"))
         if min(self.max_steps, self.eval_every, self.loader_workers) < 0:
             raise ConfigError("max_steps, eval_every and loader_workers must not be negative")
         require_positive(self, ("shuffle_window", "tokenizer_sample"))
@@ -288,6 +302,7 @@ class Preset:
     tokenizer: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     family: str = "transformer"
+    adaptive: bool = False  # with train.recipe "auto", recipe.py adapts it to the data
 
 
 PRESETS: dict[str, Preset] = {
@@ -306,6 +321,7 @@ PRESETS: dict[str, Preset] = {
         tokenizer=dict(kind="words", vocab_size=20_000, max_length=256),
         # Chosen on the AG News split, SST-2 and IMDB (docs/benchmarks.md); longer runs overfit.
         train=dict(lr=1e-3, batch_size=128, epochs=5),
+        adaptive=True,
     ),
     # Our stronger default; chosen by bench/scratch.py (see docs/benchmarks.md, "From-scratch models"). Wider and
     # deeper transformers did worse on these training-set sizes; reading twice as far into long texts
@@ -321,6 +337,7 @@ PRESETS: dict[str, Preset] = {
         ),
         tokenizer=dict(kind="words", vocab_size=100_000, max_length=512),
         train=dict(lr=1e-3, batch_size=128, epochs=5),
+        adaptive=True,
     ),
     "tiny": Preset(
         description="A very small model for tests and quick experiments.",
@@ -393,6 +410,9 @@ class RunConfig:
     tokenizer: TokenizerConfig
     train: TrainConfig
     family: str = "transformer"
+    # "section.key" of every setting given by a config file or an override (a flag), not by the preset:
+    # the adaptive recipe leaves those alone.
+    explicit: frozenset[str] = frozenset()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -446,4 +466,8 @@ def resolve_config(
             merged["model"].setdefault(key, getattr(tok, key))
     mdl: Any = from_dict(MODEL_CONFIGS[family], merged["model"], "model config")
     trn = from_dict(TrainConfig, merged["train"], "train config")
-    return RunConfig(preset=preset, model=mdl, tokenizer=tok, train=trn, family=family)
+    explicit = frozenset(
+        f"{section}.{k}" for _, layer in layers[1:] for section in merged
+        for k, v in (layer.get(section) or {}).items() if v is not None
+    )
+    return RunConfig(preset=preset, model=mdl, tokenizer=tok, train=trn, family=family, explicit=explicit)

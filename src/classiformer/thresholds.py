@@ -8,7 +8,10 @@ Classifiers to Maximize F1 Measure"). A threshold tuned on one or two positives 
 examples rather than the label (Yang's SCut overfits exactly there, hence her SCutFBR fallback),
 so a label with fewer than
 ``MIN_POSITIVES`` validation positives takes the global threshold instead: the one value that
-maximises micro-F1 over all label decisions of the validation split.
+maximises micro-F1 over all label decisions of the validation split. So does a label whose best
+validation F1 stays below ``MIN_F1``: a label the model has not learned has a flat precision-recall
+curve at its base rate, and its F1-optimal cut there is "predict it nearly everywhere", which floods
+new data with false positives (on Reuters, docs/benchmarks.md "Multi-label and imbalanced classes").
 
 A label is predicted when ``score >= threshold``. A tuned threshold sits midway between the lowest
 score it accepts and the next lower score, so scores that move a little on new data do not flip.
@@ -25,6 +28,8 @@ from .metrics import cut_counts
 
 # Fewer validation positives than this and a label's own F1-optimal threshold is mostly noise.
 MIN_POSITIVES = 3
+# A label whose own best validation F1 is below this is treated as not learned (see the docstring).
+MIN_F1 = 0.0
 
 
 @dataclass
@@ -35,6 +40,7 @@ class Thresholds:
     tuned: list[bool]  # False: the label had too few positives and uses ``global_threshold``
     global_threshold: float
     min_positives: int = MIN_POSITIVES
+    min_f1: float = 0.0  # 0.0 for checkpoints made before the rule
 
     def __post_init__(self) -> None:
         if len(self.per_label) != len(self.tuned):
@@ -52,7 +58,7 @@ class Thresholds:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Thresholds:
-        unknown = set(data) - {"per_label", "tuned", "global_threshold", "min_positives"}
+        unknown = set(data) - {"per_label", "tuned", "global_threshold", "min_positives", "min_f1"}
         if unknown:
             raise ValueError(f"unknown threshold field(s) {sorted(unknown)}")
         return cls(
@@ -60,6 +66,7 @@ class Thresholds:
             tuned=[bool(t) for t in data["tuned"]],
             global_threshold=float(data["global_threshold"]),
             min_positives=int(data.get("min_positives", MIN_POSITIVES)),
+            min_f1=float(data.get("min_f1", 0.0)),
         )
 
 
@@ -83,11 +90,12 @@ def best_f1_threshold(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, fl
 
 
 def tune_thresholds(
-    y_true: np.ndarray, scores: np.ndarray, min_positives: int = MIN_POSITIVES, default: float = 0.5
+    y_true: np.ndarray, scores: np.ndarray, min_positives: int = MIN_POSITIVES, default: float = 0.5,
+    min_f1: float = MIN_F1,
 ) -> Thresholds:
     """Per-label F1-optimal thresholds on held-out ``scores`` (N, L) with 0/1 ``y_true`` (N, L);
-    labels with fewer than ``min_positives`` positives take the micro-F1-optimal global threshold
-    (``default`` when the held-out data has no positive at all)."""
+    labels with fewer than ``min_positives`` positives, or whose best F1 is below ``min_f1``, take
+    the micro-F1-optimal global threshold (``default`` when the held-out data has no positive at all)."""
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     if y.ndim != 2 or y.shape != s.shape:
@@ -98,9 +106,11 @@ def tune_thresholds(
     tuned: list[bool] = []
     for j in range(y.shape[1]):
         best = best_f1_threshold(y[:, j], s[:, j]) if y[:, j].sum() >= min_positives else None
+        if best is not None and best[1] < min_f1:
+            best = None
         per_label.append(global_threshold if best is None else best[0])
         tuned.append(best is not None)
-    return Thresholds(per_label, tuned, global_threshold, min_positives)
+    return Thresholds(per_label, tuned, global_threshold, min_positives, min_f1)
 
 
 def fixed_thresholds(value: float, n_labels: int) -> Thresholds:

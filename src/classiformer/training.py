@@ -64,6 +64,7 @@ from .metrics import (
     subset_accuracy,
 )
 from .models import FAMILIES, build_model
+from .recipe import DataStats, adapt
 from .runtime import (
     amp_dtype,
     autocast,
@@ -312,8 +313,8 @@ class Trainer:
         self.loss = (loss or Loss(multi_label=meta.multi_label, label_smoothing=config.label_smoothing)).to(device)
         if self.loss.multi_label != meta.multi_label:
             raise ConfigError(f"a {'multi' if self.loss.multi_label else 'single'}-label loss for a {meta.problem_type} model")
-        # The validation metric that picks the best epoch.
-        self.select = "val_micro_f1" if meta.multi_label else "val_accuracy"
+        # The validation metric that picks the best epoch (and stops early).
+        self.select = monitored(config.monitor, meta.multi_label)
         # The fused kernel updates every parameter in one pass (about 6% of a lesson training step on a CPU).
         fused = device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(
@@ -655,6 +656,16 @@ class Trainer:
             atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in s.history))
 
 
+def monitored(monitor: str, multi_label: bool) -> str:
+    """The validation record's key for ``TrainConfig.monitor``: for single-label data micro-F1 is
+    accuracy; for multi-label data accuracy is subset accuracy."""
+    if monitor == "auto":
+        monitor = "micro_f1" if multi_label else "accuracy"
+    if multi_label:
+        return "val_subset_accuracy" if monitor == "accuracy" else f"val_{monitor}"
+    return "val_accuracy" if monitor == "micro_f1" else f"val_{monitor}"
+
+
 def multilabel_validation(logits: np.ndarray, targets: np.ndarray) -> dict[str, float]:
     """Validation metrics of a multi-label model from its logits (N, L) and 0/1 targets (N, L):
     unweighted BCE, micro/macro-F1 at thresholds tuned on this very split (optimistic, but it is
@@ -941,9 +952,15 @@ def fit(
             if meta.problem_type != problem_type:
                 raise DataError(f"{train.source}: {problem_type} data, but the run trains a {meta.problem_type} model")
             meta.train = config.to_dict()["train"]
+            kept = {"recipe": stored["recipe"]} if "recipe" in stored else {}  # what the recipe chose at the start
             if distributed.is_main():
-                atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
+                atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data, **kept}, indent=2))
         else:
+            # Settings adapted to the data (recipe.py), before anything is built from them.
+            recipe: dict[str, Any] = {}
+            if isinstance(train, TextDataset):  # a stream has its own budget in steps (max_steps)
+                counts = encode_labels(train, labels).sum(0) if multi else np.bincount(encode_labels(train, labels), minlength=len(labels))
+                recipe = adapt(config, DataStats.of(train.texts, [int(c) for c in counts], multi))
             seed_everything(tcfg.seed)
             config.model.num_labels = len(labels)
             if hasattr(config.model, "labels"):
@@ -969,8 +986,9 @@ def fit(
                 train=config.to_dict()["train"], preset=config.preset,
                 data=asdict(train.columns) if train.columns else {}, problem_type=problem_type,
             )
+            chosen = {"recipe": recipe} if recipe else {}
             if distributed.is_main():
-                atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data}, indent=2))
+                atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data, **chosen}, indent=2))
         if weights is not None:
             meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
             log.info("class weights (%s): %s", tcfg.class_weight,

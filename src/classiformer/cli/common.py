@@ -196,10 +196,11 @@ def best_validation(result: TrainResult, train: TextDataset | TextStream) -> str
         counts = None if train.is_multi_label else train.label_counts
     else:
         counts = Counter(train.labels) if train.labels is not None else None
-    if result.history and "val_micro_f1" in result.history[-1]:
-        return f"micro-F1 {result.best_val_accuracy:.4f} (epoch {result.best_epoch})"
-    plain = f"accuracy {result.best_val_accuracy:.4f} (epoch {result.best_epoch})"
+    # From the best epoch's record: the measure that chose it (TrainConfig.monitor) may be another.
     best = next((h for h in result.history if h.get("epoch") == result.best_epoch), {})
+    if "val_micro_f1" in best:
+        return f"micro-F1 {best['val_micro_f1']:.4f}, macro-F1 {best['val_macro_f1']:.4f} (epoch {result.best_epoch})"
+    plain = f"accuracy {best.get('val_accuracy', result.best_val_accuracy):.4f} (epoch {result.best_epoch})"
     note = imbalance_note(counts, " in the training data") if counts is not None else None
     if note is None or "val_macro_f1" not in best:
         return plain

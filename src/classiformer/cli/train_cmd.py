@@ -56,8 +56,13 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--dropout", "model", "dropout", float, "dropout rate"),
     ("--token-dropout", "model", "token_dropout", float, "from-scratch transformer: share of training tokens hidden (word dropout)"),
     ("--token-drop", "model", "token_drop", str, "how word dropout hides a token: unk (replaced by the unknown id) or delete (removed; shorter, faster batches)"),
+    ("--token-dropout-length", "model", "token_dropout_length", int, "from-scratch transformer: texts shorter than this many tokens delete proportionally fewer words, and none loses most of its words (0: every text at the full rate)"),
     ("--ngram-buckets", "model", "ngram_buckets", int, "from-scratch transformer: add a linear branch over words and word pairs hashed into this many buckets (0: none)"),
     ("--ngram-scale", "model", "ngram_scale", float, "output multiplier of the n-gram branch (its effective learning-rate factor under Adam)"),
+    ("--recipe", "train", "recipe", str, "auto (lesson, base: settings not given here adapt to the data's size, length, "
+     "classes and labels, see recipe.py; the choices are logged and stored in config.json) or fixed (the preset as written)"),
+    ("--monitor", "train", "monitor", str, "validation measure that picks the best epoch and stops early: accuracy, "
+     "macro_f1 or micro_f1 (auto: accuracy, micro-F1 for multi-label; the recipe picks macro-F1 for skewed or multi-label data)"),
     ("--epochs", "train", "epochs", int, "maximum epochs"),
     ("--batch-size", "train", "batch_size", int, "examples per batch"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW)"),

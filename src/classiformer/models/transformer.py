@@ -116,16 +116,26 @@ class Block(nn.Module):
         return x, w
 
 
-def sample_deletions(keep: torch.Tensor, p: float) -> torch.Tensor:
+def sample_deletions(keep: torch.Tensor, p: float, full_length: int = 0) -> torch.Tensor:
     """Which tokens (B, T) to delete: each real token with probability ``p``, except that a row
     of ``n`` tokens loses at least ``round(p * n) - 1`` of them; a row that would lose every token
     keeps them all. The floor changes little for short texts (none below four words) and caps a long
     row's survivors near their mean, so that rows of equal length (length bucketing makes most of a
     batch so) stay about equal and the batch pads to little more than it needs: a coin per token
-    left 256-word rows with 154 +- 8 survivors, padded to the batch's ~175."""
+    left 256-word rows with 154 +- 8 survivors, padded to the batch's ~175.
+
+    With ``full_length`` > 0, a row shorter than that deletes at ``p * n / full_length`` instead (a
+    question of 6 words at p = 0.4 and 24: 0.1, not 0.4), and no row ever loses most of its tokens
+    (at most ``(n - 1) // 2``): deleting 40% of a title's words left too little to learn from
+    (docs/benchmarks.md, "Defaults across data shapes")."""
     n = keep.sum(1, keepdim=True)  # (B, 1)
-    deleted = ((torch.rand(keep.shape, device=keep.device) < p) & keep).sum(1, keepdim=True)
-    deleted = torch.maximum(deleted, torch.round(n * p).long() - 1)
+    rate: torch.Tensor | float = p
+    if full_length > 0:
+        rate = p * (n.float() / full_length).clamp(max=1.0)  # (B, 1)
+    deleted = ((torch.rand(keep.shape, device=keep.device) < rate) & keep).sum(1, keepdim=True)
+    deleted = torch.maximum(deleted, torch.round(n * rate).long() - 1)
+    if full_length > 0:
+        deleted = torch.minimum(deleted, ((n - 1) // 2).clamp(min=0))
     survivors = torch.where(deleted >= n, n, n - deleted)  # (B, 1), at least one
     # which ones: a uniformly random subset of that size (the lowest random scores survive)
     scores = torch.rand(keep.shape, device=keep.device).masked_fill(~keep, 2.0)  # padding scores last
@@ -220,7 +230,7 @@ class TransformerClassifier(nn.Module):
         if not self.training or self.config.token_dropout == 0:
             return input_ids, keep
         if self.config.token_drop == "delete":
-            hide = sample_deletions(keep, self.config.token_dropout)
+            hide = sample_deletions(keep, self.config.token_dropout, self.config.token_dropout_length)
             return delete_tokens(input_ids, keep, hide, self.config.pad_id)
         hide = (torch.rand(input_ids.shape, device=input_ids.device) < self.config.token_dropout) & keep
         return input_ids.masked_fill(hide, self.config.unk_id), keep

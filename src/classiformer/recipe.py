@@ -1,0 +1,133 @@
+"""The adaptive training recipe: from-scratch settings derived from the training data's shape.
+
+The ``lesson`` and ``base`` presets were tuned on three sets of similar shape (AG News, SST-2 and
+IMDB: thousands of examples, 2-4 classes, 10-230 words). Taken as fixed numbers to other data they
+fall short: 5 epochs of 1,000 rows are 40 optimizer steps; 40% word deletion leaves a 6-word title
+with 3 or 4 words; a 90-label sigmoid head at the single-label learning rate stays unfitted; a
+2^20-bucket n-gram branch times 90 labels is 94M weights that AdamW updates every step. With
+``train.recipe = "auto"`` (the default) and a preset marked ``adaptive``, :func:`adapt` rewrites
+every such setting that no config file or flag set, by the rules below; what it chose, and why, is
+logged and stored in the run's ``config.json`` (``"recipe"``). The rules are plain functions of
+the data's statistics (:class:`DataStats`), so the same data gives the same settings.
+
+Rules (each measured by ``bench/shapes.py``; docs/benchmarks.md, "Defaults across data shapes"):
+
+1. Budget in optimizer steps with a floor: ``epochs = max(preset epochs, ceil(MIN_STEPS /
+   steps per epoch))``, at most ``MAX_EPOCHS``; early stopping on validation then ends a run that
+   stopped improving (``patience`` grows with the epoch count, as an epoch of a small set is a
+   handful of noisy steps).
+2. The measure that picks the best epoch: macro-F1 when the classes are imbalanced (the largest
+   at least ``IMBALANCE`` times the smallest) or the model is multi-label, else accuracy.
+3. Word deletion scaled by length (``token_dropout_length``): a text shorter than
+   ``FULL_DELETION_LENGTH`` tokens deletes proportionally fewer, and none loses most of its words.
+4. Multi-label (sigmoid + binary cross-entropy): the learning rate times ``BCE_LR_FACTOR``.
+5. The n-gram branch (``base``): at most ``MAX_NGRAM_WEIGHTS`` weights (buckets x labels), buckets
+   a power of two.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .config import PRESETS, RunConfig
+
+log = logging.getLogger(__name__)
+
+MIN_STEPS = 2_000
+MAX_EPOCHS = 100
+IMBALANCE = 3.0
+FULL_DELETION_LENGTH = 24
+BCE_LR_FACTOR = 5.0
+MAX_NGRAM_WEIGHTS = 2**24
+
+
+@dataclass(frozen=True)
+class DataStats:
+    """What the recipe reads from the training part of the data (after the validation split)."""
+
+    examples: int
+    mean_words: float  # whitespace-separated words per text
+    labels: int
+    multi_label: bool
+    imbalance: float  # examples of the most frequent label / of the least frequent (>= 1)
+
+    @classmethod
+    def of(cls, texts: list[str], label_counts: list[int], multi_label: bool) -> DataStats:
+        counts = [c for c in label_counts if c > 0] or [1]
+        words = sum(len(t.split()) for t in texts)
+        return cls(
+            examples=len(texts), mean_words=round(words / max(1, len(texts)), 2), labels=len(label_counts),
+            multi_label=multi_label, imbalance=round(max(counts) / min(counts), 2),
+        )
+
+
+def applies(config: RunConfig) -> bool:
+    """Whether :func:`adapt` changes ``config``: the recipe is ``auto`` and the preset adaptive."""
+    preset = PRESETS.get(config.preset)
+    return config.train.recipe == "auto" and preset is not None and preset.adaptive
+
+
+def budget_epochs(examples: int, batch_size: int, grad_accum: int, preset_epochs: int) -> int:
+    """Epochs that give at least ``MIN_STEPS`` optimizer steps (the preset's epochs at least,
+    ``MAX_EPOCHS`` at most)."""
+    steps_per_epoch = math.ceil(math.ceil(examples / batch_size) / grad_accum)
+    return min(MAX_EPOCHS, max(preset_epochs, math.ceil(MIN_STEPS / max(1, steps_per_epoch))))
+
+
+def patience_for(epochs: int, preset_patience: int) -> int:
+    """A fifth of the epochs, the preset's patience at least: 100 epochs of 8 steps each are
+    validated 100 times on a hundred examples, and a few noisy epochs must not stop the run."""
+    return max(preset_patience, math.ceil(epochs / 5))
+
+
+def ngram_buckets_for(labels: int, preset_buckets: int) -> int:
+    """The largest power of two of buckets with at most ``MAX_NGRAM_WEIGHTS`` weights in all."""
+    if preset_buckets == 0:
+        return 0
+    cap = 2 ** int(math.log2(max(1, MAX_NGRAM_WEIGHTS // max(1, labels))))
+    return min(preset_buckets, cap)
+
+
+def adapt(config: RunConfig, stats: DataStats) -> dict[str, Any]:
+    """Rewrite the settings of ``config`` that were not set explicitly, by the rules of the module
+    docstring; returns what was chosen (``{"stats": ..., "choices": {"section.key": {"value",
+    "preset", "why"}}, "explicit": [...]}``) for the run's config.json. Changes nothing (and
+    returns ``{}``) when :func:`applies` is false."""
+    if not applies(config):
+        return {}
+    t, m = config.train, config.model
+    choices: dict[str, dict[str, Any]] = {}
+
+    def choose(section: str, key: str, value: Any, why: str) -> None:
+        target = t if section == "train" else m
+        if f"{section}.{key}" in config.explicit or not hasattr(target, key):
+            return
+        old = getattr(target, key)
+        setattr(target, key, value)
+        choices[f"{section}.{key}"] = {"value": value, "preset": old, "why": why}
+
+    if stats.multi_label:
+        choose("train", "lr", t.lr * BCE_LR_FACTOR, f"multi-label: {BCE_LR_FACTOR:g}x the single-label rate for "
+               "the sigmoid head's binary cross-entropy")
+    epochs = budget_epochs(stats.examples, t.batch_size, t.grad_accum, t.epochs)
+    steps = math.ceil(math.ceil(stats.examples / t.batch_size) / t.grad_accum)
+    choose("train", "epochs", epochs, f"{stats.examples} examples in batches of {t.batch_size}: {steps} steps per "
+           f"epoch; at least {MIN_STEPS} steps (at most {MAX_EPOCHS} epochs)")
+    choose("train", "patience", patience_for(t.epochs, t.patience), f"early stopping after a fifth of {t.epochs} "
+           "epochs without improvement")
+    imbalanced = stats.imbalance >= IMBALANCE
+    monitor = "macro_f1" if stats.multi_label or imbalanced else "accuracy"
+    choose("train", "monitor", monitor, "multi-label" if stats.multi_label else
+           f"largest class {stats.imbalance:g}x the smallest" + (f" (>= {IMBALANCE:g})" if imbalanced else ""))
+    if getattr(m, "token_dropout", 0) > 0:
+        choose("model", "token_dropout_length", FULL_DELETION_LENGTH, f"texts under {FULL_DELETION_LENGTH} tokens "
+               f"delete fewer words (mean length {stats.mean_words:g} words); none loses most of its words")
+    if getattr(m, "ngram_buckets", 0) > 0:
+        choose("model", "ngram_buckets", ngram_buckets_for(stats.labels, m.ngram_buckets),
+               f"{stats.labels} labels: at most {MAX_NGRAM_WEIGHTS:,} n-gram weights")
+    for key, c in choices.items():
+        log.info("recipe: %s = %r (preset: %r): %s", key, c["value"], c["preset"], c["why"])
+    return {"stats": asdict(stats), "choices": choices, "explicit": sorted(config.explicit)}

@@ -1,0 +1,167 @@
+"""The adaptive training recipe (recipe.py): budgets from the data's shape, explicit settings win,
+word deletion spares short texts, and a multi-label toy set learns with it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classiformer import Classifier, fit, read_dataset, resolve_config
+from classiformer.cli import main
+from classiformer.config import ConfigError
+from classiformer.data import TextDataset
+from classiformer.metrics import multilabel_report
+from classiformer.models.transformer import sample_deletions
+from classiformer.recipe import MAX_EPOCHS, MIN_STEPS, DataStats, adapt, budget_epochs, ngram_buckets_for
+from classiformer.training import encode_labels, monitored
+
+from .conftest import make_texts
+from .test_multilabel_training import NAMES, multilabel_texts
+
+
+def stats(examples: int, words: float = 30.0, labels: int = 4, multi: bool = False, imbalance: float = 1.0) -> DataStats:
+    return DataStats(examples=examples, mean_words=words, labels=labels, multi_label=multi, imbalance=imbalance)
+
+
+def adapted(preset: str, data: DataStats, **train: object) -> tuple[object, dict]:
+    config = resolve_config(preset, train=train)
+    return config, adapt(config, data)
+
+
+def test_the_budget_is_a_floor_in_steps_and_the_same_for_the_same_data() -> None:
+    small, _ = adapted("lesson", stats(5_000))  # 40 batches of 128 per epoch
+    large, _ = adapted("lesson", stats(120_000))  # 938 per epoch: the preset's 5 epochs are 4,690 steps
+    tiny_set, _ = adapted("lesson", stats(900))  # 8 per epoch
+    assert small.train.epochs == -(-MIN_STEPS // 40) and (small.train.epochs - 1) * 40 < MIN_STEPS
+    assert large.train.epochs == 5  # never fewer than the preset's
+    assert tiny_set.train.epochs == MAX_EPOCHS  # one step per epoch: capped
+    # early stopping waits longer when an epoch is a handful of steps
+    assert small.train.patience > large.train.patience == 3
+    again, chosen = adapted("lesson", stats(5_000))
+    assert again.to_dict() == small.to_dict() and chosen["choices"]["train.epochs"]["value"] == small.train.epochs
+    assert budget_epochs(900, 128, 1, 5) == budget_epochs(900, 128, 1, 5)
+    assert budget_epochs(900, 64, 2, 5) == budget_epochs(900, 128, 1, 5)  # steps count, not batches
+
+
+def test_the_same_data_gives_the_same_run_settings(tmp_path: Path) -> None:
+    data = make_texts(150, seed=3)
+    stored = []
+    for name in ("a", "b"):
+        fit(resolve_config("lesson", tokenizer={"vocab_size": 60, "max_length": 12}, train={"epochs": 2}), data,
+            tmp_path / name, progress=False)
+        stored.append(json.loads((tmp_path / name / "config.json").read_text()))
+    assert stored[0]["recipe"] == stored[1]["recipe"] and stored[0]["train"] == stored[1]["train"]
+    assert stored[0]["recipe"]["stats"]["examples"] == 135  # the training part: 10% held out
+
+
+def test_shapes_get_their_own_settings() -> None:
+    balanced, _ = adapted("base", stats(5_000, labels=4))
+    skewed, _ = adapted("base", stats(5_000, labels=4, imbalance=10.0))
+    multi, _ = adapted("base", stats(7_000, labels=90, multi=True, imbalance=500.0))
+    assert balanced.train.monitor == "accuracy" and skewed.train.monitor == "macro_f1" == multi.train.monitor
+    assert multi.train.lr > balanced.train.lr == 1e-3  # BCE needs a larger step
+    assert balanced.model.ngram_buckets == 2**20  # the preset's, for a few classes
+    assert multi.model.ngram_buckets < 2**20 and multi.model.ngram_buckets * 90 <= 2**24
+    assert ngram_buckets_for(90, 0) == 0 and ngram_buckets_for(3, 2**20) == 2**20
+    assert balanced.model.token_dropout_length > 0
+
+
+def test_explicit_settings_win_and_fixed_turns_it_off(tmp_path: Path) -> None:
+    config, chosen = adapted("lesson", stats(900, multi=True), epochs=3, lr=2e-3)
+    assert config.train.epochs == 3 and config.train.lr == 2e-3
+    assert "train.epochs" not in chosen["choices"] and "train.lr" not in chosen["choices"]
+    assert "train.patience" in chosen["choices"]  # what was not given still adapts
+    file = tmp_path / "c.json"
+    file.write_text(json.dumps({"train": {"patience": 7}, "model": {"token_dropout_length": 0}}))
+    from_file = resolve_config("lesson", config_file=file)
+    adapt(from_file, stats(900))
+    assert from_file.train.patience == 7 and from_file.model.token_dropout_length == 0
+    fixed = resolve_config("lesson", train={"recipe": "fixed"})
+    assert adapt(fixed, stats(900)) == {} and fixed.train.epochs == 5
+    not_adaptive = resolve_config("tiny")
+    assert adapt(not_adaptive, stats(900)) == {} and not_adaptive.train.epochs == 10
+    with pytest.raises(ConfigError, match="recipe must be 'auto' or 'fixed'"):
+        resolve_config("lesson", train={"recipe": "on"})
+
+
+def test_cli_flags_win_over_the_recipe(tmp_path: Path) -> None:
+    data = tmp_path / "train.jsonl"
+    ds = make_texts(120, seed=1)
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels or [])))
+    out = tmp_path / "run"
+    assert main(["train", "--train", str(data), "--preset", "lesson", "--epochs", "2", "--patience", "1",
+                 "--vocab-size", "60", "--max-length", "12", "-o", str(out), "--no-progress"]) == 0
+    stored = json.loads((out / "config.json").read_text())
+    assert stored["train"]["epochs"] == 2 and stored["train"]["patience"] == 1
+    assert "train.epochs" not in stored["recipe"]["choices"] and "train.epochs" in stored["recipe"]["explicit"]
+    assert stored["recipe"]["choices"]["train.monitor"]["value"] == "accuracy"
+
+
+def test_word_deletion_never_removes_most_of_a_short_text() -> None:
+    lengths = torch.tensor([1, 2, 3, 4, 5, 6, 7, 9, 12, 24, 60])
+    keep = torch.arange(60)[None] < lengths[:, None]
+    torch.manual_seed(0)
+    deleted = torch.stack([sample_deletions(keep, 0.4, 24).sum(1) for _ in range(500)])  # (500, 11)
+    assert (deleted <= (lengths - 1) // 2).all()  # never most of a row, whatever the draw
+    assert deleted[:, :2].max() == 0  # one or two words: nothing to spare
+    rate = deleted.float().mean(0) / lengths
+    assert rate[4] < 0.15 and rate[-1] > 0.38  # 5 words at 0.4 * 5/24; 60 words at the full 0.4
+    assert (deleted[:, -1] >= 23).all()  # the per-row floor of long rows stays
+    # the old rule (no full_length) lets a 3-word phrase lose two words
+    old = torch.stack([sample_deletions(keep, 0.4).sum(1) for _ in range(500)])
+    assert (old[:, 2] == 2).any()
+
+
+def test_monitor_names_the_validation_measure() -> None:
+    assert monitored("auto", False) == "val_accuracy" and monitored("auto", True) == "val_micro_f1"
+    assert monitored("macro_f1", False) == "val_macro_f1" and monitored("macro_f1", True) == "val_macro_f1"
+    assert monitored("micro_f1", False) == "val_accuracy" and monitored("accuracy", True) == "val_subset_accuracy"
+
+
+def test_imbalanced_data_picks_the_best_epoch_by_macro_f1(tmp_path: Path) -> None:
+    ds = make_texts(300, seed=2)
+    keep = [i for i, y in enumerate(ds.labels or []) if y != NAMES[0] or i % 12 == 0]  # one class at a quarter
+    result = fit(resolve_config("lesson", tokenizer={"vocab_size": 60, "max_length": 12}, train={"epochs": 3}),
+                 ds.subset(keep), tmp_path / "run", progress=False)
+    best = result.history[result.best_epoch - 1]
+    assert result.best_val_accuracy == best["val_macro_f1"] == max(h["val_macro_f1"] for h in result.history)
+
+
+def test_a_multi_label_toy_set_learns_with_the_recipe(tmp_path: Path) -> None:
+    texts, sets = multilabel_texts(400, seed=0)
+    train = TextDataset(texts, None, label_sets=sets)
+    # Only sizes are given; budget, learning rate, patience and monitor come from the recipe.
+    config = resolve_config("lesson", model={"embed_dim": 16, "ff_dim": 16, "hidden_dim": 12, "dropout": 0.0},
+                            tokenizer={"vocab_size": 60, "max_length": 12})
+    result = fit(config, train, tmp_path / "run", progress=False)
+    chosen = json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["choices"]
+    assert chosen["train.lr"]["value"] == pytest.approx(5e-3) and chosen["train.monitor"]["value"] == "macro_f1"
+    assert chosen["train.epochs"]["value"] == MAX_EPOCHS  # 360 examples: 3 steps per epoch
+    clf = Classifier.load(result.best_dir)
+    test_texts, test_sets = multilabel_texts(150, seed=9)
+    test = TextDataset(test_texts, None, label_sets=test_sets)
+    y = encode_labels(test, clf.labels)
+    report = multilabel_report(y, clf.predict_proba(test.texts), NAMES, np.array(clf.thresholds.per_label))
+    assert report["micro_f1"] > 0.9 and report["macro_f1"] > 0.9
+
+
+def test_reading_the_stats_of_a_dataset() -> None:
+    s = DataStats.of(["a b c", "d e", "f"], [30, 3, 0], multi_label=False)
+    assert s.examples == 3 and s.mean_words == 2.0 and s.labels == 3 and s.imbalance == 10.0
+
+
+def test_recipe_choices_reach_the_checkpoint(tmp_path: Path) -> None:
+    ds = read_dataset_from(make_texts(120, seed=4), tmp_path / "d.jsonl")
+    result = fit(resolve_config("lesson", tokenizer={"vocab_size": 60, "max_length": 12}, train={"epochs": 1}), ds,
+                 tmp_path / "run", progress=False)
+    meta = Classifier.load(result.best_dir).meta
+    assert meta.model["token_dropout_length"] > 0 and meta.train["monitor"] == "accuracy"
+
+
+def read_dataset_from(ds: TextDataset, path: Path) -> TextDataset:
+    path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels or [])))
+    return read_dataset(path)

@@ -166,18 +166,7 @@ def run_ours_multilabel(
     if plots is not None:
         write_multilabel_plots(report, test[1], test_scores, plots / f"{preset}-{pos_weight}-{seed}")
     stored = json.loads((run_dir / "config.json").read_text())
-    # The threshold rule, post hoc: the same validation split fit held out (seeded), thresholds tuned
-    # on it with each minimum validation F1, then the test set decided by them.
-    _, val = stratified_split(data, config.train.val_fraction, seed)
-    val_y = indicator(val.label_sets or [], labels)
-    val_scores = clf.predict_proba(val.texts)
-    rules = {}
-    for min_f1 in MIN_F1_SWEEP:
-        th = tune_thresholds(val_y, val_scores, min_f1=min_f1)
-        r = multilabel_evaluation(test[1], test_scores, labels, np.asarray(th.per_label))
-        rules[str(min_f1)] = {"micro_f1": r["micro_f1"], "macro_f1": r["macro_f1"], "tuned": int(sum(th.tuned))}
-    print("   min validation F1 for a label's own threshold: " + ", ".join(
-        f"{k}: micro {v['micro_f1']:.4f} macro {v['macro_f1']:.4f} ({v['tuned']} tuned)" for k, v in rules.items()))
+    rules = threshold_rules(clf, data, test, labels, config.train.val_fraction, seed)
     return {
         "threshold_rules": rules,
         **{k: report[k] for k in MEASURES},
@@ -188,6 +177,36 @@ def run_ours_multilabel(
         "predict_docs_per_sec": len(test[0]) / pred_s, "epochs": len(result.history), "best_epoch": result.best_epoch,
         "pos_weight": pos_weight, "config": stored,
     }
+
+
+def threshold_rules(clf: Classifier, data: TextDataset, test: tuple[list[str], np.ndarray], labels: list[str],
+                    val_fraction: float, seed: int) -> dict[str, dict[str, float]]:
+    """The threshold rule, post hoc: the validation split fit held out (the same seeded split),
+    thresholds tuned on its scores with each minimum validation F1, the test set decided by them."""
+    _, val = stratified_split(data, val_fraction, seed)
+    val_y = indicator(val.label_sets or [], labels)
+    val_scores, test_scores = clf.predict_proba(val.texts), clf.predict_proba(test[0])
+    rules = {}
+    for min_f1 in MIN_F1_SWEEP:
+        th = tune_thresholds(val_y, val_scores, min_f1=min_f1)
+        r = multilabel_evaluation(test[1], test_scores, labels, np.asarray(th.per_label))
+        rules[str(min_f1)] = {"micro_f1": r["micro_f1"], "macro_f1": r["macro_f1"], "tuned": int(sum(th.tuned))}
+    print("   min validation F1 for a label's own threshold: " + ", ".join(
+        f"{k}: micro {v['micro_f1']:.4f} macro {v['macro_f1']:.4f} ({v['tuned']} tuned)" for k, v in rules.items()),
+        flush=True)
+    return rules
+
+
+def thresholds_of(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """``thresholds --checkpoint DIR``: the threshold sweep on a Reuters model already trained."""
+    tr_texts, tr_sets = read_reuters(args.data_dir / "reuters" / "train.jsonl.gz")
+    te_texts, te_sets = read_reuters(args.data_dir / "reuters" / "test.jsonl.gz")
+    clf = Classifier.load(args.checkpoint, device="cpu")
+    data = TextDataset(tr_texts, None, source="reuters-train", label_sets=tr_sets)
+    test = (te_texts, indicator(te_sets, clf.labels))
+    rules = threshold_rules(clf, data, test, clf.labels, clf.meta.train.get("val_fraction", 0.1),
+                            int(clf.meta.train.get("seed", 42)))
+    return [{"set": "reuters", "checkpoint": str(args.checkpoint), "threshold_rules": rules}]
 
 
 def reuters(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -267,7 +286,8 @@ def imbalance(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", nargs="?", default="reuters", choices=("reuters", "imbalance"))
+    parser.add_argument("task", nargs="?", default="reuters", choices=("reuters", "imbalance", "thresholds"))
+    parser.add_argument("--checkpoint", type=Path, help="thresholds: a Reuters model's checkpoint folder")
     parser.add_argument("--models", default="svm,lr,fasttext,lesson,base", help="reuters: peers and presets to run")
     parser.add_argument("--preset", default="lesson", help="imbalance: the preset to train")
     parser.add_argument("--data-dir", type=Path, default=DATA)
@@ -286,8 +306,9 @@ def main() -> int:
     set_threads(args.threads or None)  # one thread on a busy machine: many times faster than two
     info = machine()
     print(machine_header(info), flush=True)
-    results = reuters(args) if args.task == "reuters" else imbalance(args)
-    out = args.out or RESULTS / ("multilabel.json" if args.task == "reuters" else "imbalance.json")
+    results = {"reuters": reuters, "imbalance": imbalance, "thresholds": thresholds_of}[args.task](args)
+    out = args.out or RESULTS / {"reuters": "multilabel.json", "imbalance": "imbalance.json",
+                                 "thresholds": "thresholds.json"}[args.task]
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": info, "command": " ".join(sys.argv), "load_average_end": os.getloadavg()[0]}
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))

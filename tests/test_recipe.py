@@ -44,6 +44,10 @@ def test_the_budget_is_a_floor_in_steps_and_the_same_for_the_same_data() -> None
     again, chosen = adapted("lesson", stats(5_000))
     assert again.to_dict() == small.to_dict() and chosen["choices"]["train.epochs"]["value"] == small.train.epochs
     assert budget_epochs(900, 128, 1, 5) == budget_epochs(900, 128, 1, 5)
+    reused = resolve_config("base")
+    first = adapt(reused, stats(7_000, labels=90, multi=True))
+    assert adapt(reused, stats(7_000, labels=90, multi=True)) == first  # fit changes a config in place: no drift
+    assert reused.train.lr == 5e-3 and first["choices"]["train.lr"]["preset"] == 1e-3
     assert budget_epochs(900, 64, 2, 5) == budget_epochs(900, 128, 1, 5)  # steps count, not batches
 
 

@@ -32,11 +32,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .config import PRESETS, RunConfig
+from .config import PRESETS, RunConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
-MIN_STEPS = 2_000
+MIN_STEPS = 1_000
 MAX_EPOCHS = 100
 IMBALANCE = 3.0
 FULL_DELETION_LENGTH = 24
@@ -99,24 +99,28 @@ def adapt(config: RunConfig, stats: DataStats) -> dict[str, Any]:
     if not applies(config):
         return {}
     t, m = config.train, config.model
+    # Rules start from the preset's own values, not the config's current ones, so that a config
+    # object adapted once (fit changes it in place) adapts the same way again.
+    preset = PRESETS[config.preset]
+    start, start_model = TrainConfig(**preset.train), type(m)(**preset.model)
     choices: dict[str, dict[str, Any]] = {}
 
     def choose(section: str, key: str, value: Any, why: str) -> None:
         target = t if section == "train" else m
         if f"{section}.{key}" in config.explicit or not hasattr(target, key):
             return
-        old = getattr(target, key)
         setattr(target, key, value)
-        choices[f"{section}.{key}"] = {"value": value, "preset": old, "why": why}
+        choices[f"{section}.{key}"] = {"value": value, "preset": getattr(start if section == "train" else start_model, key),
+                                       "why": why}
 
     if stats.multi_label:
-        choose("train", "lr", t.lr * BCE_LR_FACTOR, f"multi-label: {BCE_LR_FACTOR:g}x the single-label rate for "
+        choose("train", "lr", start.lr * BCE_LR_FACTOR, f"multi-label: {BCE_LR_FACTOR:g}x the single-label rate for "
                "the sigmoid head's binary cross-entropy")
-    epochs = budget_epochs(stats.examples, t.batch_size, t.grad_accum, t.epochs)
+    epochs = budget_epochs(stats.examples, t.batch_size, t.grad_accum, start.epochs)
     steps = math.ceil(math.ceil(stats.examples / t.batch_size) / t.grad_accum)
     choose("train", "epochs", epochs, f"{stats.examples} examples in batches of {t.batch_size}: {steps} steps per "
            f"epoch; at least {MIN_STEPS} steps (at most {MAX_EPOCHS} epochs)")
-    choose("train", "patience", patience_for(t.epochs, t.patience), f"early stopping after a fifth of {t.epochs} "
+    choose("train", "patience", patience_for(t.epochs, start.patience), f"early stopping after a fifth of {t.epochs} "
            "epochs without improvement")
     imbalanced = stats.imbalance >= IMBALANCE
     monitor = "macro_f1" if stats.multi_label or imbalanced else "accuracy"
@@ -126,7 +130,7 @@ def adapt(config: RunConfig, stats: DataStats) -> dict[str, Any]:
         choose("model", "token_dropout_length", FULL_DELETION_LENGTH, f"texts under {FULL_DELETION_LENGTH} tokens "
                f"delete fewer words (mean length {stats.mean_words:g} words); none loses most of its words")
     if getattr(m, "ngram_buckets", 0) > 0:
-        choose("model", "ngram_buckets", ngram_buckets_for(stats.labels, m.ngram_buckets),
+        choose("model", "ngram_buckets", ngram_buckets_for(stats.labels, start_model.ngram_buckets),
                f"{stats.labels} labels: at most {MAX_NGRAM_WEIGHTS:,} n-gram weights")
     for key, c in choices.items():
         log.info("recipe: %s = %r (preset: %r): %s", key, c["value"], c["preset"], c["why"])

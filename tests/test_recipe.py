@@ -169,3 +169,18 @@ def test_recipe_choices_reach_the_checkpoint(tmp_path: Path) -> None:
 def read_dataset_from(ds: TextDataset, path: Path) -> TextDataset:
     path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels or [])))
     return read_dataset(path)
+
+
+def test_a_label_below_the_minimum_validation_f1_takes_the_global_threshold() -> None:
+    from classiformer.thresholds import tune_thresholds
+
+    rng = np.random.default_rng(0)
+    y = np.zeros((200, 2), dtype=np.int64)
+    y[:60, 0] = 1  # label 0: learned (scores separate it)
+    y[rng.choice(200, 20, replace=False), 1] = 1  # label 1: scores are noise around its base rate
+    scores = np.stack([np.where(y[:, 0] == 1, 0.8, 0.2) + rng.normal(0, 0.05, 200), rng.uniform(0, 0.3, 200)], 1)
+    plain = tune_thresholds(y, scores)
+    strict = tune_thresholds(y, scores, min_f1=0.5)
+    assert plain.tuned == [True, True] and strict.tuned == [True, False]
+    assert strict.per_label[1] == strict.global_threshold and strict.per_label[0] == plain.per_label[0]
+    assert strict.to_dict()["min_f1"] == 0.5 and type(strict).from_dict(strict.to_dict()) == strict

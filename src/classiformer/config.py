@@ -126,8 +126,10 @@ class TransformerConfig:
                 f"embed_dim ({self.embed_dim}) must be divisible by num_heads ({self.num_heads})"
             )
         require_positive(self, ("vocab_size", "max_length", "embed_dim", "num_heads", "ff_dim", "num_labels"))
-        if self.num_layers < 0 or self.hidden_dim < 0 or self.ngram_buckets < 0 or self.token_dropout_length < 0:
-            raise ConfigError("num_layers, hidden_dim, ngram_buckets and token_dropout_length must not be negative")
+        if self.num_layers < 0 or self.hidden_dim < 0 or self.ngram_buckets < 0:
+            raise ConfigError("num_layers, hidden_dim and ngram_buckets must not be negative")
+        if self.token_dropout_length < 0:
+            raise ConfigError(f"token_dropout_length must not be negative, got {self.token_dropout_length}")
         require_positive(self, ("ngram_scale",))
         require_rate(self, ("dropout", "attention_dropout", "token_dropout"))
         require_choice(self, "token_drop", ("unk", "delete"))

@@ -21,6 +21,7 @@ from .config import (  # noqa: E402
     resolve_config,
 )
 from .data import Columns, DataError, TextDataset, load_builtin, read_dataset  # noqa: E402
+from .distill import distill  # noqa: E402
 from .evaluate import evaluate, write_evaluation  # noqa: E402
 from .explain import Explanation  # noqa: E402
 from .predict import Classifier  # noqa: E402
@@ -45,6 +46,7 @@ __all__ = [
     "TransformerConfig",
     "__version__",
     "calibrate",
+    "distill",
     "evaluate",
     "fit",
     "load_builtin",

@@ -159,7 +159,9 @@ class Loss:
 
         return Loss(self.multi_label, move(self.class_weight), move(self.pos_weight), self.label_smoothing)
 
-    def __call__(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """The mean loss of a batch; ``index`` (B,), the batch's rows in the training set, is for
+        losses with per-example targets (distill.DistillLoss) and unused here."""
         if self.multi_label:
             return bce_with_logits(logits, labels, self.pos_weight)
         return weighted_cross_entropy(logits, labels, self.class_weight, self.label_smoothing)

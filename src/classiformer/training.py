@@ -551,7 +551,7 @@ class Trainer:
                     with contextlib.nullcontext() if last else distributed.no_sync(self.ddp):
                         with autocast(self.device, self.amp):
                             out = self.ddp(**batch)
-                        loss = self.loss(out.logits.float(), labels)
+                        loss = self.loss(out.logits.float(), labels, batch.get("index"))  # (streamed batches have none)
                         # The rank's share of the step's examples: averaged over ranks, the mean over all.
                         scaled = loss * weights[slot] if world > 1 else loss
                         self.scaler.scale(scaled / cfg.grad_accum).backward()
@@ -853,6 +853,8 @@ def fit(
     on_step: Callable[[int], None] | None = None,
     callbacks: Sequence[Callback] = (),
     signals: StopSignals | None = None,
+    loss_hook: Callable[[Loss, list[str]], Loss] | None = None,
+    meta_extra: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train a classifier on ``train`` into ``run_dir`` (``best/``, ``last/``, metrics log).
 
@@ -880,6 +882,12 @@ def fit(
     ``config.train.streaming``): a first pass finds the labels, holds out the validation rows
     (unless ``validation`` is given) and samples the texts a from-scratch tokenizer is fit on;
     training then reads the stream for ``max_steps`` steps (default: ``epochs`` passes).
+
+    ``loss_hook(loss, labels)``, given the loss fit built from the data (class weights or
+    pos_weight) and the label order of the model's outputs, returns the loss to train with; it is
+    called with each batch's logits, labels and example indices (rows of ``train``), which is how
+    distillation finds a row's teacher targets. ``meta_extra`` goes into the checkpoints'
+    ``extra`` (what distillation records about its teachers).
     """
     run_dir = Path(run_dir)
     dev = resolve_device(device)
@@ -989,6 +997,7 @@ def fit(
             chosen = {"recipe": recipe} if recipe else {}
             if distributed.is_main():
                 atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data, **chosen}, indent=2))
+        meta.extra.update(meta_extra or {})
         if weights is not None:
             meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
             log.info("class weights (%s): %s", tcfg.class_weight,
@@ -1012,6 +1021,8 @@ def fit(
         else:
             loss = Loss(class_weight=None if weights is None else torch.from_numpy(weights),
                         label_smoothing=tcfg.label_smoothing)
+        if loss_hook is not None:
+            loss = loss_hook(loss, labels)
         n_params = sum(p.numel() for p in model.parameters())
         log.info("model %s: %s parameters; %d train / %d validation examples; device %s",
                  config.family, f"{n_params:,}", len(train_enc), len(val_enc), dev)

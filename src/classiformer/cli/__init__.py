@@ -18,6 +18,7 @@ from ..distributed import DistributedError
 from ..runtime import configure_logging
 from . import (
     calibrate_cmd,
+    distill_cmd,
     evaluate_cmd,
     explain_cmd,
     export_cmd,
@@ -29,7 +30,7 @@ from . import (
 )
 
 # Each module exposes ``register(subparsers)``, which adds its parser with ``func`` set.
-COMMANDS = [train_cmd, tune_cmd, evaluate_cmd, predict_cmd, explain_cmd, calibrate_cmd, export_cmd, serve_cmd, presets_cmd]
+COMMANDS = [train_cmd, tune_cmd, distill_cmd, evaluate_cmd, predict_cmd, explain_cmd, calibrate_cmd, export_cmd, serve_cmd, presets_cmd]
 
 EXPECTED_ERRORS = (DataError, DownloadError, CheckpointError, ConfigError, FileExistsError, FileNotFoundError, ValueError,
                    DistributedError)

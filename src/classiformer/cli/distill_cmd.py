@@ -1,0 +1,133 @@
+"""classiformer distill: train a small from-scratch student on a trained teacher's soft targets."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..config import PRESETS, ConfigError, resolve_config
+from ..data import DataError, TextDataset, check_labels_known, read_dataset
+from ..distill import DEFAULT_ALPHA, DEFAULT_STUDENT, DEFAULT_TEMPERATURE, distill
+from ..evaluate import evaluate, write_evaluation
+from ..metrics import format_calibration
+from ..predict import Classifier
+from .common import (
+    add_data_options,
+    add_runtime_options,
+    apply_runtime,
+    columns_from_args,
+    load_split,
+    rel,
+    report_text,
+    require,
+)
+from .train_cmd import OVERRIDES
+
+# Student flags: train's overrides, less those that only pretrained encoders take.
+PRETRAINED_ONLY = {"--long-text", "--pooling", "--unfreeze-top", "--attention-dropout", "--feature-cache-mb", "--layer-decay"}
+STUDENT_OVERRIDES = [o for o in OVERRIDES if o[0] not in PRETRAINED_ONLY]
+STUDENT_PRESETS = sorted(k for k, v in PRESETS.items() if v.family != "hf")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="train a small, fast model on a trained teacher's predictions (knowledge distillation)",
+        description="Train a from-scratch student on the soft targets of one or more trained TEACHER models (several: "
+        "their probabilities are averaged): loss = alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * "
+        "cross-entropy on gold labels (Hinton et al., 2015). The teacher labels --train, --unlabeled and --augment "
+        "variants once; its logits are cached in the run folder. The student is an ordinary run: evaluate, predict, "
+        "serve, explain and calibrate take it as they take any other.",
+        epilog="example: classiformer distill runs/ag_news_minilm --train train.csv --augment 4 --student lesson "
+        "-o runs/ag_news_student",
+    )
+    p.add_argument("teachers", nargs="+", metavar="TEACHER", help="trained model (run or checkpoint folder); several are an ensemble")
+    add_data_options(p, train=True)
+    p.add_argument("--unlabeled", metavar="FILE", action="append",
+                   help="texts without labels for the teacher to label: a .txt file (one text per line) or a data file "
+                   "read with the --text-column/--header options (labels, if any, are ignored); repeatable")
+    p.add_argument("--augment", type=int, default=0, metavar="N",
+                   help="add N synthetic variants per text (masking, word replacement, n-gram sampling; Tang et al., "
+                   "2019) to the transfer set (default: 0)")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA,
+                   help=f"weight of the teacher's term; 1 - alpha weighs the gold labels (default: {DEFAULT_ALPHA})")
+    p.add_argument("--temperature", type=float, default=DEFAULT_TEMPERATURE,
+                   help=f"softmax temperature T of the soft targets (default: {DEFAULT_TEMPERATURE})")
+    p.add_argument("--teacher-batch-size", type=int, default=64, help="batch size of the teacher's labelling pass")
+    g = p.add_argument_group("student")
+    g.add_argument("--student", default=None, choices=STUDENT_PRESETS, metavar="PRESET",
+                   help=f"the student's recipe: {', '.join(STUDENT_PRESETS)} (default: {DEFAULT_STUDENT}, or the "
+                   "--config file's preset)")
+    g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
+    for flag, section, _key, typ, help_ in STUDENT_OVERRIDES:
+        (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
+    o = p.add_argument_group("output")
+    o.add_argument("--output", "-o", required=True, help="the student's run folder")
+    o.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --output (the teacher's cached logits there are reused)")
+    add_runtime_options(p)
+    p.set_defaults(func=run)
+
+
+def read_unlabeled(path: str, args: argparse.Namespace) -> TextDataset:
+    """Texts of an ``--unlabeled`` file: one per line of a .txt file, else the text columns of a
+    data file."""
+    p = Path(path)
+    if p.suffix.lower() == ".txt":
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise DataError(f"{p}: file not found") from None
+        except UnicodeDecodeError as e:
+            raise DataError(f"{p}: not UTF-8 text ({e})") from None
+        kept = [(i + 1, t) for i, t in enumerate(lines) if t.strip()]
+        return TextDataset([t for _, t in kept], None, source=str(p), lines=[n for n, _ in kept])
+    return read_dataset(p, columns_from_args(args), skip_bad_rows=args.skip_bad_rows, labelled=False)
+
+
+def run(args: argparse.Namespace) -> int:
+    apply_runtime(args)
+    sections: dict[str, dict[str, Any]] = {"model": {}, "tokenizer": {}, "train": {}}
+    for flag, section, key, _typ, _help in STUDENT_OVERRIDES:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            sections[section][key] = value
+    preset = args.student or (None if args.config else DEFAULT_STUDENT)
+    config = resolve_config(preset or DEFAULT_STUDENT, args.config, **sections)
+    if config.family == "hf":
+        raise ConfigError(f"the student is trained from scratch; {args.config} names the pretrained preset {config.preset!r}")
+    train = require(load_split(args, "train"), "train")
+    validation = load_split(args, "validation")
+    test = load_split(args, "test")
+    unlabeled: list[str] = []
+    for path in args.unlabeled or []:
+        unlabeled.extend(read_unlabeled(path, args).texts)
+    if test is not None:  # before training, not after its last epoch
+        check_labels_known(test, train.label_names())
+    run_dir = Path(args.output)
+    result = distill(
+        args.teachers, config, train, run_dir, validation=validation, unlabeled=unlabeled, augment=args.augment,
+        alpha=args.alpha, temperature=args.temperature, device=args.device, teacher_device=args.device,
+        teacher_batch_size=args.teacher_batch_size, overwrite=args.overwrite, progress=not args.no_progress,
+    )
+    record = Classifier.load(result.best_dir, device="cpu").meta.extra.get("distillation", {})
+    ts = record.get("transfer_set", {})
+    print(f"transfer set: {ts.get('texts', 0):,} texts ({ts.get('gold', 0):,} labelled, {ts.get('unlabeled', 0):,} "
+          f"unlabelled, {ts.get('augmented', 0):,} variants); teacher labelling {record.get('teacher_labelling_seconds', 0):.1f} s")
+    score = "micro-F1" if result.history and "val_micro_f1" in result.history[-1] else "accuracy"
+    print(f"trained {len(result.history)} epoch(s) at {result.train_samples_per_sec:,.0f} samples/s; "
+          f"best validation {score} {result.best_val_accuracy:.4f} (epoch {result.best_epoch})")
+    print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
+    if test is not None:
+        clf = Classifier.load(result.best_dir, device=args.device)
+        report = evaluate(clf, test, progress=not args.no_progress)
+        paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
+        print()
+        print(f"test set: {test.source}")
+        print(report_text(report, paths))
+        print(format_calibration(report))
+        print()
+        for what, path in paths.items():
+            print(f"{what}: {rel(path)}")
+    return 0

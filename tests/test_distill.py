@@ -1,0 +1,208 @@
+"""Distillation: the loss, the teacher's cached logits, augmentation and the distill command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from classiformer import Classifier, fit, resolve_config
+from classiformer.cli import main
+from classiformer.config import ConfigError
+from classiformer.data import DataError, TextDataset
+from classiformer.data.augment import MASK, Augmenter
+from classiformer.distill import DistillLoss, distill, kd_term, soft_targets, teacher_logits, transfer_set
+from classiformer.losses import Loss
+
+from .conftest import make_texts
+
+TINY = {"epochs": 6, "lr": 3e-3, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained on the toy topics: the teacher of every test here."""
+    torch.set_num_threads(1)
+    run = tmp_path_factory.mktemp("teacher")
+    fit(resolve_config("tiny", train=TINY), make_texts(240, seed=1), run, progress=False)
+    return run
+
+
+def write_jsonl(path: Path, ds: TextDataset) -> Path:
+    path.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(ds.texts, ds.labels or [])))
+    return path
+
+
+# -- the loss -----------------------------------------------------------------------------------
+
+
+def test_kd_term_equals_a_hand_computation() -> None:
+    s = np.array([[2.0, -1.0, 0.5], [0.0, 3.0, -2.0]])
+    z = np.array([[1.0, 0.0, -1.0], [-0.5, 2.5, 0.0]])
+    t = 2.0
+
+    def sm(x: np.ndarray) -> np.ndarray:
+        e = np.exp(x - x.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+    q, p = sm(z / t), sm(s / t)
+    hand = t * t * (q * np.log(q / p)).sum(1)
+    got = kd_term(torch.tensor(s), torch.tensor(soft_targets([z], t, False)), t, False)
+    np.testing.assert_allclose(got.numpy(), hand, rtol=1e-5)
+    # multi-label: the Bernoulli KL per label, averaged
+    sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    qb, pb = sig(z / t), sig(s / t)
+    hand_ml = t * t * (qb * np.log(qb / pb) + (1 - qb) * np.log((1 - qb) / (1 - pb))).mean(1)
+    got_ml = kd_term(torch.tensor(s), torch.tensor(soft_targets([z], t, True)), t, True)
+    np.testing.assert_allclose(got_ml.numpy(), hand_ml, rtol=1e-5)
+    # a student that matches its teacher pays nothing
+    assert float(kd_term(torch.tensor(z), torch.tensor(soft_targets([z], t, False)), t, False).abs().max()) < 1e-6
+
+
+def test_distill_loss_mixes_teacher_and_gold_only_where_gold_exists() -> None:
+    logits = torch.tensor([[1.0, 0.0], [0.0, 2.0], [0.5, 0.5]])
+    labels = torch.tensor([0, 0, 1])
+    teacher = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]], dtype=np.float32)
+    has_gold = np.array([True, False, True])
+    loss = DistillLoss.wrap(Loss(), teacher, has_gold, alpha=0.3, temperature=2.0)
+    index = torch.tensor([0, 1, 2])
+    soft = kd_term(logits, torch.from_numpy(teacher), 2.0, False)
+    ce = torch.nn.functional.cross_entropy(logits, labels, reduction="none") * torch.tensor([1.0, 0.0, 1.0])
+    assert torch.allclose(loss(logits, labels, index), (0.3 * soft + 0.7 * ce).mean())
+    # rows are found by index, not by position in the batch
+    assert torch.allclose(loss(logits[[2, 0]], labels[[2, 0]], index[[2, 0]]), (0.3 * soft + 0.7 * ce)[[2, 0]].mean())
+    with pytest.raises(ValueError, match="index"):
+        loss(logits, labels)
+    with pytest.raises(ConfigError, match="alpha"):
+        DistillLoss.wrap(Loss(), teacher, has_gold, alpha=1.5, temperature=2.0)
+
+
+def test_ensemble_averages_probabilities() -> None:
+    a, b = np.array([[4.0, 0.0]]), np.array([[0.0, 4.0]])
+    np.testing.assert_allclose(soft_targets([a, b], 1.0, False), [[0.5, 0.5]], rtol=1e-6)
+
+
+# -- the teacher --------------------------------------------------------------------------------
+
+
+def test_cached_teacher_logits_equal_recomputed(teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clf = Classifier.load(teacher)
+    texts = make_texts(30, seed=5).texts
+    first = teacher_logits(clf, texts, tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("*/part-*.keys.npy"))) == 1
+    fresh = clf.logits(texts)
+    monkeypatch.setattr(Classifier, "logits", lambda *a, **k: pytest.fail("labelled again instead of read from the cache"))
+    cached = teacher_logits(clf, texts, tmp_path / "cache")
+    np.testing.assert_array_equal(cached, fresh)
+    np.testing.assert_array_equal(first, fresh)
+    monkeypatch.undo()
+    # only a text not seen before is labelled, into a part of its own; a repeated text once
+    asked: list[int] = []
+    logits = Classifier.logits
+    monkeypatch.setattr(Classifier, "logits", lambda self, t, *a: asked.append(len(t)) or logits(self, t, *a))
+    more = [*texts[:-1], "stock market", "stock market"]
+    other = teacher_logits(clf, more, tmp_path / "cache")
+    assert asked == [1]
+    # (the new text was labelled in a batch of its own: other batch shapes round differently)
+    np.testing.assert_allclose(other, logits(clf, more), rtol=1e-5, atol=1e-6)
+    assert len(list((tmp_path / "cache").glob("*/part-*.keys.npy"))) == 2
+    # a part whose keys a killed run never wrote is ignored
+    next((tmp_path / "cache").glob("*/part-0001-*.keys.npy")).unlink()
+    teacher_logits(clf, more, tmp_path / "cache")
+    assert asked == [1, 1]
+
+
+# -- augmentation -------------------------------------------------------------------------------
+
+
+def test_augmentation_is_seeded_and_reproducible() -> None:
+    texts = make_texts(40, seed=3).texts
+    a, src_a = Augmenter(seed=7).augment(texts, 3)
+    b, src_b = Augmenter(seed=7).augment(texts, 3)
+    c, _ = Augmenter(seed=8).augment(texts, 3)
+    assert (a, src_a) == (b, src_b)
+    assert a != c
+    assert all(v != texts[i] for v, i in zip(a, src_a))
+    # a text's variants do not depend on the other texts in the set (seeded by its index)
+    aug = Augmenter(seed=7).fit(texts)
+    assert aug.variants(texts[5], 3, 5) == [v for v, i in zip(a, src_a) if i == 5]
+
+
+def test_augmentation_rules() -> None:
+    words = ["the", "big", "match", "ended", "in", "a", "late", "goal"]
+    rng = np.random.default_rng(0)
+    assert Augmenter(p_mask=1.0, p_replace=0.0, p_ngram=0.0).fit([]).variant(words, rng) == [MASK] * len(words)
+    for _ in range(20):
+        cut = Augmenter(p_mask=0.0, p_replace=0.0, p_ngram=1.0, max_ngram=3).fit([]).variant(words, rng)
+        assert 1 <= len(cut) <= 3 and " ".join(cut) in " ".join(words)
+    # replacement draws a word seen between the same neighbours
+    aug = Augmenter(p_mask=0.0, p_replace=1.0, p_ngram=0.0).fit(["a red car", "a blue car", "a fast car"])
+    got = aug.variant(["a", "red", "car"], rng)
+    assert got[1] in {"red", "blue", "fast"} and got[0] == "a" and got[2] == "car"
+    with pytest.raises(ValueError, match="p_mask"):
+        Augmenter(p_mask=2.0)
+
+
+def test_transfer_set_flags_gold_rows_only() -> None:
+    train = make_texts(12, seed=1)
+    ts = transfer_set(train, ["no label here", "nor here"], augment=2, seed=0)
+    assert ts.texts[:12] == train.texts and ts.texts[12:14] == ["no label here", "nor here"]
+    assert ts.has_gold[:12].all() and not ts.has_gold[12:].any()
+    assert ts.n_unlabeled == 2 and ts.n_augmented == len(ts.texts) - 14 > 0
+
+
+# -- the whole run ------------------------------------------------------------------------------
+
+
+def test_toy_teacher_distils_into_a_tiny_student_that_matches_it(teacher: Path, tmp_path: Path) -> None:
+    # alpha 1: the student learns from the teacher's soft targets alone, gold labels unused
+    config = resolve_config("tiny", train={**TINY, "epochs": 8, "lr": 1e-2})
+    unlabeled = make_texts(60, seed=9).texts
+    result = distill([teacher, teacher], config, make_texts(240, seed=1), tmp_path / "student",
+                     unlabeled=unlabeled, augment=1, alpha=1.0, progress=False)
+    test = make_texts(90, seed=2)
+    t, s = Classifier.load(teacher), Classifier.load(result.best_dir)
+    agreement = np.mean(np.array(s.predict(test.texts)) == np.array(t.predict(test.texts)))
+    assert agreement >= 0.85
+    record = s.meta.extra["distillation"]
+    assert record["teachers"] == [str(teacher / "best")] * 2
+    assert record["transfer_set"]["gold"] == 216 and record["transfer_set"]["unlabeled"] == 60
+    assert record["transfer_set"]["augmented"] > 0
+    saved = json.loads((result.best_dir / "classiformer.json").read_text())
+    assert saved["extra"]["distillation"]["alpha"] == record["alpha"]
+
+
+def test_distill_refuses_what_it_cannot_do(teacher: Path, tmp_path: Path) -> None:
+    other = TextDataset(["a red car", "a blue car", "a fast car", "a slow car"], ["red", "blue", "red", "blue"])
+    with pytest.raises(DataError, match="teacher does not know"):
+        distill([teacher], resolve_config("tiny"), other, tmp_path / "s1", progress=False)
+    with pytest.raises(ConfigError, match="from-scratch"):
+        distill([teacher], resolve_config("finetune"), make_texts(30), tmp_path / "s2", progress=False)
+    with pytest.raises(DataError, match="labelled"):
+        distill([teacher], resolve_config("tiny"), TextDataset(["x", "y"], None), tmp_path / "s3", progress=False)
+
+
+def test_distill_command_gives_an_ordinary_run(teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", make_texts(240, seed=1))
+    test = write_jsonl(tmp_path / "test.jsonl", make_texts(60, seed=2))
+    extra = tmp_path / "more.txt"
+    extra.write_text("\n".join(make_texts(30, seed=4).texts) + "\n\n", encoding="utf-8")
+    run = tmp_path / "student"
+    args = ["distill", str(teacher), "--train", str(train), "--unlabeled", str(extra), "--augment", "1",
+            "--student", "tiny", "--epochs", "6", "--lr", "3e-3", "--batch-size", "16", "-o", str(run), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "transfer set:" in out and "30 unlabelled" in out
+    assert main(["evaluate", str(run), "--test", str(test), "--no-progress"]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["predict", str(run), "stock market shares rise"]) == 0
+    assert "money" in capsys.readouterr().out
+    meta = json.loads((run / "best" / "classiformer.json").read_text())
+    assert meta["extra"]["distillation"]["teachers"] == [str(teacher / "best")]
+    # the teacher's logits are cached in the run folder and reused by --overwrite
+    assert list((run / "teacher_logits").glob("*/part-*.keys.npy"))
+    assert main(args) == 1
+    assert "already holds a training run" in capsys.readouterr().err

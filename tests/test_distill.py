@@ -206,3 +206,16 @@ def test_distill_command_gives_an_ordinary_run(teacher: Path, tmp_path: Path, ca
     assert list((run / "teacher_logits").glob("*/part-*.keys.npy"))
     assert main(args) == 1
     assert "already holds a training run" in capsys.readouterr().err
+
+
+def test_an_exported_onnx_teacher_teaches_as_its_checkpoint_does(teacher: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    exported = tmp_path / "onnx"
+    assert main(["export", str(teacher), "-o", str(exported), "--quantize", "none"]) == 0
+    texts = make_texts(30, seed=5).texts
+    onnx, torch_teacher = Classifier.load(exported), Classifier.load(teacher)
+    np.testing.assert_allclose(teacher_logits(onnx, texts, tmp_path / "cache"), torch_teacher.logits(texts),
+                               rtol=1e-4, atol=1e-5)
+    result = distill([exported], resolve_config("tiny", train={**TINY, "epochs": 2}), make_texts(120, seed=1),
+                     tmp_path / "student", progress=False)
+    assert Classifier.load(result.best_dir).meta.extra["distillation"]["teachers"] == [str(exported)]

@@ -43,14 +43,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checkpoint import atomic_write_text
+from .checkpoint import ONNXRUNTIME, atomic_write_text, read_meta
 from .config import ConfigError, RunConfig
 from .data.augment import Augmenter
 from .data.datasets import DataError, TextDataset, stratified_split
 from .losses import Loss
 from .predict import Classifier, resolve_model_path
 from .runtime import cpu_features, resolve_device
-from .training import TrainResult, fit
+from .training import Callback, TrainResult, fit
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,9 @@ def _digests(texts: Sequence[str]) -> np.ndarray:
 
 
 def load_teachers(paths: Sequence[str | Path], device: str | None = None, batch_size: int = 64) -> list[Classifier]:
-    """The teacher models (run or checkpoint folders), which must share labels and problem type;
-    bf16 where the device makes it faster than fp32."""
+    """The teacher models (run or checkpoint folders, or folders ``classiformer export`` wrote,
+    which run with ONNX Runtime on the CPU), which must share labels and problem type; bf16 where
+    the device makes it faster than fp32."""
     if not paths:
         raise ConfigError("distillation needs at least one teacher model")
     dev = resolve_device(device)
@@ -159,7 +160,12 @@ def load_teachers(paths: Sequence[str | Path], device: str | None = None, batch_
         bf16 = torch.cuda.is_bf16_supported()
     else:
         bf16 = dev.type == "cpu" and cpu_features().native_bf16
-    teachers = [Classifier.load(p, device=str(dev), batch_size=batch_size, bf16=bf16) for p in paths]
+    teachers = []
+    for p in paths:
+        if read_meta(resolve_model_path(p)).runtime == ONNXRUNTIME:  # exported: ONNX Runtime, on the CPU
+            teachers.append(Classifier.load(p, device="cpu", batch_size=batch_size))
+        else:
+            teachers.append(Classifier.load(p, device=str(dev), batch_size=batch_size, bf16=bf16))
     first = teachers[0]
     for path, t in zip(paths[1:], teachers[1:]):
         if sorted(t.labels) != sorted(first.labels):
@@ -312,6 +318,7 @@ def distill(
     overwrite: bool = False,
     progress: bool = True,
     cache_dir: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train ``config``'s (from-scratch) student into ``run_dir`` on the soft targets of
     ``teachers`` (model folders; several are averaged) over the transfer set built from ``train``,
@@ -319,7 +326,8 @@ def distill(
     ``validation``, a stratified ``config.train.val_fraction`` of ``train`` is held out before
     anything is augmented, so no variant of a validation text is trained on. Returns
     :class:`~classiformer.training.TrainResult`. The teacher's logits are cached in ``cache_dir``
-    (default: ``run_dir/teacher_logits``; several runs may share one)."""
+    (default: ``run_dir/teacher_logits``; several runs may share one). ``callbacks`` go to
+    :func:`~classiformer.training.fit` (run tracking: ``tracking.start_tracking``)."""
     run_dir = Path(run_dir)
     if not train.labelled:
         raise DataError(f"{train.source}: distillation trains on labelled texts (--train); give texts without "
@@ -396,4 +404,4 @@ def distill(
              len(folders), config.preset, len(ts.texts), int(ts.has_gold.sum()), ts.n_unlabeled, ts.n_augmented,
              alpha, temperature)
     return fit(config, data, run_dir, validation=validation, device=device, overwrite=overwrite,
-               progress=progress, loss_hook=make_loss, meta_extra={"distillation": record})
+               progress=progress, callbacks=callbacks, loss_hook=make_loss, meta_extra={"distillation": record})

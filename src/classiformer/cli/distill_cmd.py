@@ -12,9 +12,11 @@ from ..distill import DEFAULT_ALPHA, DEFAULT_STUDENT, DEFAULT_TEMPERATURE, disti
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_calibration
 from ..predict import Classifier
+from ..tracking import start_tracking
 from .common import (
     add_data_options,
     add_runtime_options,
+    add_tracking_options,
     apply_runtime,
     columns_from_args,
     load_split,
@@ -66,6 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--output", "-o", required=True, help="the student's run folder")
     o.add_argument("--overwrite", action="store_true",
                    help="replace an existing run in --output (the teacher's cached logits there are reused)")
+    add_tracking_options(p)
     add_runtime_options(p)
     p.set_defaults(func=run)
 
@@ -88,13 +91,15 @@ def read_unlabeled(path: str, args: argparse.Namespace) -> TextDataset:
 
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
+    tracker = start_tracking(args.report_to, args.tracking_uri)  # a missing backend fails before anything else
     sections: dict[str, dict[str, Any]] = {"model": {}, "tokenizer": {}, "train": {}}
     for flag, section, key, _typ, _help in STUDENT_OVERRIDES:
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             sections[section][key] = value
     preset = args.student or (None if args.config else DEFAULT_STUDENT)
-    config = resolve_config(preset or DEFAULT_STUDENT, args.config, **sections)
+    config = resolve_config(preset or DEFAULT_STUDENT, args.config, model=sections["model"],
+                            tokenizer=sections["tokenizer"], train=sections["train"])
     if config.family == "hf":
         raise ConfigError(f"the student is trained from scratch; {args.config} names the pretrained preset {config.preset!r}")
     train = require(load_split(args, "train"), "train")
@@ -106,11 +111,17 @@ def run(args: argparse.Namespace) -> int:
     if test is not None:  # before training, not after its last epoch
         check_labels_known(test, train.label_names())
     run_dir = Path(args.output)
-    result = distill(
-        args.teachers, config, train, run_dir, validation=validation, unlabeled=unlabeled, augment=args.augment,
-        alpha=args.alpha, temperature=args.temperature, device=args.device, teacher_device=args.device,
-        teacher_batch_size=args.teacher_batch_size, overwrite=args.overwrite, progress=not args.no_progress,
-    )
+    with tracker:
+        result = distill(
+            args.teachers, config, train, run_dir, validation=validation, unlabeled=unlabeled, augment=args.augment,
+            alpha=args.alpha, temperature=args.temperature, device=args.device, teacher_device=args.device,
+            teacher_batch_size=args.teacher_batch_size, overwrite=args.overwrite, progress=not args.no_progress,
+            callbacks=[tracker] if tracker else [],
+        )
+        return _report(args, result, run_dir, test, tracker)
+
+
+def _report(args: argparse.Namespace, result: Any, run_dir: Path, test: TextDataset | None, tracker: Any) -> int:
     record = Classifier.load(result.best_dir, device="cpu").meta.extra.get("distillation", {})
     ts = record.get("transfer_set", {})
     print(f"transfer set: {ts.get('texts', 0):,} texts ({ts.get('gold', 0):,} labelled, {ts.get('unlabeled', 0):,} "
@@ -123,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         clf = Classifier.load(result.best_dir, device=args.device)
         report = evaluate(clf, test, progress=not args.no_progress)
         paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
+        tracker.log_test(report, paths)
         print()
         print(f"test set: {test.source}")
         print(report_text(report, paths))

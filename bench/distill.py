@@ -1,0 +1,310 @@
+"""Distillation (``classiformer distill``): a MiniLM teacher into from-scratch students, against the
+teacher itself and the classic peers (TF-IDF + logistic regression, fastText), side by side in one run.
+
+For each set: the teacher's accuracy and fp32 docs/s; each student size distilled (default alpha
+and T) and trained on gold labels alone, with accuracy, docs/s on the same texts as the teacher
+(tokenization included, one thread as for every row), and training time including the teacher's
+labelling of the transfer set; then, on the ``lesson`` student, what ``--augment`` adds, what
+unlabelled texts add (a quarter of the training split keeps its labels, the rest is given as
+unlabelled) and an alpha/T grid. Writes bench/results/distill.json and, with ``--plot``, the
+accuracy-vs-docs/s figure. Teachers are trained once and kept in /tmp/distill-teachers.
+
+    .venv/bin/python bench/distill.py --sets ag_news --plot docs/distill_tradeoff.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hardware import header, machine
+from scratch import load_set, run_fasttext, run_tfidf
+
+from classiformer import Classifier, distill, evaluate, fit, resolve_config
+from classiformer.data import TextDataset
+
+DATA = Path("/work/shared/data")
+TEACHERS = Path("/tmp/distill-teachers")
+# The teacher's training subset, token limit and recipe per set. Fine-tuning MiniLM (the
+# ``finetune`` preset) did not fit the shared 2-core machine (load 12-16: 6 CPU-minutes in 30
+# minutes of wall time, not one epoch of 5,472 AG News rows), so the teacher is MiniLM with the
+# ``frozen`` preset (features computed once, a linear head): the same encoder, hence the same
+# prediction cost, trained on every row.
+TEACHER_ROWS: dict[str, int | None] = {"ag_news": None, "sst2": 6000, "imdb": 2000}
+TEACHER_MAX_LENGTH = {"ag_news": 128, "sst2": 64, "imdb": 256}
+TEACHER_PRESET = {"ag_news": "frozen", "sst2": "frozen", "imdb": "frozen"}
+
+
+def load_bench_set(name: str, data_dir: Path = DATA) -> tuple[TextDataset, TextDataset]:
+    return load_set(name, data_dir)
+
+
+def subset(ds: TextDataset, n: int | None, seed: int = 0) -> TextDataset:
+    if n is None or n >= len(ds):
+        return ds
+    rng = np.random.default_rng(seed)
+    return ds.subset(sorted(rng.choice(len(ds), n, replace=False).tolist()))
+
+
+def teacher_run(name: str, train: TextDataset, root: Path = TEACHERS) -> dict[str, Any]:
+    """Train the MiniLM teacher (``TEACHER_PRESET``'s defaults) on the set's bounded subset, once:
+    a finished run in ``root/name`` is reused."""
+    run = root / name
+    info = run / "bench_teacher.json"
+    if info.exists():
+        return dict(json.loads(info.read_text()))
+    rows = subset(train, TEACHER_ROWS[name])
+    config = resolve_config(TEACHER_PRESET[name], tokenizer={"max_length": TEACHER_MAX_LENGTH[name]})
+    t0 = time.perf_counter()
+    result = fit(config, rows, run, overwrite=True, progress=False)
+    out = {"run": str(result.best_dir), "preset": TEACHER_PRESET[name], "rows": len(rows), "max_length": TEACHER_MAX_LENGTH[name],
+           "train_seconds": time.perf_counter() - t0, "best_val_accuracy": result.best_val_accuracy}
+    info.write_text(json.dumps(out, indent=2))
+    return out
+
+
+# Student sizes: (name, preset, model overrides).
+STUDENTS: list[tuple[str, str, dict[str, Any]]] = [
+    ("small", "lesson", {"embed_dim": 16, "ff_dim": 16, "head_dim": 16, "hidden_dim": 16}),
+    ("lesson", "lesson", {}),
+    ("base", "base", {}),
+]
+
+
+def docs_per_sec(clf: Classifier, texts: list[str], repeats: int = 2) -> float:
+    """Best of ``repeats`` passes of ``predict`` (tokenization included) over ``texts``."""
+    clf.predict(texts[:32])  # warm-up
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        clf.predict(texts)
+        best = max(best, len(texts) / (time.perf_counter() - t0))
+    return best
+
+
+def accuracy(clf: Classifier, test: TextDataset) -> float:
+    return float(evaluate(clf, test, progress=False)["accuracy"])
+
+
+def student(name: str, preset: str, model: dict[str, Any], teacher: Path, train: TextDataset, test: TextDataset,
+            timing: list[str], out: Path, cache: Path, **kw: Any) -> dict[str, Any]:
+    config = resolve_config(preset, model=model)
+    t0 = time.perf_counter()
+    result = distill([teacher], config, train, out, cache_dir=cache, overwrite=True, progress=False, **kw)
+    seconds = time.perf_counter() - t0
+    clf = Classifier.load(result.best_dir)
+    record = clf.meta.extra["distillation"]
+    return {"student": name, "preset": preset, "model": model, "accuracy": accuracy(clf, test),
+            "docs_per_sec": docs_per_sec(clf, timing), "train_seconds": seconds,
+            "teacher_labelling_seconds": record["teacher_labelling_seconds"], "epochs": len(result.history),
+            "transfer_set": record["transfer_set"], "alpha": record["alpha"], "temperature": record["temperature"],
+            "params": sum(p.numel() for p in clf.model.parameters())}
+
+
+def gold_only(name: str, preset: str, model: dict[str, Any], train: TextDataset, test: TextDataset,
+              out: Path) -> dict[str, Any]:
+    config = resolve_config(preset, model=model)
+    t0 = time.perf_counter()
+    result = fit(config, train, out, overwrite=True, progress=False)
+    clf = Classifier.load(result.best_dir)
+    return {"student": name, "preset": preset, "accuracy": accuracy(clf, test), "train_seconds": time.perf_counter() - t0}
+
+
+def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    train, test = load_set(name, args.data)
+    test = subset(test, args.test_rows)
+    out: dict[str, Any] = {"set": name, "train_rows": len(train), "test_rows": len(test)}
+    log = logging.getLogger("bench")
+    info = teacher_run(name, train)
+    teacher = Path(info["run"])
+    out["teacher"] = info
+    timing = subset(test, args.timing_rows, seed=1).texts
+    t = Classifier.load(teacher)
+    out["teacher"]["accuracy"] = accuracy(t, test)
+    out["teacher"]["docs_per_sec_fp32"] = docs_per_sec(t, timing, repeats=1)
+    log.info("%s teacher: %s", name, out["teacher"])
+    # The labelling time is that of a cold cache: the first student pays it, the others read it.
+    cache = work / name / "teacher_logits"
+    out["peers"] = {"tfidf_lr": run_tfidf(train, test)}
+    try:
+        out["peers"]["fasttext"] = run_fasttext(train, test, 0)
+    except ImportError:
+        log.warning("fasttext is not installed: no fastText row")
+    for key in ("tfidf_lr", "fasttext"):
+        if key in out["peers"]:
+            log.info("%s %s: %.4f", name, key, out["peers"][key]["accuracy"])
+    out["students"], out["gold_only"] = [], []
+    for sname, preset, model in STUDENTS:
+        if sname not in args.students:
+            continue
+        r = student(sname, preset, model, teacher, train, test, timing, work / name / sname, cache)
+        out["students"].append(r)
+        log.info("%s student %s: %s", name, sname, r)
+        g = gold_only(sname, preset, model, train, test, work / name / f"{sname}_gold")
+        out["gold_only"].append(g)
+        log.info("%s gold-only %s: %s", name, sname, g)
+        write(args, out)
+    lesson = [s for s in STUDENTS if s[0] == args.ablate]
+    if lesson and not args.no_ablations:
+        sname, preset, model = lesson[0]
+        # --unlabeled: a quarter of the training split keeps its labels, the rest is unlabelled.
+        keep = [i for i in range(len(train)) if i % 4 == 0]
+        rest = [i for i in range(len(train)) if i % 4]
+        few = train.subset(keep)
+        out["unlabeled"] = {
+            "gold_rows": len(few), "unlabeled_rows": len(rest),
+            "gold_only": gold_only(sname, preset, model, few, test, work / name / "few_gold"),
+            "distilled": student(sname, preset, model, teacher, few, test, timing, work / name / "few_kd", cache),
+            "distilled_unlabeled": student(sname, preset, model, teacher, few, test, timing, work / name / "few_kd_unl",
+                                           cache, unlabeled=[train.texts[i] for i in rest]),
+        }
+        log.info("%s unlabeled: %s", name, {k: v["accuracy"] for k, v in out["unlabeled"].items() if isinstance(v, dict)})
+        write(args, out)
+        out["alpha_t"] = []
+        for alpha, temperature in [(0.5, 1.0), (0.5, 4.0), (1.0, 2.0)]:
+            r = student(sname, preset, model, teacher, train, test, timing, work / name / "grid", cache,
+                        alpha=alpha, temperature=temperature)
+            out["alpha_t"].append(r)
+            log.info("%s alpha %g T %g: %.4f", name, alpha, temperature, r["accuracy"])
+            write(args, out)
+        out["augment"] = []
+        for n in args.augment:
+            r = student(sname, preset, model, teacher, train, test, timing, work / name / f"aug{n}", cache, augment=n)
+            out["augment"].append(r)
+            log.info("%s augment %d: %.4f (%s)", name, n, r["accuracy"], r["transfer_set"])
+            write(args, out)
+    return out
+
+
+RESULTS: dict[str, Any] = {"sets": {}}
+
+
+def write(args: argparse.Namespace, current: dict[str, Any]) -> None:
+    RESULTS["sets"][current["set"]] = current
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_name(f".{args.json.name}.tmp")
+    tmp.write_text(json.dumps(RESULTS, indent=2))
+    tmp.replace(args.json)
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["| set | model | accuracy | docs/s (1 thread) | vs teacher speed | train s (incl. labelling) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for name, r in results["sets"].items():
+        t = r["teacher"]
+        lines.append(f"| {name} | teacher MiniLM ({t['preset']}) | {t['accuracy']:.4f} | {t['docs_per_sec_fp32']:,.0f} | 1x | "
+                     f"{t['train_seconds']:.0f} |")
+        for key, p in r["peers"].items():
+            lines.append(f"| {name} | {key} | {p['accuracy']:.4f} | {p['predict_docs_per_sec']:,.0f} | "
+                         f"{p['predict_docs_per_sec'] / t['docs_per_sec_fp32']:,.0f}x | {p['train_seconds']:.0f} |")
+        gold = {g["student"]: g for g in r["gold_only"]}
+        # Students after the first read the teacher's cached logits: each is charged the first's
+        # (cold) labelling time, as a run of its own would pay it.
+        cold = r["students"][0]["teacher_labelling_seconds"] if r["students"] else 0.0
+        for s in r["students"]:
+            g = gold.get(s["student"])
+            total = s["train_seconds"] - s["teacher_labelling_seconds"] + cold
+            lines.append(f"| {name} | student {s['student']} (gold only: {g['accuracy']:.4f}) | {s['accuracy']:.4f} | "
+                         f"{s['docs_per_sec']:,.0f} | {s['docs_per_sec'] / t['docs_per_sec_fp32']:,.0f}x | "
+                         f"{total:.0f} ({cold:.0f}) |")
+        for s in r.get("alpha_t", []):
+            lines.append(f"| {name} | {args_ablate(r)} alpha {s['alpha']} T {s['temperature']} | {s['accuracy']:.4f} | | | |")
+        for s in r.get("augment", []):
+            lines.append(f"| {name} | {args_ablate(r)} --augment {s['transfer_set']['augmented'] // max(1, s['transfer_set']['gold'])} "
+                         f"({s['transfer_set']['augmented']:,} variants) | {s['accuracy']:.4f} | | | "
+                         f"{s['train_seconds']:.0f} ({s['teacher_labelling_seconds']:.0f}) |")
+        u = r.get("unlabeled")
+        if u:
+            lines.append(f"| {name} | {u['gold_rows']} gold rows: gold only / distilled / + {u['unlabeled_rows']} unlabelled | "
+                         f"{u['gold_only']['accuracy']:.4f} / {u['distilled']['accuracy']:.4f} / "
+                         f"{u['distilled_unlabeled']['accuracy']:.4f} | | | |")
+    return "\n".join(lines)
+
+
+def args_ablate(r: dict[str, Any]) -> str:
+    return r["students"][0]["student"] if len(r["students"]) == 1 else "lesson"
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(results["sets"].items())
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.2), squeeze=False)
+    for ax, (name, r) in zip(axes[0], sets):
+        t = r["teacher"]
+        ax.scatter([t["docs_per_sec_fp32"]], [t["accuracy"]], marker="*", s=160, color="black", label="teacher MiniLM fp32")
+        for key, marker in (("tfidf_lr", "s"), ("fasttext", "^")):
+            if key in r["peers"]:
+                p = r["peers"][key]
+                ax.scatter([p["predict_docs_per_sec"]], [p["accuracy"]], marker=marker, s=60, label=key.replace("_", "+"))
+        xs = [s["docs_per_sec"] for s in r["students"]]
+        ys = [s["accuracy"] for s in r["students"]]
+        ax.plot(xs, ys, "o-", color="tab:red", label="distilled students")
+        gold = {g["student"]: g["accuracy"] for g in r["gold_only"]}
+        ax.plot(xs, [gold[s["student"]] for s in r["students"]], "o--", color="tab:gray", alpha=0.7,
+                label="same students, gold labels only")
+        for s in r["students"]:
+            ax.annotate(s["student"], (s["docs_per_sec"], s["accuracy"]), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("docs/s, 1 CPU thread, tokenization included (log)")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(name)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.suptitle("Distillation: accuracy against prediction speed", fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default="ag_news", help="comma-separated: ag_news, sst2, imdb")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--students", default="small,lesson,base")
+    parser.add_argument("--ablate", default="lesson", help="the student of the alpha/T, --augment and --unlabeled runs")
+    parser.add_argument("--augment", default="1,2", help="--augment values to try")
+    parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--test-rows", type=int, default=None, help="bound the test set (seeded subset)")
+    parser.add_argument("--timing-rows", type=int, default=256, help="texts timed for docs/s")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/distill-bench"))
+    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "distill.json")
+    parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--table-only", action="store_true", help="print the table (and plot) of --json and stop")
+    args = parser.parse_args()
+    args.students = args.students.split(",")
+    args.augment = [int(x) for x in args.augment.split(",") if x]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("classiformer").setLevel(logging.WARNING)
+    logging.getLogger("classiformer.distill").setLevel(logging.INFO)
+    if args.table_only:
+        results = json.loads(args.json.read_text())
+    else:
+        torch.set_num_threads(args.threads)
+        RESULTS["meta"] = {"machine": machine(), "command": " ".join(sys.argv)}
+        print(header(RESULTS["meta"]["machine"]))
+        for name in args.sets.split(","):
+            run_set(name, args, args.work)
+        RESULTS["meta"]["load_average_end"] = round(__import__("os").getloadavg()[0], 2)
+        args.json.write_text(json.dumps(RESULTS, indent=2))
+        results = RESULTS
+    print(header(results["meta"]["machine"]), f"; load at the end {results['meta'].get('load_average_end')}")
+    print(table(results))
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import ONNXRUNTIME, TOKENIZER_DIR, CheckpointError, CheckpointMeta, read_meta
@@ -38,13 +39,19 @@ def require_onnxruntime() -> Any:
     return onnxruntime
 
 
+def intra_op_threads(threads: int | None = None) -> int:
+    """``threads``, else what ``runtime.set_threads`` chose for PyTorch (``--threads`` of every
+    command, by default the free cores), so both runtimes use the same number."""
+    return int(threads or torch.get_num_threads() or default_threads())
+
+
 def session(path: Path, threads: int | None = None) -> Any:
-    """An ``InferenceSession`` on the CPU with ``threads`` intra-op threads (default: the free
-    cores) and one inter-op thread (the graph is one chain). A file that is not a valid ONNX model
-    raises :class:`CheckpointError` naming it."""
+    """An ``InferenceSession`` on the CPU with ``threads`` intra-op threads (:func:`intra_op_threads`)
+    and one inter-op thread (the graph is one chain). A file that is not a valid ONNX model raises
+    :class:`CheckpointError` naming it."""
     ort = require_onnxruntime()
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads or default_threads())
+    opts.intra_op_num_threads = intra_op_threads(threads)
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -74,7 +81,7 @@ class OnnxRunner:
         names = [i.name for i in self.session.get_inputs()]
         if sorted(names) != sorted(INPUTS):
             raise CheckpointError(f"{self.path}: inputs {names}, expected {list(INPUTS)}")
-        self.threads = int(threads or default_threads())
+        self.threads = intra_op_threads(threads)
 
     def run(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
         """Logits (B, C) float32 of one padded batch."""

@@ -213,10 +213,10 @@ def main() -> int:
     data = Path(args.data)
     work = Path(tempfile.mkdtemp(prefix="bench-inference-"))
 
-    # exports: ours fp32 and int8 (verified on SST-2 validation-like texts: the first 400 of train)
+    # exports: ours fp32 and int8, verified on 300 texts of the SST-2 train split (the model saw 4,000 others)
     t0 = time.perf_counter()
     calib = work / "calib.jsonl"
-    texts, labels = load_jsonl(data / "sst2" / "train.jsonl.gz", 400, seed=7)
+    texts, labels = load_jsonl(data / "sst2" / "train.jsonl.gz", 300, seed=7)
     calib.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels)))
     exports: dict[str, Any] = {}
     for name, precision, static in (("fp32", "fp32", False), ("int8", "int8", False), ("int8_static", "int8", True)):

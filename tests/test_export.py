@@ -249,3 +249,28 @@ def test_serving_an_exported_folder(scratch_runs: dict[str, Path], tmp_path: Pat
         assert info["runtime"] == "onnxruntime" and info["explain"] is False
         r = client.post("/v1/explain", json={"text": "goal match"})
         assert r.status_code == 422 and "PyTorch checkpoint" in r.text
+
+
+def test_int8_falls_back_to_float_embeddings_when_the_smaller_settings_are_refused(
+    scratch_runs: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from classiformer.export.exporter import Parity
+
+    failure, calls = Parity.failure, []
+
+    def first_refused(self: Parity, precision: str) -> str | None:
+        calls.append(precision)
+        return "injected refusal" if len(calls) == 1 else failure(self, precision)
+
+    monkeypatch.setattr(Parity, "failure", first_refused)
+    calib = write_jsonl(tmp_path / "calib.jsonl", 90, seed=2)  # texts like the toy model's (the probes are not)
+    report = export_model(scratch_runs["lesson"], tmp_path / "int8", "int8", calibration=calib)
+    info = read_meta(tmp_path / "int8").export
+    assert info is not None and len(calls) == 2
+    assert info["embeddings"] is False and info["per_channel"] is True
+    assert len(info["refused_settings"]) == 1 and "injected refusal" in info["refused_settings"][0]
+    assert report.parity.agreement >= 0.99
+    monkeypatch.setattr(Parity, "failure", lambda self, precision: "always refused")
+    with pytest.raises(ExportError, match="always refused.*; then always refused"):
+        export_model(scratch_runs["lesson"], tmp_path / "int8", "int8", calibration=calib)
+    assert read_meta(tmp_path / "int8").export["embeddings"] is False  # type: ignore[index]  # the good one stays

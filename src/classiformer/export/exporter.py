@@ -37,7 +37,7 @@ from ..data import Columns, DataError, TextDataset, read_dataset
 from ..predict import Classifier, resolve_model_path
 from ..tokenizers import save_tokenizer
 from .graph import OPSET, example_batch, export_graph
-from .quantize import PRECISIONS, default_precision, quantize
+from .quantize import PRECISIONS, default_precision, int8_candidates, quantize
 from .runtime import ONNX_FILE, OnnxRunner, require_onnxruntime
 
 log = logging.getLogger(__name__)
@@ -253,13 +253,9 @@ def export_model(
     report: dict[str, Any] = {}
 
     def write(tmp: Path) -> None:
-        fp32 = tmp / ONNX_FILE
+        fp32 = tmp / "model.fp32.onnx"
         export_graph(model, fp32, example, opset)
         report["fp32_bytes"] = fp32.stat().st_size
-        settings: dict[str, Any] = {}
-        if precision != "fp32":
-            calib_ids = [tok.encode(texts[i : i + 64]) for i in range(0, min(len(texts), 512), 64)] if static else None
-            settings = quantize(fp32, fp32, precision, tok.pad_id, calib_ids, static=bool(static))
         save_tokenizer(tok, tmp / TOKENIZER_DIR)
         if clf.meta.family == "hf":
             _write_hf_layout(clf, tmp)
@@ -267,23 +263,40 @@ def export_model(
         import torch
 
         info: dict[str, Any] = {
-            "format": EXPORT_VERSION, "opset": opset, "precision": precision, **settings,
+            "format": EXPORT_VERSION, "opset": opset, "precision": precision,
             "exporter": f"torch.onnx (TorchScript) {torch.__version__}", "onnxruntime": onnxruntime.__version__,
             "classiformer": __version__, "source": str(folder), "cpu": platform.processor() or platform.machine(),
             "inputs": ["input_ids", "attention_mask"], "outputs": ["logits"],
             "cpu_batch_tokens": getattr(model, "cpu_batch_tokens", None),
         }
         meta = replace(clf.meta, runtime=ONNXRUNTIME, export=info, tokenizer=tok.to_config(), extra=dict(clf.meta.extra))
-        (tmp / META_FILE).write_text(meta.to_json(), encoding="utf-8")
-        runner = OnnxRunner(tmp / ONNX_FILE, tok.pad_id, threads, info["cpu_batch_tokens"])
-        onnx_clf = Classifier(runner, tok, meta, "cpu", clf.batch_size, tmp)
-        onnx_clf.thresholds = clf.thresholds
-        parity = compare(clf, onnx_clf, texts, labels, what)
-        log.info("parity: %s", parity.summary())
-        why = parity.failure(precision)
-        if why is not None:
-            raise ExportError(f"export refused, {dest} left as it was: {why} ({parity.summary()})")
+        # int8: the smallest settings first; a candidate the parity check refuses gives way to the next.
+        candidates: list[dict[str, Any] | None] = list(int8_candidates()) if precision == "int8" else [None]
+        refused: list[str] = []
+        for settings in candidates:
+            if precision == "fp32":
+                fp32.replace(tmp / ONNX_FILE)
+                applied: dict[str, Any] = {}
+            else:
+                calib_ids = [tok.encode(texts[i : i + 64]) for i in range(0, min(len(texts), 512), 64)] if static else None
+                applied = quantize(fp32, tmp / ONNX_FILE, precision, tok.pad_id, calib_ids, static=bool(static),
+                                   settings=settings)
+            runner = OnnxRunner(tmp / ONNX_FILE, tok.pad_id, threads, info["cpu_batch_tokens"])
+            onnx_clf = Classifier(runner, tok, meta, "cpu", clf.batch_size, tmp)
+            onnx_clf.thresholds = clf.thresholds
+            parity = compare(clf, onnx_clf, texts, labels, what)
+            log.info("parity (%s): %s", applied or precision, parity.summary())
+            why = parity.failure(precision)
+            if why is None:
+                break
+            refused.append(f"{why} ({parity.summary()}){' with ' + str(applied) if applied else ''}")
+        else:
+            raise ExportError(f"export refused, {dest} left as it was: " + "; then ".join(refused))
+        fp32.unlink(missing_ok=True)
+        info.update(applied)
         info["verification"] = parity.to_dict()
+        if refused:
+            info["refused_settings"] = refused
         (tmp / META_FILE).write_text(meta.to_json(), encoding="utf-8")
         report["parity"], report["bytes"] = parity, (tmp / ONNX_FILE).stat().st_size
 

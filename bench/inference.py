@@ -238,8 +238,10 @@ def main() -> int:
     if q.returncode != 0:
         print("optimum quantization failed:", q.stderr[-800:], flush=True)
 
+    imdb_texts, imdb_labels = load_jsonl(data / "imdb" / "test.jsonl.gz", max(args.n // 3, 50), 0)
+    names = {"neg": "negative", "pos": "positive"}  # IMDB's label names, as the SST-2 model names them
     sets = {"sst2": load_jsonl(data / "sst2" / "test.jsonl.gz", args.n, 0),
-            "imdb": load_jsonl(data / "imdb" / "test.jsonl.gz", max(args.n // 3, 50), 0)}
+            "imdb": (imdb_texts, [names.get(y, y) for y in imdb_labels])}
     peers: list[tuple[str, Path | str, bool, str]] = [
         ("pipeline_default", model, False, "model.onnx"), ("pipeline_bs32", model, False, "model.onnx"),
         ("optimum_fp32", work / "onnx_fp32", True, "model.onnx"),

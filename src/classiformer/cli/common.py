@@ -16,7 +16,8 @@ from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
 from ..data.label_names import name_labels, parse_label_names
 from ..data.streaming import TextStream
-from ..metrics import format_multilabel_report, format_report, imbalance_note
+from ..evaluate import evaluate, write_evaluation
+from ..metrics import format_calibration, format_multilabel_report, format_report, imbalance_note
 from ..predict import Classifier
 from ..runtime import set_threads
 from ..training import TrainResult
@@ -213,3 +214,19 @@ def report_text(report: dict[str, Any], paths: dict[str, Path]) -> str:
         return format_multilabel_report(report)
     width = shutil.get_terminal_size((120, 24)).columns
     return format_report(report, width=width, matrix_path=rel(paths["confusion_matrix"]))
+
+
+def print_test_report(clf: Classifier, test: TextDataset, run_dir: Path, result: TrainResult, tracker: Any,
+                      progress: bool) -> None:
+    """Evaluate a finished run's best model on the test split, write metrics.json and the plots
+    into the run folder, log them to the tracker and print the report (train and distill)."""
+    report = evaluate(clf, test, progress=progress)
+    paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
+    tracker.log_test(report, paths)
+    print()
+    print(f"test set: {test.source}")
+    print(report_text(report, paths))
+    print(format_calibration(report))
+    print()
+    for what, path in paths.items():
+        print(f"{what}: {rel(path)}")

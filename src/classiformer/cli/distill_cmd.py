@@ -9,8 +9,6 @@ from typing import Any
 from ..config import PRESETS, ConfigError, resolve_config
 from ..data import DataError, TextDataset, check_labels_known, read_dataset
 from ..distill import DEFAULT_ALPHA, DEFAULT_STUDENT, DEFAULT_TEMPERATURE, distill
-from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_calibration
 from ..predict import Classifier
 from ..tracking import start_tracking
 from .common import (
@@ -20,8 +18,8 @@ from .common import (
     apply_runtime,
     columns_from_args,
     load_split,
+    print_test_report,
     rel,
-    report_text,
     require,
 )
 from .train_cmd import OVERRIDES
@@ -132,14 +130,5 @@ def _report(args: argparse.Namespace, result: Any, run_dir: Path, test: TextData
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
     if test is not None:
         clf = Classifier.load(result.best_dir, device=args.device)
-        report = evaluate(clf, test, progress=not args.no_progress)
-        paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
-        tracker.log_test(report, paths)
-        print()
-        print(f"test set: {test.source}")
-        print(report_text(report, paths))
-        print(format_calibration(report))
-        print()
-        for what, path in paths.items():
-            print(f"{what}: {rel(path)}")
+        print_test_report(clf, test, run_dir, result, tracker, progress=not args.no_progress)
     return 0

@@ -16,8 +16,6 @@ from ..config import FAMILY_PRESETS, PRESETS, ConfigError, load_json_config, res
 from ..data import TextDataset, check_labels_known
 from ..data.label_names import parse_label_names
 from ..data.streaming import GZIP_RATIO, STREAMING_THRESHOLD_BYTES, TextStream, should_stream
-from ..evaluate import evaluate, write_evaluation
-from ..metrics import format_calibration
 from ..predict import Classifier
 from ..tracking import Tracker, start_tracking
 from ..training import RESUMABLE, ResumeConflict, TrainingInterrupted, fit, resume_config
@@ -29,8 +27,8 @@ from .common import (
     best_validation,
     columns_from_args,
     load_split,
+    print_test_report,
     rel,
-    report_text,
     require,
 )
 
@@ -295,14 +293,5 @@ def _train_and_test(args: argparse.Namespace, config: Any, train: Any, validatio
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
     if test is not None:
         clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16, fp16=config.train.fp16)
-        report = evaluate(clf, test, progress=not args.no_progress)
-        paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
-        tracker.log_test(report, paths)
-        print()
-        print(f"test set: {test.source}")
-        print(report_text(report, paths))
-        print(format_calibration(report))
-        print()
-        for what, path in paths.items():
-            print(f"{what}: {rel(path)}")
+        print_test_report(clf, test, run_dir, result, tracker, progress=not args.no_progress)
     return 0

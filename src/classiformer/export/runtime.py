@@ -55,8 +55,11 @@ def session(path: Path, threads: int | None = None) -> Any:
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Length-sorted batches give many shapes; the arena would keep the largest forever.
-    opts.enable_cpu_mem_arena = False
+    # The arena keeps the largest batch's memory for reuse, a bounded amount: batches are capped by
+    # batch size x max length, and a pretrained encoder's by padded tokens too (max_tokens below).
+    # Without it every batch allocates afresh: `lesson` on the AG News split ran at 3,416 docs/s
+    # with it off against 7,100 on (PyTorch 5,503; shrinking the arena after each run: 3,495).
+    opts.enable_cpu_mem_arena = True
     opts.log_severity_level = 3
     path = Path(path)
     if not path.exists():

@@ -30,7 +30,7 @@ from scratch import load_set, run_fasttext, run_tfidf
 from classiformer import Classifier, distill, evaluate, fit, resolve_config
 from classiformer.data import TextDataset
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the checkout sits next to shared/
 TEACHERS = Path("/tmp/distill-teachers")
 # The teacher's training subset, token limit and recipe per set. Fine-tuning MiniLM (the
 # ``finetune`` preset) did not fit the shared 2-core machine (load 12-16: 6 CPU-minutes in 30

@@ -35,7 +35,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DATA = HERE.parents[2] / "shared" / "data"  # the checkout sits next to shared/
+DATA = HERE.parents[1] / "shared" / "data"  # the checkout sits next to shared/
 RESULTS = HERE / "results"
 
 # task -> (data set, classiformer train flags, batch size of one process, default train rows, test rows)

@@ -27,7 +27,7 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-DATA = HERE.parents[2] / "shared" / "data"
+DATA = HERE.parents[1] / "shared" / "data"
 RESULTS = HERE / "results"
 
 

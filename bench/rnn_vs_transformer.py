@@ -34,7 +34,7 @@ from classiformer import Classifier, evaluate, fit, resolve_config
 from classiformer.data import Columns, TextDataset, read_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the checkout sits next to shared/
 RESULTS = ROOT / "bench" / "results"
 AG_LABELS = {"1": "World", "2": "Sports", "3": "Business", "4": "Sci/Tech"}
 # (train, test) sizes; None = the whole file.

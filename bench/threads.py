@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-DATA = HERE.parents[2] / "shared" / "data"  # the checkout sits next to shared/
+DATA = HERE.parents[1] / "shared" / "data"  # the checkout sits next to shared/
 RESULTS = HERE / "results"
 WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 

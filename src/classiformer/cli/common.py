@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import CheckpointError
-from ..config import LONG_TEXT_MODES
+from ..config import LONG_TEXT_MODES, PRESETS
 from ..data import Columns, DataError, TextDataset, load_builtin, read_dataset
 from ..data.builtin import BUILTINS
 from ..data.label_names import name_labels, parse_label_names
@@ -50,6 +50,25 @@ def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
                    "is a text with no label. JSONL needs none: a list in the label field is a label set "
                    + default("none"))
     g.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows (and report how many) instead of failing")
+
+
+MODES = ("finetune", "frozen", "partial")
+
+
+def add_model_options(p: argparse.ArgumentParser, title: str = "model") -> argparse._ArgumentGroup:
+    """--preset, --model, --mode and --config: what a run starts from (train and tune)."""
+    g = p.add_argument_group(title)
+    g.add_argument("--preset", default=None, choices=sorted(PRESETS),
+                   help="model recipe (default: base, the --model family's own preset, or the --mode preset with a "
+                   "pretrained --model; see 'classiformer presets')")
+    g.add_argument("--model", metavar="NAME",
+                   help="rnn-attention: the lesson's recurrent baseline trained from scratch (bidirectional GRU with "
+                   "additive attention pooling); transformer: the from-scratch transformer (the default); anything "
+                   "else starts from a pretrained encoder: minilm (offline), a Hugging Face hub id or a local folder")
+    g.add_argument("--mode", choices=MODES, default=None,
+                   help="with a pretrained --model: finetune (end to end, default), frozen (features + linear head) or partial")
+    g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
+    return g
 
 
 def add_runtime_options(p: argparse.ArgumentParser) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .. import distributed
 from ..cluster import launch
-from ..config import FAMILY_PRESETS, PRESETS, ConfigError, load_json_config, resolve_config
+from ..config import FAMILY_PRESETS, ConfigError, load_json_config, resolve_config
 from ..data import TextDataset, check_labels_known
 from ..data.label_names import parse_label_names
 from ..data.streaming import GZIP_RATIO, STREAMING_THRESHOLD_BYTES, TextStream, should_stream
@@ -21,6 +21,7 @@ from ..tracking import Tracker, start_tracking
 from ..training import RESUMABLE, ResumeConflict, TrainingInterrupted, fit, resume_config
 from .common import (
     add_data_options,
+    add_model_options,
     add_runtime_options,
     add_tracking_options,
     apply_runtime,
@@ -91,9 +92,6 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
      "seeded sample of this many training texts"),
 ]
 
-MODES = ("finetune", "frozen", "partial")
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
@@ -105,17 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: classiformer train --dataset ag_news --preset lesson --output runs/ag_news_lesson",
     )
     add_data_options(p, train=True)
-    g = p.add_argument_group("model")
-    g.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="model recipe (default: base, the --model family's own preset, or the --mode preset with a "
-                   "pretrained --model; see 'classiformer presets')")
-    g.add_argument("--model", metavar="NAME",
-                   help="rnn-attention: the lesson's recurrent baseline trained from scratch (bidirectional GRU with "
-                   "additive attention pooling); transformer: the from-scratch transformer (the default); anything "
-                   "else starts from a pretrained encoder: minilm (offline), a Hugging Face hub id or a local folder")
-    g.add_argument("--mode", choices=MODES, default=None,
-                   help="with a pretrained --model: finetune (end to end, default), frozen (features + linear head) or partial")
-    g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
+    g = add_model_options(p)
     for flag, section, _key, typ, help_ in OVERRIDES:
         (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
     o = p.add_argument_group("output")

@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..config import FAMILY_PRESETS, PRESETS, resolve_config
+from ..config import FAMILY_PRESETS, resolve_config
 from ..data import check_labels_known
 from ..evaluate import evaluate, write_evaluation
 from ..predict import Classifier
@@ -29,6 +29,7 @@ from ..tuning import (
 )
 from .common import (
     add_data_options,
+    add_model_options,
     add_runtime_options,
     add_tracking_options,
     apply_runtime,
@@ -39,9 +40,6 @@ from .common import (
 )
 
 log = logging.getLogger(__name__)
-
-MODES = ("finetune", "frozen", "partial")
-
 
 def _space_help() -> str:
     parts = []
@@ -65,15 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "-o tuning/lesson",
     )
     add_data_options(p, train=True)
-    g = p.add_argument_group("model (what the trials start from)")
-    g.add_argument("--preset", default=None, choices=sorted(PRESETS),
-                   help="model recipe (default: base, the --model family's own preset, or the --mode preset with a "
-                   "pretrained --model)")
-    g.add_argument("--model", metavar="NAME",
-                   help="transformer (default) or rnn-attention from scratch; anything else is a pretrained encoder: "
-                   "minilm, a Hugging Face hub id or a local folder")
-    g.add_argument("--mode", choices=MODES, default=None, help="with a pretrained --model: finetune (default), frozen or partial")
-    g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train, as for train")
+    add_model_options(p, "model (what the trials start from)")
     s = p.add_argument_group("search")
     s.add_argument("--trials", type=int, default=20,
                    help="finished (completed or pruned) trials the study should hold; a rerun or another worker "

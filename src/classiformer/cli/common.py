@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
+import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_calibration, format_multilabel_report, format_report, imbalance_note
 from ..predict import Classifier
 from ..runtime import set_threads
-from ..training import TrainResult
+from ..training import TrainingInterrupted, TrainResult
 
 
 def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
@@ -249,3 +252,20 @@ def print_test_report(clf: Classifier, test: TextDataset, run_dir: Path, result:
     print()
     for what, path in paths.items():
         print(f"{what}: {rel(path)}")
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name}", signum, saved=False)
+
+
+def with_sigterm(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a training command so that SIGTERM (a scheduler, ``timeout``, ``docker stop``) ends it as
+    Ctrl-C does: with a message and the shell's status for it (143). While training, fit() saves
+    last/ first. Off the main thread (tests calling main() from a thread) signals cannot be set."""
+    if threading.current_thread() is not threading.main_thread():
+        return run(args)
+    previous = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        return run(args)
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

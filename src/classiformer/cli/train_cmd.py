@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from ..data.label_names import parse_label_names
 from ..data.streaming import GZIP_RATIO, STREAMING_THRESHOLD_BYTES, TextStream, should_stream
 from ..predict import Classifier
 from ..tracking import Tracker, start_tracking
-from ..training import RESUMABLE, ResumeConflict, TrainingInterrupted, fit, resume_config
+from ..training import RESUMABLE, ResumeConflict, fit, resume_config
 from .common import (
     add_data_options,
     add_model_options,
@@ -31,6 +29,7 @@ from .common import (
     print_test_report,
     rel,
     require,
+    with_sigterm,
 )
 
 log = logging.getLogger(__name__)
@@ -137,20 +136,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name}", signum, saved=False)
-
-
 def run(args: argparse.Namespace) -> int:
     """SIGTERM (a scheduler, ``timeout``, ``docker stop``) ends this command as Ctrl-C does: with a
     message and the shell's status for it (143). While training, fit() saves last/ first."""
-    if threading.current_thread() is not threading.main_thread():
-        return _run(args)
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    return with_sigterm(_run, args)
 
 
 def _flag_names() -> dict[str, str]:

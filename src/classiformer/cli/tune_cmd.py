@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +12,6 @@ from ..config import FAMILY_PRESETS, resolve_config
 from ..data import check_labels_known
 from ..evaluate import evaluate, write_evaluation
 from ..predict import Classifier
-from ..training import TrainingInterrupted
 from ..tuning import (
     BEST_CONFIG_FILE,
     DEFAULT_SPACES,
@@ -37,6 +34,7 @@ from .common import (
     rel,
     report_text,
     require,
+    with_sigterm,
 )
 
 log = logging.getLogger(__name__)
@@ -105,20 +103,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _terminated(signum: int, frame: object) -> None:
-    raise TrainingInterrupted(f"stopped by {signal.Signals(signum).name}", signum, saved=False)
-
-
 def run(args: argparse.Namespace) -> int:
     """SIGTERM ends the command as Ctrl-C does (exit 143); while a trial trains it stops at its next
     safe point, the study left consistent."""
-    if threading.current_thread() is not threading.main_thread():
-        return _run(args)
-    previous = signal.signal(signal.SIGTERM, _terminated)
-    try:
-        return _run(args)
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    return with_sigterm(_run, args)
 
 
 def _base(args: argparse.Namespace) -> tuple[str, str | None, dict[str, dict[str, Any]]]:

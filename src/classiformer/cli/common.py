@@ -269,3 +269,14 @@ def with_sigterm(run: Callable[[argparse.Namespace], int], args: argparse.Namesp
         return run(args)
     finally:
         signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def override_sections(args: argparse.Namespace, table: list[tuple[str, str, str, Any, str]]) -> dict[str, dict[str, Any]]:
+    """The config sections (model, tokenizer, train) the flags of ``table`` set: rows of (flag,
+    section, key, type, help); flags left at None are not overrides."""
+    sections: dict[str, dict[str, Any]] = {"model": {}, "tokenizer": {}, "train": {}}
+    for flag, section, key, _typ, _help in table:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            sections[section][key] = value
+    return sections

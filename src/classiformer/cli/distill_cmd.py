@@ -18,6 +18,7 @@ from .common import (
     apply_runtime,
     columns_from_args,
     load_split,
+    override_sections,
     print_test_report,
     rel,
     require,
@@ -90,11 +91,7 @@ def read_unlabeled(path: str, args: argparse.Namespace) -> TextDataset:
 def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     tracker = start_tracking(args.report_to, args.tracking_uri)  # a missing backend fails before anything else
-    sections: dict[str, dict[str, Any]] = {"model": {}, "tokenizer": {}, "train": {}}
-    for flag, section, key, _typ, _help in STUDENT_OVERRIDES:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            sections[section][key] = value
+    sections = override_sections(args, STUDENT_OVERRIDES)
     preset = args.student or (None if args.config else DEFAULT_STUDENT)
     config = resolve_config(preset or DEFAULT_STUDENT, args.config, model=sections["model"],
                             tokenizer=sections["tokenizer"], train=sections["train"])

@@ -26,6 +26,7 @@ from .common import (
     best_validation,
     columns_from_args,
     load_split,
+    override_sections,
     print_test_report,
     rel,
     require,
@@ -208,11 +209,7 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("classiformer").setLevel(logging.WARNING)  # rank 0 alone logs progress
     apply_runtime(args)
     tracker = start_tracking(args.report_to, args.tracking_uri)  # a missing backend fails before anything else
-    sections: dict[str, dict[str, object]] = {"model": {}, "tokenizer": {}, "train": {}}
-    for flag, section, key, _typ, _help in OVERRIDES:
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
-        if value is not None:
-            sections[section][key] = value
+    sections = override_sections(args, OVERRIDES)
     if args.train and not args.streaming and not args.resume and should_stream([args.train]):
         log.info("%s is over %d GiB: streaming it (--streaming)", args.train, STREAMING_THRESHOLD_BYTES >> 30)
         args.streaming = True

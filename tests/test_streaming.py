@@ -21,6 +21,7 @@ from classiformer.data import streaming as streaming_mod
 from classiformer.data.streaming import StreamBatches, StreamFeed, TextStream
 
 from .conftest import make_texts
+from .test_cli import write_split
 
 
 def row_ids(texts: list[str]) -> list[np.ndarray]:
@@ -160,17 +161,8 @@ def test_resume_position_is_exact(tmp_path: Path, workers: int, rank: int, world
             other.restore(saved)
 
 
-def write_toy(path: Path, n: int, seed: int) -> Path:
-    ds = make_texts(n, seed=seed)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["label", "text"])
-        w.writerows(zip(ds.labels or [], ds.texts))
-    return path
-
-
 def test_first_pass_knows_every_label_and_samples_within_bounds(tmp_path: Path) -> None:
-    path = write_toy(tmp_path / "t.csv", 300, seed=1)
+    path = write_split(tmp_path / "t.csv", 300, seed=1)
     with path.open("a", encoding="utf-8") as f:
         f.write("rare,the very last row holds a class of its own\n")
     scan = TextStream([path]).scan(seed=3, val_fraction=0.1, sample_size=50)
@@ -191,7 +183,7 @@ def stream_config(**train: object):  # type: ignore[no-untyped-def]
 
 
 def test_streaming_training_learns_and_resumes_exactly(tmp_path: Path) -> None:
-    path = write_toy(tmp_path / "train.csv", 400, seed=1)
+    path = write_split(tmp_path / "train.csv", 400, seed=1)
     cfg = {"max_steps": 60, "eval_every": 20}
     full = fit(stream_config(**cfg), TextStream([path]), tmp_path / "full", progress=False)
     assert [h["step"] for h in full.history] == [20, 40, 60] and full.best_val_accuracy > 0.9
@@ -218,7 +210,7 @@ def test_streaming_training_learns_and_resumes_exactly(tmp_path: Path) -> None:
 
 
 def test_cli_streaming_with_max_steps_learns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    train, test = write_toy(tmp_path / "train.csv", 400, seed=1), write_toy(tmp_path / "test.csv", 90, seed=2)
+    train, test = write_split(tmp_path / "train.csv", 400, seed=1), write_split(tmp_path / "test.csv", 90, seed=2)
     out = tmp_path / "run"
     args = ["train", "--train", str(train), "--test", str(test), "--output", str(out), "--streaming",
             "--max-steps", "80", "--eval-every", "40", "--preset", "tiny", "--vocab-size", "60", "--max-length", "12",
@@ -234,7 +226,7 @@ def test_cli_streaming_with_max_steps_learns(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_large_files_stream_without_the_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    train = write_toy(tmp_path / "train.csv", 300, seed=1)
+    train = write_split(tmp_path / "train.csv", 300, seed=1)
     monkeypatch.setattr(streaming_mod, "STREAMING_THRESHOLD_BYTES", train.stat().st_size - 1)
     out = tmp_path / "run"
     assert main(["train", "--train", str(train), "--output", str(out), "--preset", "tiny", "--vocab-size", "60",
@@ -243,7 +235,7 @@ def test_large_files_stream_without_the_flag(tmp_path: Path, monkeypatch: pytest
 
 
 def test_streaming_rejects_what_it_cannot_do(tmp_path: Path) -> None:
-    path = write_toy(tmp_path / "train.csv", 100, seed=1)
+    path = write_split(tmp_path / "train.csv", 100, seed=1)
     with pytest.raises(Exception, match="budget of streaming"):
         TrainConfig(max_steps=10)
     with pytest.raises(Exception, match="TextStream"):

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, cast
+from typing import Any, BinaryIO, NamedTuple, cast
 
 import numpy as np
 
@@ -598,13 +598,20 @@ def read_jsonl(path: Path, columns: Columns, skip_bad_rows: bool = False, labell
     return sink.finish()
 
 
-def read_parquet(path: Path, columns: Columns, skip_bad_rows: bool = False, labelled: bool = True) -> TextDataset:
+def parquet_module(path: Path) -> Any:
+    """``pyarrow.parquet``, once ``path`` is known to exist (the in-memory and the streaming
+    readers): a clear error naming the extra when pyarrow is missing, and naming the file."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise DataError(f"{path}: reading Parquet needs pyarrow: pip install 'classiformer[parquet]'") from None
     if not path.exists():
         raise DataError(f"{path}: file not found")
+    return pq
+
+
+def read_parquet(path: Path, columns: Columns, skip_bad_rows: bool = False, labelled: bool = True) -> TextDataset:
+    pq = parquet_module(path)
     table = pq.read_table(path)
     names = table.column_names
     label = _label_column(path, columns, labelled)

@@ -67,6 +67,7 @@ from .datasets import (
     _make_row,
     _Row,
     _row_labels,
+    parquet_module,
     sort_labels,
 )
 
@@ -122,12 +123,7 @@ def stream_rows(path: Path, columns: Columns, labelled: bool = True) -> Iterator
 
 def _parquet_rows(path: Path, text_names: list[str], label: str | None, labelled: bool) -> Iterator[_Row]:
     """Records of a Parquet file, read a record batch at a time; "line" is the 1-based row number."""
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise DataError(f"{path}: reading Parquet needs pyarrow: pip install 'classiformer[parquet]'") from None
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
+    pq = parquet_module(path)
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     wanted = text_names + ([] if label is None else [label])

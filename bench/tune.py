@@ -91,7 +91,7 @@ def search(name: str, train: TextDataset, test: TextDataset, out: Path, args: ar
 
 def run_search(args: argparse.Namespace, out: Path) -> list[dict[str, Any]]:
     rows = []
-    for name in args.sets.split(","):
+    for name in [n for n in args.sets.split(",") if n and n != "none"]:
         train, test = load_set(name, args.data_dir)
         if name == "sst2":
             train = subset(train, args.sst2_train)
@@ -169,7 +169,7 @@ def run_overhead(args: argparse.Namespace, out: Path) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["search", "overhead"])
-    p.add_argument("--sets", default="ag_news,sst2")
+    p.add_argument("--sets", default="ag_news,sst2", help="comma-separated: ag_news, sst2 (or none, with --minilm alone)")
     p.add_argument("--trials", type=int, default=30)
     p.add_argument("--preset", default="lesson", help="what the from-scratch search starts from, and the default it is compared with")
     p.add_argument("--base-default", action="store_true", help="also test the untuned base preset")

@@ -133,6 +133,30 @@ def test_bucketed_batches_cover_every_example_once_and_group_lengths() -> None:
     assert not all((a == b).all() for a, b in zip(batches, bucketed_batches(lengths, 32, seed=1, epoch=1, bucket_factor=10)))
 
 
+def test_bucketed_batches_group_keeps_each_steps_batches_together() -> None:
+    """With ``group`` 2 (2 processes, one batch each per step) the 2 batches of a step are halves of
+    the batch one process would take at twice the batch size, so they have similar lengths (neither
+    process waits long for the other), and the short run of the last pool comes last."""
+    import numpy as np
+
+    lengths = np.random.default_rng(0).integers(1, 200, size=1000)
+    pairs = bucketed_batches(lengths, 16, seed=1, epoch=0, bucket_factor=10, group=2)
+    single = bucketed_batches(lengths, 32, seed=1, epoch=0, bucket_factor=10)
+    assert sorted(np.concatenate(pairs).tolist()) == list(range(1000))
+    # 1000 = 3 pools of 320 + 40 examples: 63 batches of 16 (the last of 8), the last pool's 3 batches
+    # in runs of 2 and 1; one process at 32 takes 32 batches
+    assert len(pairs) == 63 and len(single) == 32 and len(pairs[-1]) == 8
+    whole = [np.concatenate(pairs[k : k + 2]) for k in range(0, 62, 2)]
+    assert sorted(map(sorted, map(np.ndarray.tolist, whole + [pairs[-1]]))) == sorted(
+        map(sorted, map(np.ndarray.tolist, single)))
+    assert [a.tolist() for a in whole] == [b.tolist() for b in single if len(b) == 32]
+    gap = np.mean([abs(int(lengths[a].max()) - int(lengths[b].max())) for a, b in zip(pairs[0:62:2], pairs[1:62:2])])
+    assert gap < 20  # neighbours in a sorted pool of 320; two batches drawn apart differ by ~60
+    ungrouped = bucketed_batches(lengths, 16, seed=1, epoch=0, bucket_factor=20)
+    assert np.mean([abs(int(lengths[a].max()) - int(lengths[b].max()))
+                    for a, b in zip(ungrouped[0:62:2], ungrouped[1:62:2])]) > 30
+
+
 def test_collate_pads_dynamically() -> None:
     import numpy as np
 

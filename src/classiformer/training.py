@@ -207,6 +207,9 @@ class _State:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_early: bool = False
     world_size: int = 1  # processes that trained up to here (batches_done counts all ranks' batches)
+    # The processes the current epoch's batch order was made for (bucketed_batches's group): a run
+    # resumed mid-epoch on another number of processes finishes the epoch in the same order.
+    epoch_group: int = 1
 
 
 class _LossLog:
@@ -520,7 +523,9 @@ class Trainer:
             while s.epoch < epochs and not s.stopped_early:
                 self._stop_if_asked(rng_at_step)  # before the first step, or after an epoch's bookkeeping
                 if isinstance(train, EncodedDataset):
-                    batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch)
+                    if s.batches_done == 0:
+                        s.epoch_group = world  # each step's batches of similar lengths: no rank waits long
+                    batches = bucketed_batches(lengths, cfg.batch_size, cfg.seed, s.epoch, group=s.epoch_group)
                     start = s.batches_done  # global: batches of all ranks, whatever their number was
                     mine = distributed.shard(len(batches), start, rank, world)
                     weights = distributed.slot_weights([len(x) for x in batches], start, rank, world)

@@ -30,25 +30,37 @@ class EncodedDataset:
 
 
 def bucketed_batches(
-    lengths: np.ndarray, batch_size: int, seed: int, epoch: int | Sequence[int], bucket_factor: int = 50
+    lengths: np.ndarray, batch_size: int, seed: int, epoch: int | Sequence[int], bucket_factor: int = 50,
+    group: int = 1,
 ) -> list[np.ndarray]:
     """Shuffled batches of similar-length examples.
 
-    The indices are shuffled, cut into pools of ``batch_size * bucket_factor``, each pool is sorted
-    by length and cut into batches, and the batches are shuffled again so that lengths vary from
-    step to step. ``epoch`` may be several numbers (the streaming reader's pass, shard and window):
-    the order is a pure function of ``seed`` and them.
+    The indices are shuffled, cut into pools of ``batch_size * group * bucket_factor``, each pool is
+    sorted by length and cut into batches, and the batches are shuffled again so that lengths vary
+    from step to step. ``epoch`` may be several numbers (the streaming reader's pass, shard and
+    window): the order is a pure function of ``seed`` and them.
+
+    ``group`` > 1 is for that many processes that each take one batch of a step (positions ``k *
+    group`` to ``k * group + group - 1``, :func:`classiformer.distributed.shard`): runs of ``group``
+    neighbouring batches of a pool stay together through the second shuffle, so the batches of a
+    step have similar lengths and no process waits long for a slower one (with independently drawn
+    lengths, 2 processes lost about 17% of their time waiting on IMDB). A step then takes the
+    examples one process would take in a batch of ``batch_size * group``: the order is the same
+    (one run that has fewer than ``group`` batches, the last pool's, comes last).
     """
     rng = np.random.default_rng([seed, *([epoch] if isinstance(epoch, int) else epoch)])
     order = rng.permutation(len(lengths))
-    pool = batch_size * bucket_factor
-    batches: list[np.ndarray] = []
+    pool = batch_size * group * bucket_factor
+    runs: list[list[np.ndarray]] = []
     for start in range(0, len(order), pool):
         chunk = order[start : start + pool]
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
-        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
-    perm = rng.permutation(len(batches))
-    return [batches[i] for i in perm]
+        batches = [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+        runs.extend(batches[i : i + group] for i in range(0, len(batches), group))
+    perm = rng.permutation(len(runs))
+    if group > 1:  # a short run would put every later step's batches out of step with the processes
+        perm = np.concatenate([perm[[len(runs[i]) == group for i in perm]], perm[[len(runs[i]) < group for i in perm]]])
+    return [batch for i in perm for batch in runs[i]]
 
 
 def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None = None) -> list[np.ndarray]:

@@ -90,6 +90,28 @@ def grads(out: Path) -> None:
         torch.save({"steps": len(seen), "grads": seen[0]}, out / "grads.pt")
 
 
+def test_set(out: Path) -> None:
+    """Every rank evaluates the checkpoint in ``out/model`` on the toy examples with ``shared``;
+    rank 0 saves the report and the rows each rank computed."""
+    from classiformer.evaluate import evaluate
+    from classiformer.predict import Classifier
+
+    computed: list[int] = []
+    gather = distributed.gather_rows
+
+    def counting(part: np.ndarray) -> np.ndarray:
+        computed.append(int((~np.isnan(part).all(axis=1)).sum()))
+        return gather(part)
+
+    distributed.gather_rows = counting  # type: ignore[assignment]
+    report = evaluate(Classifier.load(out / "model", batch_size=4), make_texts(GRAD_EXAMPLES * 3, seed=7),
+                      progress=False, shared=True)
+    rows = distributed.all_gather_object(computed)
+    if distributed.is_main():
+        report.pop("eval_docs_per_sec")
+        (out / "test_set.json").write_text(json.dumps({"report": report, "rows": rows}))
+
+
 def interrupt(out: Path) -> None:
     """A 2-epoch run stopped (on every rank) after optimizer step INTERRUPT_AT, mid-epoch."""
     def stop(step: int) -> None:
@@ -116,4 +138,4 @@ if __name__ == "__main__":
         if mode == "shares":
             shares(folder, Path(sys.argv[3]))
         else:
-            {"grads": grads, "interrupt": interrupt, "resume": resume}[mode](folder)
+            {"grads": grads, "interrupt": interrupt, "resume": resume, "test_set": test_set}[mode](folder)

@@ -12,14 +12,17 @@ import signal
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from classiformer import training
 from classiformer.checkpoint import load_checkpoint, load_trainer_state
 from classiformer.config import resolve_config
-from classiformer.data.batching import batch_of
+from classiformer.data.batching import batch_of, bucketed_batches
 from classiformer.losses import Loss
 from classiformer.training import Trainer, fit
 
@@ -44,9 +47,10 @@ def two_process_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("ddp")
     write_jsonl(folder / "train.jsonl", TOY["train"], seed=1)
     write_jsonl(folder / "val.jsonl", TOY["val"], seed=2)
+    write_jsonl(folder / "test.jsonl", TOY["val"], seed=3)
     torchrun(2, "-m", "classiformer", "train", "--train", str(folder / "train.jsonl"), "--validation",
-             str(folder / "val.jsonl"), "--preset", "tiny", "--epochs", str(TOY["epochs"]), "--batch-size", "16",
-             "--lr", TOY["lr"], "--output", str(folder / "run"), "--no-progress")
+             str(folder / "val.jsonl"), "--test", str(folder / "test.jsonl"), "--preset", "tiny", "--epochs",
+             str(TOY["epochs"]), "--batch-size", "16", "--lr", TOY["lr"], "--output", str(folder / "run"), "--no-progress")
     return folder / "run"
 
 
@@ -68,12 +72,25 @@ def test_two_processes_learn_the_toy_task_as_one_does(two_process_run: Path, tmp
 
 def test_rank_0_alone_writes_one_checkpoint_and_one_metrics_file(two_process_run: Path) -> None:
     names = sorted(p.name for p in two_process_run.iterdir())
-    assert names == [".lock", "best", "config.json", "last", "metrics.jsonl"], names
+    assert names == [".lock", "best", "config.json", "confusion_matrix.png", "last", "metrics.json", "metrics.jsonl",
+                     "reliability.png", "training_curves.png"], names
     history = (two_process_run / "metrics.jsonl").read_text().splitlines()
     assert len(history) == len({json.loads(line)["epoch"] for line in history})  # no epoch written twice
     model, _, meta = load_checkpoint(two_process_run / "best")
     assert meta.labels == ["money", "sports", "tech"]
     assert not any(k.startswith("module.") for k in model.state_dict())  # the model itself, not DDP's wrapper
+
+
+def test_the_test_set_report_of_two_processes_is_one_process_report(two_process_run: Path) -> None:
+    from classiformer.data import read_dataset
+    from classiformer.evaluate import evaluate
+    from classiformer.predict import Classifier
+
+    got = json.loads((two_process_run / "metrics.json").read_text())
+    want = evaluate(Classifier.load(two_process_run / "best"), read_dataset(two_process_run.parent / "test.jsonl"),
+                    progress=False)
+    for key in ("accuracy", "macro_f1", "confusion_matrix", "nll", "ece", "nll_uncalibrated"):
+        assert got[key] == want[key], key
 
 
 def test_gradients_equal_single_process_full_batch_gradients(tmp_path: Path) -> None:
@@ -109,17 +126,54 @@ def test_validation_and_frozen_features_computed_in_shares_equal_one_process(tmp
     assert torch.equal(got["lens"], cache.lens) and torch.equal(got["feats"], cache.feats)
 
 
-def test_a_run_resumes_on_one_and_on_three_processes_from_its_data_position(tmp_path: Path) -> None:
+def _recording(taken: list[list[int]], collate: Any, data: Any, idx: Any, *args: Any) -> Any:
+    taken.append(sorted(idx.tolist()))
+    return collate(data, idx, *args)
+
+
+def test_test_set_evaluated_in_shares_equals_one_process(tmp_path: Path) -> None:
+    """``evaluate(..., shared=True)`` on 2 ranks: each computes its share of the batches (39 texts
+    in batches of 4: 10 batches, 5 each) and gets the report one process computes alone."""
+    from classiformer.checkpoint import save_checkpoint
+    from classiformer.evaluate import evaluate
+    from classiformer.predict import Classifier
+
+    model, tokenizer, meta, _, _ = tiny_model()
+    save_checkpoint(tmp_path / "model", model, tokenizer, meta)
+    torchrun(2, str(WORKER), "test_set", str(tmp_path))
+    got = json.loads((tmp_path / "test_set.json").read_text())
+    assert [sum(r) for r in got["rows"]] == [20, 19] or [sum(r) for r in got["rows"]] == [19, 20], got["rows"]
+    want = evaluate(Classifier.load(tmp_path / "model", batch_size=4), make_texts(GRAD_EXAMPLES * 3, seed=7),
+                    progress=False)
+    want.pop("eval_docs_per_sec")
+    assert got["report"] == json.loads(json.dumps(want)) and want["accuracy"] not in (0.0, 1.0)
+
+
+def test_a_run_resumes_on_one_and_on_three_processes_from_its_data_position(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torchrun(2, str(WORKER), "interrupt", str(tmp_path))
     stopped = load_trainer_state(tmp_path / "run" / "last")["progress"]
     # 200 examples in batches of 16: 13 batches an epoch; 2 ranks take 2 per step.
     assert (stopped["epoch"], stopped["step"], stopped["batches_done"], stopped["world_size"]) == (0, INTERRUPT_AT, 6, 2)
+    # The epoch's batch order was made for 2 processes (each step's 2 batches of similar lengths).
+    assert stopped["epoch_group"] == 2
     for world, steps in ((1, INTERRUPT_AT + 7 + 13), (3, INTERRUPT_AT + 3 + 5)):
         folder = tmp_path / f"on{world}"
         shutil.copytree(tmp_path / "run", folder / "run")
         if world == 1:
+            taken: list[list[int]] = []
+            monkeypatch.setattr(training, "batch_of", partial(_recording, taken, training.batch_of))
             fit(None, make_texts(200, seed=1), folder / "run", validation=make_texts(30, seed=2), resume=True,
                 progress=False)
+            # The rest of the stopped epoch in the order the 2 processes had: the 7 batches they had
+            # not taken yet (the examples of the 6 taken are not taken again); the next epoch is
+            # ordered for 1 process.
+            _, tokenizer, _ = load_checkpoint(folder / "run" / "last")
+            lengths = training.encode(tokenizer, make_texts(200, seed=1), None).lengths
+            seed = training.stored_config(folder / "run")["train"]["seed"]
+            want = bucketed_batches(lengths, 16, seed, 0, group=2)[6:] + bucketed_batches(lengths, 16, seed, 1)
+            assert taken == [sorted(b.tolist()) for b in want]
             done = load_trainer_state(folder / "run" / "last")["progress"]
         else:
             torchrun(world, str(WORKER), "resume", str(folder))
@@ -206,3 +260,26 @@ def test_sigterm_stops_every_rank_at_the_same_step_with_last_saved(tmp_path: Pat
     assert progress["batches_done"] == min(169, 2 * (progress["step"] - 85 * progress["epoch"]))
     assert progress["world_size"] == 2
     assert "interrupted: stopped by SIGTERM: the processes stopped at their next step" in err
+
+
+def test_two_processes_train_on_a_stream(tmp_path: Path) -> None:
+    """``--streaming`` under torchrun: each rank reads its own shards of the stream (2 processes x
+    1 loader worker), the run learns, rank 0 alone writes, and ``last/`` keeps both ranks' shard
+    positions (the data position a resume needs)."""
+    from .test_cli import write_split
+
+    train, test = write_split(tmp_path / "train.csv", 400, seed=1), write_split(tmp_path / "test.csv", 90, seed=2)
+    out = tmp_path / "run"
+    torchrun(2, "-m", "classiformer", "train", "--train", str(train), "--test", str(test), "--output", str(out),
+             "--streaming", "--max-steps", "60", "--eval-every", "30", "--preset", "tiny", "--vocab-size", "60",
+             "--max-length", "12", "--batch-size", "8", "--lr", "0.03", "--patience", "0", "--threads", "1",
+             "--no-progress", "--shuffle-window", "64", "--loader-workers", "1")
+    assert json.loads((out / "metrics.json").read_text())["accuracy"] > 0.9
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["step"] for h in history] == [30, 60]
+    assert {h["world_size"] for h in history} == {2} and {h["effective_batch_size"] for h in history} == {16}
+    state = load_trainer_state(out / "last")
+    stream = json.loads(state["stream"])
+    assert stream["n_shards"] == 2 and sorted(stream["shards"]) == ["0", "1"]  # rank 0's and rank 1's
+    # Every rank's batches counted once: 60 steps of 2 batches of at most 8 (a window's last is smaller).
+    assert 0.9 * 60 * 16 < state["progress"]["samples_seen"] <= 60 * 16

@@ -28,15 +28,17 @@ METRICS_FILE = "metrics.json"
 ARRAY_KEYS = ("targets", "scores")
 
 
-def evaluate(clf: Classifier, dataset: TextDataset, progress: bool = True) -> dict[str, Any]:
+def evaluate(clf: Classifier, dataset: TextDataset, progress: bool = True, shared: bool = False) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision/recall/F1 and confusion matrix on ``dataset``,
     the evaluation throughput in documents per second, and calibration: negative log-likelihood
     and expected calibration error before (``*_uncalibrated``) and after temperature scaling with
     the checkpoint's stored ``temperature``, with the reliability-diagram bins of both.
 
-    A multi-label model gets :func:`evaluate_multilabel`'s report instead."""
+    A multi-label model gets :func:`evaluate_multilabel`'s report instead. With ``shared``, the
+    ranks of a process group (each calling it) compute the logits in shares (``Classifier.logits``)
+    and each gets the report one process would."""
     if clf.multi_label:
-        return evaluate_multilabel(clf, dataset, progress)
+        return evaluate_multilabel(clf, dataset, progress, shared)
     if dataset.label_sets is not None:
         raise DataError(f"{dataset.source}: has label lists (multi-label data), but this model picks one class per "
                         "text; train a multi-label model on it")
@@ -45,7 +47,7 @@ def evaluate(clf: Classifier, dataset: TextDataset, progress: bool = True) -> di
     check_labels_known(dataset, clf.labels)
     index = {lbl: i for i, lbl in enumerate(clf.labels)}
     t0 = time.perf_counter()
-    logits = clf.logits(dataset.texts, progress=progress)
+    logits = clf.logits(dataset.texts, progress=progress, shared=shared)
     proba = softmax(logits, clf.temperature)
     seconds = time.perf_counter() - t0
     y_true = np.array([index[lbl] for lbl in dataset.labels], dtype=np.int64)
@@ -59,7 +61,8 @@ def evaluate(clf: Classifier, dataset: TextDataset, progress: bool = True) -> di
     return report
 
 
-def evaluate_multilabel(clf: Classifier, dataset: TextDataset, progress: bool = True) -> dict[str, Any]:
+def evaluate_multilabel(clf: Classifier, dataset: TextDataset, progress: bool = True, shared: bool = False
+                        ) -> dict[str, Any]:
     """A multi-label model on ``dataset`` (label lists; single-label data counts as one-label
     sets): ``metrics.multilabel_report`` at the checkpoint's decision thresholds (tuned on
     validation, or ``--threshold``) on its calibrated probabilities, the same at a fixed 0.5 under
@@ -71,7 +74,7 @@ def evaluate_multilabel(clf: Classifier, dataset: TextDataset, progress: bool = 
     targets = encode_labels(data, clf.labels)  # (N, L), columns in the model's label order
     temperatures = clf.label_temperatures
     t0 = time.perf_counter()
-    logits = clf.logits(data.texts, progress=progress)
+    logits = clf.logits(data.texts, progress=progress, shared=shared)
     scores = sigmoid(logits, temperatures)  # what clf.predict_proba returns
     seconds = time.perf_counter() - t0
     report = multilabel_evaluation(targets, scores, clf.labels, np.asarray(clf.thresholds.per_label))

@@ -93,8 +93,9 @@ class TorchRunner:
     def __init__(self, model: nn.Module, pad_id: int, device: torch.device | str = "cpu") -> None:
         self.model, self.pad_id, self.device = model, pad_id, torch.device(device)
 
-    def logits(self, data: EncodedDataset, batch_size: int, progress: bool = False) -> np.ndarray:
-        return logits_for(self.model, data, self.pad_id, batch_size, self.device, progress)
+    def logits(self, data: EncodedDataset, batch_size: int, progress: bool = False,
+               part: tuple[int, int] = (0, 1)) -> np.ndarray:
+        return logits_for(self.model, data, self.pad_id, batch_size, self.device, progress, part=part)
 
 
 def mean_by_owner(logits: np.ndarray, owner: np.ndarray, n: int) -> np.ndarray:

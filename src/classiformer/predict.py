@@ -19,6 +19,7 @@ import torch.multiprocessing as mp
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import ONNXRUNTIME, CheckpointError, CheckpointMeta, apply_umask, load_checkpoint, read_meta
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
@@ -137,16 +138,26 @@ class Classifier:
                 raise TypeError(f"text {i} is {type(t).__name__}, not str")
         return list(texts)
 
-    def logits(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
-        """Raw logits (N, C), before temperature scaling."""
+    def logits(self, texts: Sequence[str], progress: bool = False, shared: bool = False) -> np.ndarray:
+        """Raw logits (N, C), before temperature scaling. With ``shared``, in a process group (every
+        rank calls it with the same texts), each rank computes every world-th batch and every rank
+        gets all rows: the logits of one process, computed in shares."""
         texts = self._check(texts)
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         if getattr(self.tokenizer, "long_text", None) == "chunks":
             windows, owner = self.tokenizer.encode_windows(texts)  # type: ignore[attr-defined]
-            logits = self.runner.logits(EncodedDataset(windows), self.batch_size, progress)
+            logits = self._run(EncodedDataset(windows), progress, shared)
             return mean_by_owner(logits, owner, len(texts))
-        return self.runner.logits(EncodedDataset(self.tokenizer.encode(texts)), self.batch_size, progress)
+        return self._run(EncodedDataset(self.tokenizer.encode(texts)), progress, shared)
+
+    def _run(self, data: EncodedDataset, progress: bool, shared: bool) -> np.ndarray:
+        if not (shared and distributed.active()):
+            return self.runner.logits(data, self.batch_size, progress)
+        if not isinstance(self.runner, TorchRunner):
+            raise ValueError("logits in shares across processes need a PyTorch checkpoint, not an exported model")
+        part = (distributed.rank(), distributed.world_size())
+        return distributed.gather_rows(self.runner.logits(data, self.batch_size, progress, part=part))
 
     @property
     def multi_label(self) -> bool:

@@ -239,10 +239,12 @@ def report_text(report: dict[str, Any], paths: dict[str, Path]) -> str:
 
 
 def print_test_report(clf: Classifier, test: TextDataset, run_dir: Path, result: TrainResult, tracker: Any,
-                      progress: bool) -> None:
-    """Evaluate a finished run's best model on the test split, write metrics.json and the plots
-    into the run folder, log them to the tracker and print the report (train and distill)."""
-    report = evaluate(clf, test, progress=progress)
+                      progress: bool, report: dict[str, Any] | None = None) -> None:
+    """Evaluate a finished run's best model on the test split (unless ``report`` is that
+    evaluation already), write metrics.json and the plots into the run folder, log them to the
+    tracker and print the report (train and distill)."""
+    if report is None:
+        report = evaluate(clf, test, progress=progress)
     paths = write_evaluation(report, run_dir, {"best_epoch": result.best_epoch, "best_val_accuracy": result.best_val_accuracy})
     tracker.log_test(report, paths)
     print()

@@ -14,6 +14,7 @@ from ..config import FAMILY_PRESETS, ConfigError, load_json_config, resolve_conf
 from ..data import TextDataset, check_labels_known
 from ..data.label_names import parse_label_names
 from ..data.streaming import GZIP_RATIO, STREAMING_THRESHOLD_BYTES, TextStream, should_stream
+from ..evaluate import evaluate
 from ..predict import Classifier
 from ..tracking import Tracker, start_tracking
 from ..training import RESUMABLE, ResumeConflict, fit, resume_config
@@ -249,14 +250,21 @@ def _run(args: argparse.Namespace) -> int:
 def _train_and_test(args: argparse.Namespace, config: Any, train: Any, validation: Any, test: Any, run_dir: Path,
                     tracker: Tracker) -> int:
     with distributed.process_group(args.device) as dev:  # a no-op unless torchrun started this process
+        device = str(dev) if distributed.launched() else args.device
         result = fit(
-            config, train, run_dir, validation=validation, device=str(dev) if distributed.launched() else args.device,
+            config, train, run_dir, validation=validation, device=device,
             resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
             callbacks=[tracker] if tracker else [],  # the Trainer calls them on rank 0 only
         )
         main = distributed.is_main()
+        report = clf = None
+        if test is not None and not result.already_complete:
+            # Every rank computes its share of the test set's logits and gets them all: the metrics
+            # of one process (rank 0 writes and prints them).
+            clf = Classifier.load(result.best_dir, device=device, bf16=config.train.bf16, fp16=config.train.fp16)
+            report = evaluate(clf, test, progress=main and not args.no_progress, shared=True)
     if not main:
-        return 0  # rank 0 reports, and evaluates on --test
+        return 0  # rank 0 reports
     if result.already_complete:
         print(f"the run in {rel(run_dir)} is complete: {len(result.history)} epoch(s), best validation accuracy "
               f"{result.best_val_accuracy:.4f} (epoch {result.best_epoch}); nothing to do "
@@ -266,6 +274,6 @@ def _train_and_test(args: argparse.Namespace, config: Any, train: Any, validatio
           f"best validation {best_validation(result, train)}")
     print(f"model: {rel(result.best_dir)}   (last: {rel(result.last_dir)}, log: {rel(run_dir / 'metrics.jsonl')})")
     if test is not None:
-        clf = Classifier.load(result.best_dir, device=args.device, bf16=config.train.bf16, fp16=config.train.fp16)
-        print_test_report(clf, test, run_dir, result, tracker, progress=not args.no_progress)
+        assert clf is not None and report is not None
+        print_test_report(clf, test, run_dir, result, tracker, progress=not args.no_progress, report=report)
     return 0

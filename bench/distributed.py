@@ -16,6 +16,10 @@ Tasks: ``lesson`` (the lesson preset on IMDB, 25k train / 25k test reviews, 1 ep
 
     .venv/bin/python bench/distributed.py                                   # 3 seeds, both tasks
     .venv/bin/python bench/distributed.py --seeds 1 --rows 4000 --test-rows 2000 --tasks lesson
+
+On a machine that others share, run it as ``flock /tmp/bench.lock bench/priority.sh .venv/bin/python
+bench/distributed.py ...``: with autogroup scheduling, ``nice`` in other sessions does not keep their
+jobs off the cores, and torchrun starts each worker in a session of its own (see bench/priority.sh).
 """
 
 from __future__ import annotations
@@ -57,12 +61,13 @@ def subset(src: Path, dest: Path, rows: int | None) -> Path:
     return dest
 
 
-def run_one(nproc: int, task: str, seed: int, train: Path, test: Path, tmp: Path) -> dict[str, Any]:
+def run_one(nproc: int, task: str, seed: int, train: Path, test: Path, tmp: Path, accum: int = 1) -> dict[str, Any]:
     data, flags, batch, _, _ = TASKS[task]
     out = tmp / f"{task}-{nproc}p-{seed}"
+    accum = accum if nproc > 1 else 1
     train_cmd = ["train", "--train", str(train), "--test", str(test), *flags, "--seed", str(seed),
-                 "--batch-size", str(batch // nproc), "--threads", "1", "--output", str(out), "--no-progress",
-                 "--overwrite"]
+                 "--batch-size", str(batch // nproc // accum), "--grad-accum", str(accum), "--threads", "1",
+                 "--output", str(out), "--no-progress", "--overwrite"]
     if nproc == 1:
         cmd = [sys.executable, "-m", "classiformer", *train_cmd]
     else:
@@ -87,7 +92,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="seeds 1..N, each run by both peers in turn")
     ap.add_argument("--rows", type=int, default=None, help="training rows (default: the task's)")
     ap.add_argument("--test-rows", type=int, default=None, help="test rows (default: the task's)")
-    ap.add_argument("--data-dir", type=Path, default=DATA)
+    ap.add_argument("--grad-accum", type=int, default=1,
+                    help="the 2-process runs accumulate this many micro-batches per step (the same effective batch: "
+                    "each micro-batch is smaller), so they all-reduce that many times less often")
+    ap.add_argument("--data-dir", type=Path, default=DATA, help="the benchmark data (default: shared/data beside "
+                    "the checkout)")
     ap.add_argument("--json", type=Path, default=RESULTS / "distributed.json")
     args = ap.parse_args()
 
@@ -104,7 +113,7 @@ def main() -> None:
             test = subset(args.data_dir / data / "test.jsonl.gz", tmp / f"{data}-test.jsonl", args.test_rows or test_rows)
             for seed in range(1, args.seeds + 1):
                 for nproc in (1, 2):
-                    r = run_one(nproc, task, seed, train, test, tmp)
+                    r = run_one(nproc, task, seed, train, test, tmp, args.grad_accum)
                     runs.append(r)
                     print(f"  {task} seed {seed} {nproc} process(es): {r['samples_per_sec']:.0f} samples/s, "
                           f"test accuracy {r['test_accuracy']:.4f} (load {r['load_before']} -> {r['load_after']})",

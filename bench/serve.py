@@ -7,11 +7,16 @@ time (``--duration`` seconds) and in requests (``--max-requests``). Reports requ
 errors (anything but a well-formed 200 with one prediction), the mean texts per model call (from
 ``GET /v1/model``) and the server's RSS before and after, then writes JSON to bench/results/.
 
+``--compare DIR`` (repeatable) serves other folders the same way, one after another in the same run,
+e.g. the int8 ONNX export of ``--model`` (``--export int8`` makes it first, with ``classiformer
+export``): the table then has a row per model, and the RSS and throughput of each against the first.
+
 The client is a minimal asyncio HTTP/1.1 client (tens of microseconds per request), so that on a
 2-core machine it measures the server rather than itself. Loopback only.
 
     .venv/bin/python bench/serve.py                         # trains the lesson model on the AG News split (1 epoch)
     .venv/bin/python bench/serve.py --model runs/ag_news_lesson --duration 10
+    .venv/bin/python bench/serve.py --model /tmp/minilm-sst2 --export int8 --modes on --clients 8 --duration 10
 """
 
 from __future__ import annotations
@@ -155,14 +160,17 @@ def run_mode(model: Path, batching: bool, bodies: list[bytes], labels: set[str],
     rows = []
     try:
         server.wait_ready()
+        rss_ready = server.rss_mb()
         asyncio.run(_load(server.port, bodies, 4, 2.0, 200, labels))  # warm-up
         rss_start = server.rss_mb()
+        runtime = get_json(server.port, "/v1/model")[1].get("runtime", "pytorch")
         for clients in args.clients:
             before = get_json(server.port, "/v1/model")[1]["batching"]["stats"]
             row = asyncio.run(_load(server.port, bodies, clients, args.duration, args.max_requests, labels))
             after = get_json(server.port, "/v1/model")[1]["batching"]["stats"]
             calls = after["batches"] - before["batches"]
-            row.update(batching="on" if batching else "off", clients=clients,
+            row.update(model=str(model), runtime=runtime, batching="on" if batching else "off", clients=clients,
+                       rss_ready_mb=round(rss_ready, 1),
                        texts_per_model_call=round((after["texts"] - before["texts"]) / calls, 2) if calls else 0.0,
                        rss_start_mb=round(rss_start, 1), rss_mb=round(server.rss_mb(), 1))
             rows.append(row)
@@ -187,9 +195,16 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="server torch threads (default: 1; the client uses the other core)")
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--max-wait-ms", type=float, default=2.0)
+    p.add_argument("--compare", action="append", type=Path, default=[], metavar="DIR",
+                   help="also serve this model folder (repeatable), e.g. an ONNX export of --model")
+    p.add_argument("--export", choices=["int8", "fp32"], action="append", default=[],
+                   help="export --model at this precision first (classiformer export, verified on probe texts) and "
+                   "serve the export too (repeatable)")
+    p.add_argument("--modes", default="off,on", help="micro-batching modes to run (default: off,on)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "serve.json")
     args = p.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    modes = [m == "on" for m in args.modes.split(",")]
     sys.path.insert(0, str(ROOT / "src"))
     import torch
 
@@ -203,29 +218,54 @@ def main() -> int:
         from classiformer import Classifier
 
         labels = set(Classifier.load(model, device="cpu").labels)
+        models = [model]
+        for precision in args.export:
+            from classiformer.export import export_model
+
+            report = export_model(model, Path(tmp) / f"onnx_{precision}", precision)
+            print(report.summary(), flush=True)
+            models.append(Path(tmp) / f"onnx_{precision}")
+        models += args.compare
         bodies = [json.dumps({"texts": [t]}).encode() for t in test.texts]
         rows: list[dict[str, Any]] = []
-        for batching in (False, True):
-            print(f"server with batching {'on' if batching else 'off'}:", flush=True)
-            rows += run_mode(model, batching, bodies, labels, args)
+        for m in models:
+            for batching in modes:
+                print(f"{m}: server with batching {'on' if batching else 'off'}; load {os.getloadavg()[0]:.1f}", flush=True)
+                rows += run_mode(m, batching, bodies, labels, args)
 
-    def thr(mode: str, c: int) -> float:
-        return next((r["throughput_rps"] for r in rows if r["batching"] == mode and r["clients"] == c), float("nan"))
+    def thr(mode: str, c: int, m: Path = models[0]) -> float:
+        return next((r["throughput_rps"] for r in rows if r["batching"] == mode and r["clients"] == c
+                     and r["model"] == str(m)), float("nan"))
 
     top = max(args.clients)
     speedup = thr("on", top) / thr("off", top)
     print()
-    print(f"{'batching':>8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'texts/call':>10} {'errors':>6} {'RSS MB start->end':>18}")
+    print(f"{'runtime':>11} {'batching':>8} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'texts/call':>10} "
+          f"{'errors':>6} {'RSS MB ready / start -> end':>28}")
     for r in rows:
-        print(f"{r['batching']:>8} {r['clients']:>7} {r['throughput_rps']:>8.1f} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-              f"{r['texts_per_model_call']:>10.2f} {r['errors']:>6} {r['rss_start_mb']:>8.1f} -> {r['rss_mb']:<7.1f}")
-    print(f"\nthroughput at {top} clients, batching on / off: {speedup:.2f}x (target >= 3x)")
+        print(f"{r['runtime']:>11} {r['batching']:>8} {r['clients']:>7} {r['throughput_rps']:>8.1f} {r['p50_ms']:>8.2f} "
+              f"{r['p99_ms']:>8.2f} {r['texts_per_model_call']:>10.2f} {r['errors']:>6} {r['rss_ready_mb']:>8.1f} / "
+              f"{r['rss_start_mb']:>6.1f} -> {r['rss_mb']:<7.1f}")
+    if len(modes) == 2:
+        print(f"\nthroughput at {top} clients, batching on / off: {speedup:.2f}x (target >= 3x)")
+    comparisons = []
+    for m in models[1:]:  # each other model against the first, at the top concurrency of the last mode
+        mode = "on" if modes[-1] else "off"
+        a = next(r for r in rows if r["model"] == str(models[0]) and r["clients"] == top and r["batching"] == mode)
+        b = next(r for r in rows if r["model"] == str(m) and r["clients"] == top and r["batching"] == mode)
+        c = {"model": str(m), "runtime": b["runtime"], "rss_ratio": b["rss_mb"] / a["rss_mb"],
+             "throughput_ratio": b["throughput_rps"] / a["throughput_rps"]}
+        comparisons.append(c)
+        print(f"{m} ({b['runtime']}) against {models[0]} ({a['runtime']}), {top} clients, batching {mode}: "
+              f"RSS {b['rss_mb']:.0f} / {a['rss_mb']:.0f} MB = {100 * c['rss_ratio']:.0f}% (target <= 50% for the int8 "
+              f"export), throughput {b['throughput_rps']:.1f} / {a['throughput_rps']:.1f} req/s = x{c['throughput_ratio']:.2f}")
     result = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine(),
         "model": str(args.model) if args.model else f"{args.preset} preset, AG News split, {args.epochs} epoch(s)",
         "settings": {k: getattr(args, k) for k in ("clients", "duration", "max_requests", "threads", "max_batch_size", "max_wait_ms")},
-        "rows": rows, "speedup_at_max_clients": round(speedup, 3),
+        "rows": rows, "speedup_at_max_clients": round(speedup, 3), "comparisons": comparisons,
+        "load_average_end": os.getloadavg()[0],
         "errors": sum(r["errors"] for r in rows),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

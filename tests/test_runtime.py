@@ -138,7 +138,10 @@ def _fresh_env(**extra: str) -> dict[str, str]:
 
 
 def _policy_after_import(env: dict[str, str]) -> str:
-    code = "import os, classiformer, sys; print(os.environ.get('OMP_WAIT_POLICY')); print('torch' in sys.modules)"
+    # `import classiformer` loads PyTorch only on first use of a name that needs it (fit here); the
+    # policy must be in the environment by then.
+    code = ("import os, classiformer, sys; classiformer.fit; print(os.environ.get('OMP_WAIT_POLICY')); "
+            "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     policy, torch_loaded = out.stdout.split()
     assert torch_loaded == "True"

@@ -24,17 +24,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .models import build_model, model_config_from_dict
 from .thresholds import Thresholds
 from .tokenizers import Tokenizer, load_tokenizer, save_tokenizer
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# PyTorch, safetensors' torch half and the model classes are imported by the functions that use
+# them: reading the metadata of an exported model (which runs without PyTorch) must not load them.
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,8 @@ def save_checkpoint(
     extra_files: dict[str, str] | None = None,
 ) -> Path:
     """Write a checkpoint folder atomically. ``extra_files`` maps file names to text content."""
+    import torch
+    from safetensors.torch import save_file
 
     def write(tmp: Path) -> None:
         saver = getattr(model, "save_weights", None)
@@ -296,6 +299,11 @@ def write_meta(folder: Path, meta: CheckpointMeta) -> None:
 
 def load_checkpoint(folder: Path, map_location: str | torch.device = "cpu") -> tuple[nn.Module, Tokenizer, CheckpointMeta]:
     """Load (model, tokenizer, metadata) from a checkpoint folder; the model is in eval mode."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from .models import build_model, model_config_from_dict
+
     folder = Path(folder)
     meta = read_meta(folder)
     if meta.runtime != PYTORCH:
@@ -333,6 +341,8 @@ def load_trainer_state(folder: Path) -> dict[str, Any]:
     path = Path(folder) / STATE_FILE
     if not path.exists():
         raise CheckpointError(f"{folder}: no {STATE_FILE}; nothing to resume from")
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -5,12 +5,14 @@ Batches are sorted by length (so padding is minimal) and results are put back in
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import torch
-from torch import nn
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 from .data.batching import EncodedDataset, batch_of, sorted_batches
 from .runtime import autocast, pad_multiple
@@ -23,6 +25,8 @@ def batch_tokens(model: nn.Module, device: torch.device | str) -> int | None:
     (AVX2): 18 docs/s in batches of 256 texts, 38 in batches of 32 (docs/benchmarks.md, "Inference
     speed"). A GPU wants large batches, and the small from-scratch models pay per call, so neither
     is limited."""
+    import torch
+
     if torch.device(device).type != "cpu":
         return None
     return getattr(model, "cpu_batch_tokens", None)
@@ -48,6 +52,8 @@ def logits_for(
     computed and the other rows are NaN (none at all: an (N, 0) array): the ranks of a process
     group compute disjoint parts of the same batches a single process would, and
     ``distributed.gather_rows`` joins them into exactly the single process's logits."""
+    import torch
+
     was_training = model.training
     model.eval()
     out: np.ndarray | None = None
@@ -91,6 +97,8 @@ class TorchRunner:
     """A PyTorch model behind the :class:`Runner` contract: :func:`logits_for` with its settings."""
 
     def __init__(self, model: nn.Module, pad_id: int, device: torch.device | str = "cpu") -> None:
+        import torch
+
         self.model, self.pad_id, self.device = model, pad_id, torch.device(device)
 
     def logits(self, data: EncodedDataset, batch_size: int, progress: bool = False,

@@ -6,30 +6,42 @@ import csv
 import json
 import logging
 import os
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
-import torch
-import torch.multiprocessing as mp
-from torch import nn
 from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import ONNXRUNTIME, CheckpointError, CheckpointMeta, apply_umask, load_checkpoint, read_meta
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
-from .explain import DEFAULT_METHODS, Explainable, Explanation, explain, explain_labels
 from .inference import Runner, TorchRunner, mean_by_owner, sigmoid, softmax
 from .runtime import amp_dtype, bf16_worthwhile, resolve_device
 from .thresholds import Thresholds, fixed_thresholds
 from .tokenizers import Tokenizer
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from .explain import Explainable, Explanation
+
+# PyTorch (and explain.py, which needs it) are imported where a PyTorch model is used: a process
+# that serves an exported model runs it with ONNX Runtime and never loads PyTorch (~210 MB).
+
 log = logging.getLogger(__name__)
+
+
+def _is_torch_module(obj: object) -> bool:
+    """Whether ``obj`` is a PyTorch module, without importing PyTorch (no module can be one before)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(obj, torch.nn.Module)
 
 
 def resolve_model_path(path: str | Path) -> Path:
@@ -73,14 +85,18 @@ class Classifier:
         # is much faster than autocast, which re-casts every weight on every call. On CPUs without
         # them bf16 is emulated and several times slower, so it falls back to fp32 (with a warning).
         self.dtype = amp_dtype(bf16 and bf16_worthwhile(device), fp16)
-        if isinstance(model, nn.Module):
-            self.model = model.to(device, dtype=self.dtype).eval()
+        if _is_torch_module(model):
+            import torch
+
+            self.model = cast("nn.Module", model).to(device, dtype=self.dtype).eval()
             self.runner: Runner = TorchRunner(self.model, tokenizer.pad_id, device)
+            self.device: torch.device | str = torch.device(device)
         else:  # an exported model's runner: its precision was fixed at export
             if bf16 or fp16:
                 raise ValueError("--bf16/--fp16 apply to PyTorch checkpoints; an exported model's precision was "
                                  "chosen at export (classiformer export --quantize)")
-            self.model, self.runner = None, model
+            self.model, self.runner = None, cast(Runner, model)
+            self.device = "cpu"
         if long_text is not None:
             if not hasattr(tokenizer, "long_text"):
                 raise ValueError(f"--long-text needs a pretrained-encoder model; this {meta.family!r} model truncates")
@@ -90,7 +106,6 @@ class Classifier:
         self.tokenizer = tokenizer
         self.meta = meta
         self.labels: list[str] = list(meta.labels)
-        self.device = torch.device(device)
         self.batch_size = batch_size
         self.path = path
         # Multi-label models: the label decisions' thresholds, tuned on validation unless overridden.
@@ -239,22 +254,27 @@ class Classifier:
         return "labels" if self.multi_label else "label"
 
     def explain(
-        self, text: str, methods: Sequence[str] = DEFAULT_METHODS, words: bool = False, label: str | None = None
+        self, text: str, methods: Sequence[str] | None = None, words: bool = False, label: str | None = None
     ) -> Explanation:
         """Which tokens (or, with ``words``, words) the score of ``label`` for ``text`` rests on
         (default: the highest-scoring label, a single-label model's prediction), by attention
         rollout and integrated gradients (and, for a model with an n-gram branch, that branch's
         part), with the attention weights and which tokens are special; see explain.py.
+        ``methods`` default to ``explain.DEFAULT_METHODS``.
         Needs the PyTorch model: an exported one raises :class:`NeedsPyTorchModel`."""
-        return explain(self._explainable(), text, methods, words, label=label)
+        from .explain import DEFAULT_METHODS, explain
+
+        return explain(self._explainable(), text, DEFAULT_METHODS if methods is None else methods, words, label=label)
 
     def explain_labels(
-        self, text: str, labels: Sequence[str] | None = None, methods: Sequence[str] = DEFAULT_METHODS,
+        self, text: str, labels: Sequence[str] | None = None, methods: Sequence[str] | None = None,
         words: bool = False,
     ) -> list[Explanation]:
         """One explanation per label of ``labels``, or without them per predicted label (a
         multi-label model's labels at their thresholds); see ``explain.explain_labels``."""
-        return explain_labels(self._explainable(), text, labels, methods, words)
+        from .explain import DEFAULT_METHODS, explain_labels
+
+        return explain_labels(self._explainable(), text, labels, DEFAULT_METHODS if methods is None else methods, words)
 
     def _explainable(self) -> Explainable:
         if self.model is None:
@@ -264,7 +284,7 @@ class Classifier:
                 f"and attention weights); explain with the PyTorch checkpoint it came from"
                 + (f" ({source})" if source else "")
             )
-        return cast(Explainable, self)  # self.model is set: checked above
+        return cast("Explainable", self)  # self.model is set: checked above
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -358,6 +378,8 @@ _worker_classifier: Classifier | None = None  # in a worker process: its model
 
 def _init_worker(settings: dict[str, Any], threads: int) -> None:
     global _worker_classifier
+    import torch
+
     torch.set_num_threads(threads)
     _worker_classifier = Classifier.load(**settings)
 
@@ -371,9 +393,10 @@ def load_settings(clf: Classifier) -> dict[str, Any]:
     """What :meth:`Classifier.load` needs to load ``clf`` again in another process."""
     if clf.path is None:
         raise ValueError("prediction in several processes needs a model saved in a folder (Classifier.load)")
+    dtype = str(clf.dtype)  # torch.bfloat16 prints as "torch.bfloat16"; None for float32 and exported models
     return {
         "path": str(clf.path), "device": str(clf.device), "batch_size": clf.batch_size,
-        "bf16": clf.dtype == torch.bfloat16, "fp16": clf.dtype == torch.float16,
+        "bf16": dtype == "torch.bfloat16", "fp16": dtype == "torch.float16",
         "long_text": getattr(clf.tokenizer, "long_text", None),
     }
 
@@ -388,6 +411,9 @@ def scored_chunks(
         for chunk in chunks:
             yield chunk, clf.predict_proba([t for _, t in chunk])
         return
+    import torch
+    import torch.multiprocessing as mp
+
     threads = threads or max(1, torch.get_num_threads() // processes)
     log.info("predicting in %d processes of %d thread(s) each", processes, threads)
     ctx = mp.get_context("spawn")

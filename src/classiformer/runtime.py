@@ -16,16 +16,23 @@ import platform
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used, not here: an exported model runs through ONNX Runtime in a
+# process that never loads PyTorch (export/runtime.py), and it reads its thread count from here.
 
 log = logging.getLogger(__name__)
 
 
 def resolve_device(name: str | None = None) -> torch.device:
     """``auto`` (or None) picks CUDA when available, else CPU."""
+    import torch
+
     if name in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
@@ -40,6 +47,8 @@ def pad_multiple(device: torch.device | str) -> int:
     training steps over 120 new lengths took 346 ms each, 20 ms once seen; rounded to 64, 43 ms the
     first time), so a few shapes beat tight padding there. A CPU pays no such cost: it pads to the
     longest member only."""
+    import torch
+
     return 64 if torch.device(device).type == "cuda" else 1
 
 
@@ -82,14 +91,33 @@ def default_threads(cpus: int | None = None, load: float | None = None) -> int:
     return max(1, min(cpus, cpus - int(load)) // local_world)
 
 
-def set_threads(threads: int | None = None) -> int:
-    """Use ``threads`` intra-op threads (default: :func:`default_threads`, the cores this process
-    may use that other work leaves free)."""
+_chosen_threads: int | None = None  # what choose_threads chose last (the whole process's setting)
+
+
+def choose_threads(threads: int | None = None) -> int:
+    """The process's intra-op thread count: ``threads``, or :func:`default_threads` (the cores this
+    process may use that other work leaves free) when None or 0. Remembered for
+    :func:`chosen_threads`; PyTorch is not touched (an exported model's process never loads it)."""
+    global _chosen_threads
     if threads is None or threads <= 0:
         threads = default_threads()
         if threads < available_cpus():
             log.info("other work keeps %d of %d CPUs busy (load average): using %d threads; --threads N to choose",
                      available_cpus() - threads, available_cpus(), threads)
+    _chosen_threads = threads
+    return threads
+
+
+def chosen_threads() -> int | None:
+    """What :func:`choose_threads` (or :func:`set_threads`) chose, None before either ran."""
+    return _chosen_threads
+
+
+def set_threads(threads: int | None = None) -> int:
+    """:func:`choose_threads`, and PyTorch's intra-op threads set to that."""
+    import torch
+
+    threads = choose_threads(threads)
     torch.set_num_threads(threads)
     return threads
 
@@ -160,6 +188,8 @@ def cpu_features() -> CpuFeatures:
         text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
     except OSError:
         text = ""
+    import torch
+
     return parse_cpuinfo(text, available_cpus(), torch.backends.cpu.get_cpu_capability())
 
 
@@ -168,6 +198,8 @@ def bf16_worthwhile(device: torch.device | str, features: CpuFeatures | None = N
     """Whether bf16 asked for on ``device`` should be used. On a CPU known to lack bf16 matrix units
     it is several times slower than fp32, so the answer is no (with a warning) unless
     ``CLASSIFORMER_BF16=force``. GPUs and CPUs whose features are unknown get what was asked."""
+    import torch
+
     if torch.device(device).type != "cpu":
         return True
     features = features or cpu_features()
@@ -188,6 +220,10 @@ def amp_dtype(bf16: bool = False, fp16: bool = False) -> torch.dtype | None:
     without bf16, e.g. T4 or V100; training then scales the loss) or None for float32."""
     if bf16 and fp16:
         raise ValueError("choose one of bf16 and fp16, not both")
+    if not (bf16 or fp16):
+        return None
+    import torch
+
     return torch.bfloat16 if bf16 else torch.float16 if fp16 else None
 
 
@@ -196,10 +232,14 @@ def autocast(device: torch.device | str, dtype: torch.dtype | None) -> Any:
     loss in fp32); a no-op context when ``dtype`` is None."""
     if dtype is None:
         return contextlib.nullcontext()
+    import torch
+
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
 def seed_everything(seed: int) -> None:
+    import torch
+
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -22,8 +22,8 @@ from ..data.streaming import TextStream
 from ..evaluate import evaluate, write_evaluation
 from ..metrics import format_calibration, format_multilabel_report, format_report, imbalance_note
 from ..predict import Classifier
-from ..runtime import set_threads
 from ..training import TrainingInterrupted, TrainResult
+from .runtime_options import add_runtime_options, apply_runtime  # noqa: F401  (used by every command)
 
 
 def add_data_options(p: argparse.ArgumentParser, *, train: bool) -> None:
@@ -74,14 +74,6 @@ def add_model_options(p: argparse.ArgumentParser, title: str = "model") -> argpa
     return g
 
 
-def add_runtime_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("runtime")
-    g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: auto)")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads, also ONNX Runtime's intra-op threads for an "
-                   "exported model (default: the available cores that other work leaves free, by load average)")
-    g.add_argument("--no-progress", action="store_true", help="hide progress bars")
-
-
 def add_tracking_options(p: argparse.ArgumentParser) -> None:
     """``--report-to`` and ``--tracking-uri``; pass their values to ``tracking.start_tracking``."""
     g = p.add_argument_group("tracking")
@@ -113,10 +105,6 @@ def load_classifier(args: argparse.Namespace) -> Classifier:
     return Classifier.load(args.model, device=args.device, batch_size=args.batch_size, bf16=args.bf16,
                            long_text=args.long_text, fp16=args.fp16, threshold=getattr(args, "threshold", None),
                            threads=getattr(args, "threads", 0) or None)
-
-
-def apply_runtime(args: argparse.Namespace) -> None:
-    set_threads(args.threads)
 
 
 def columns_from_args(args: argparse.Namespace, stored: Columns | None = None) -> Columns:

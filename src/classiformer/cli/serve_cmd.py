@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import add_runtime_options, apply_runtime
+from .runtime_options import add_runtime_options, apply_runtime
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         from ..server.connections import uvicorn_config
     except ImportError as e:
         raise ValueError(f"classiformer serve needs FastAPI and uvicorn: pip install 'classiformer[serve]' ({e})") from e
+    from ..checkpoint import ONNXRUNTIME, read_meta
     from ..predict import resolve_model_path
 
     settings = ServerSettings(
@@ -66,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
     )
     check_bind(args.host, settings)
-    resolve_model_path(args.model)  # a clear error now rather than a failed start-up later
-    apply_runtime(args)
+    folder = resolve_model_path(args.model)  # a clear error now rather than a failed start-up later
+    apply_runtime(args, pytorch=read_meta(folder).runtime != ONNXRUNTIME)
     app = create_app(args.model, settings)
     server = uvicorn.Server(uvicorn_config(
         app, args.host, args.port, settings, timeout_graceful_shutdown=args.graceful_timeout,

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -79,18 +82,27 @@ def sorted_batches(lengths: np.ndarray, batch_size: int, max_tokens: int | None 
     return batches
 
 
+def pad(ids: Sequence[np.ndarray], pad_id: int, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``input_ids`` and ``attention_mask`` (B, T) int64 of ``ids`` padded to the longest one (or to
+    ``width``, if larger), as NumPy arrays: what ONNX Runtime takes, without PyTorch."""
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+    longest = max(1, width, int(lengths.max(initial=0)))
+    mask = (np.arange(longest) < lengths[:, None]).astype(np.int64)  # (B, T)
+    input_ids = np.full((len(ids), longest), pad_id, dtype=np.int64)
+    if len(ids):
+        input_ids[mask.astype(bool)] = np.concatenate(ids)  # row-major: each row's tokens, left-aligned
+    return input_ids, mask
+
+
 def collate(
     ids: Sequence[np.ndarray], pad_id: int, labels: np.ndarray | None = None, index: np.ndarray | None = None,
     width: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Pad ``ids`` to the longest one (or to ``width``, if larger): ``input_ids`` and
     ``attention_mask`` are (B, T)."""
-    longest = max(1, width, max(len(x) for x in ids))
-    input_ids = np.full((len(ids), longest), pad_id, dtype=np.int64)
-    mask = np.zeros((len(ids), longest), dtype=np.int64)
-    for row, x in enumerate(ids):
-        input_ids[row, : len(x)] = x
-        mask[row, : len(x)] = 1
+    import torch
+
+    input_ids, mask = pad(ids, pad_id, width)
     batch = {"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)}
     if labels is not None:
         batch["labels"] = torch.as_tensor(labels, dtype=torch.long)

@@ -10,22 +10,29 @@ like a checkpoint.
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ..checkpoint import ONNXRUNTIME, TOKENIZER_DIR, CheckpointError, CheckpointMeta, read_meta
-from ..data.batching import EncodedDataset, batch_of, sorted_batches
-from ..runtime import default_threads
+from ..data.batching import EncodedDataset, pad, sorted_batches
+from ..runtime import chosen_threads, default_threads
 from ..tokenizers import Tokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask")
+# Padded tokens per batch for a model that sets no cap of its own (the from-scratch families).
+# ONNX Runtime materialises each batch's attention scores (B, heads, T, T), where PyTorch's fused
+# attention does not, so long batches leave the cache: `lesson` on the 1,520 AG News evaluation
+# texts, 1 thread, batches of 256, EPYC-AVX2: 2,512 docs/s uncapped, 5,587 at 4,096 tokens, 6,162
+# at 2,048, 5,533 at 1,024 (PyTorch 2,975, load ~12); `base` 2,785 / 5,340 / 5,421 / 5,176 (PyTorch
+# 4,108). docs/benchmarks.md, "Export and ONNX Runtime".
+ONNX_BATCH_TOKENS = 2048
 
 
 def require_onnxruntime() -> Any:
@@ -40,9 +47,11 @@ def require_onnxruntime() -> Any:
 
 
 def intra_op_threads(threads: int | None = None) -> int:
-    """``threads``, else what ``runtime.set_threads`` chose for PyTorch (``--threads`` of every
-    command, by default the free cores), so both runtimes use the same number."""
-    return int(threads or torch.get_num_threads() or default_threads())
+    """``threads``, else what ``runtime.choose_threads`` chose (``--threads`` of every command, by
+    default the free cores), else PyTorch's setting where PyTorch is loaded, so both runtimes use
+    the same number; else the free cores. PyTorch is never imported here."""
+    torch = sys.modules.get("torch")
+    return int(threads or chosen_threads() or (torch.get_num_threads() if torch is not None else 0) or default_threads())
 
 
 def session(path: Path, threads: int | None = None) -> Any:
@@ -96,8 +105,7 @@ class OnnxRunner:
         out: np.ndarray | None = None
         batches = sorted_batches(lengths, batch_size, self.max_tokens)
         for idx in tqdm(batches, desc="predict", unit="batch", disable=not progress, leave=False):
-            batch = batch_of(EncodedDataset(data.ids), idx, self.pad_id)
-            chunk = self.run(batch["input_ids"].numpy(), batch["attention_mask"].numpy())
+            chunk = self.run(*pad([data.ids[i] for i in idx], self.pad_id))
             if out is None:
                 out = np.empty((len(data), chunk.shape[1]), dtype=np.float32)
             out[idx] = chunk
@@ -113,9 +121,10 @@ def load_exported(folder: Path, threads: int | None = None) -> tuple[OnnxRunner,
     if meta.runtime != ONNXRUNTIME:
         raise CheckpointError(f"{folder}: a {meta.runtime} checkpoint, not an exported ONNX model")
     try:
-        tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+        # The Rust tokenizer alone for a pretrained encoder: the same ids, no transformers, no PyTorch.
+        tokenizer = load_tokenizer(folder / TOKENIZER_DIR, hf_backend="tokenizers")
     except Exception as e:
         raise CheckpointError(f"{folder / TOKENIZER_DIR}: cannot load tokenizer ({e})") from None
     info = meta.export or {}
-    runner = OnnxRunner(folder / ONNX_FILE, tokenizer.pad_id, threads, info.get("cpu_batch_tokens"))
+    runner = OnnxRunner(folder / ONNX_FILE, tokenizer.pad_id, threads, info.get("cpu_batch_tokens") or ONNX_BATCH_TOKENS)
     return runner, tokenizer, meta

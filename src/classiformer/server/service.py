@@ -110,9 +110,17 @@ class ModelService:
 
     def info(self) -> dict[str, Any]:
         import fastapi
-        import torch
 
         d = self.classifier.describe()
+        # The runtime that runs the model: an exported model's process never loads PyTorch.
+        if self.classifier.model is None:
+            import onnxruntime
+
+            runtime = {"onnxruntime": onnxruntime.__version__}
+        else:
+            import torch
+
+            runtime = {"torch": torch.__version__}
         path = self.classifier.path
         return {
             "name": path.parent.name if path is not None and path.name in ("best", "last") else (path.name if path else "model"),
@@ -125,7 +133,7 @@ class ModelService:
                 "classiformer": __version__,
                 "model_classiformer_version": d["classiformer_version"],
                 "format_version": d["format_version"],
-                "torch": torch.__version__,
+                **runtime,
                 "fastapi": fastapi.__version__,
                 "python": platform.python_version(),
             },

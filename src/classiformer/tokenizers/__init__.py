@@ -55,7 +55,9 @@ def save_tokenizer(tokenizer: Tokenizer, folder: Path) -> None:
     tokenizer.save(folder)
 
 
-def load_tokenizer(folder: Path) -> Tokenizer:
+def load_tokenizer(folder: Path, hf_backend: str = "transformers") -> Tokenizer:
+    """The tokenizer saved in ``folder``. ``hf_backend`` (a pretrained encoder's tokenizer):
+    ``transformers``, or ``tokenizers`` for the Rust tokenizer alone (``hf.RustTokenizer``)."""
     cfg_path = folder / TOKENIZER_FILE
     if not cfg_path.exists():
         raise FileNotFoundError(f"{folder}: no {TOKENIZER_FILE}; not a classiformer tokenizer folder")
@@ -66,7 +68,7 @@ def load_tokenizer(folder: Path) -> Tokenizer:
     if kind == "wordpiece":
         return WordPieceTokenizer.load(folder, cfg)
     if kind == "hf":
-        return HFTokenizer.load(folder, cfg)
+        return HFTokenizer.load(folder, cfg, hf_backend)
     raise ValueError(f"{cfg_path}: unknown tokenizer kind {kind!r}")
 
 

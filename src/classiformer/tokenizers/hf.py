@@ -6,6 +6,10 @@ Ids include the model's special tokens ([CLS] ... [SEP] for BERT) and never exce
 "How to Fine-Tune BERT for Text Classification": head 128 + tail 382 of 510 worked best on IMDB);
 ``chunks`` also truncates in :meth:`encode`, and :meth:`encode_windows` gives the overlapping
 windows that prediction averages over.
+
+An exported model loads the same files with the ``tokenizers`` library itself (:class:`RustTokenizer`,
+the Rust tokenizer that ``transformers``' fast tokenizers wrap): the same ids without importing
+``transformers`` and PyTorch, and less Python around each call.
 """
 
 from __future__ import annotations
@@ -102,8 +106,60 @@ class HFTokenizer:
         self.tok.save_pretrained(str(folder / HF_DIR))
 
     @classmethod
-    def load(cls, folder: Path, config: dict[str, Any]) -> HFTokenizer:
-        return cls.from_pretrained(folder / HF_DIR, int(config["max_length"]), config.get("long_text", "truncate"))
+    def load(cls, folder: Path, config: dict[str, Any], backend: str = "transformers") -> HFTokenizer:
+        """``backend``: ``transformers`` (``AutoTokenizer``), or ``tokenizers`` (:class:`RustTokenizer`
+        on the folder's ``tokenizer.json``, for exported models; ``transformers`` where there is none)."""
+        max_length, long_text = int(config["max_length"]), config.get("long_text", "truncate")
+        if backend == "tokenizers" and (folder / HF_DIR / RustTokenizer.FILE).exists():
+            return cls(RustTokenizer(folder / HF_DIR), max_length, long_text)
+        if backend not in ("transformers", "tokenizers"):
+            raise ValueError(f"backend must be transformers or tokenizers, got {backend!r}")
+        return cls.from_pretrained(folder / HF_DIR, max_length, long_text)
+
+
+class RustTokenizer:
+    """The part of a ``transformers`` fast tokenizer that :class:`HFTokenizer` calls, on the
+    ``tokenizers`` library directly (``tokenizer.json`` from ``save_pretrained``: the normalizer,
+    pre-tokenizer, model and special-token template the fast tokenizer itself runs)."""
+
+    FILE = "tokenizer.json"
+
+    def __init__(self, folder: Path) -> None:
+        import json
+
+        from tokenizers import Tokenizer
+
+        self.name_or_path = str(folder)
+        self._tok = Tokenizer.from_file(str(folder / self.FILE))
+        self._tok.no_truncation()
+        self._tok.no_padding()
+        config_path = folder / "tokenizer_config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.exists() else {}
+        pad = config.get("pad_token")
+        pad = pad.get("content") if isinstance(pad, dict) else pad
+        self.pad_token_id = self._tok.token_to_id(pad) if isinstance(pad, str) else None
+        self.all_special_ids = sorted(int(i) for i, t in self._tok.get_added_tokens_decoder().items() if t.special)
+        self._config = config
+
+    def __len__(self) -> int:
+        return int(self._tok.get_vocab_size(with_added_tokens=True))
+
+    def __call__(self, texts: str | list[str], add_special_tokens: bool = True, **_: Any) -> dict[str, Any]:
+        """``{"input_ids": ...}`` of one text or a list, as the fast tokenizer returns them (no
+        truncation, no padding: :class:`HFTokenizer` applies its own policy)."""
+        if isinstance(texts, str):
+            return {"input_ids": self._tok.encode(texts, add_special_tokens=add_special_tokens).ids}
+        return {"input_ids": [e.ids for e in self._tok.encode_batch(texts, add_special_tokens=add_special_tokens)]}
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        return [self._tok.id_to_token(int(i)) or "" for i in ids]
+
+    def save_pretrained(self, folder: str) -> None:
+        import json
+
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        self._tok.save(str(Path(folder) / self.FILE))
+        (Path(folder) / "tokenizer_config.json").write_text(json.dumps(self._config, indent=2), encoding="utf-8")
 
 
 def _special_template(tokenizer: Any) -> tuple[list[int], list[int]]:

@@ -73,7 +73,7 @@ def test_two_processes_learn_the_toy_task_as_one_does(two_process_run: Path, tmp
 def test_rank_0_alone_writes_one_checkpoint_and_one_metrics_file(two_process_run: Path) -> None:
     names = sorted(p.name for p in two_process_run.iterdir())
     assert names == [".lock", "best", "config.json", "confusion_matrix.png", "last", "metrics.json", "metrics.jsonl",
-                     "reliability.png", "training_curves.png"], names
+                     "reliability.png", "training_curves.png", "validation.jsonl"], names
     history = (two_process_run / "metrics.jsonl").read_text().splitlines()
     assert len(history) == len({json.loads(line)["epoch"] for line in history})  # no epoch written twice
     model, _, meta = load_checkpoint(two_process_run / "best")

@@ -17,9 +17,9 @@ import torch
 from classiformer import Classifier, fit, resolve_config
 from classiformer.checkpoint import CheckpointError, read_meta
 from classiformer.cli import main
+from classiformer.data import DataError
 from classiformer.export import ExportError, export_model
 from classiformer.export import graph as export_graph_module
-from classiformer.export.exporter import probe_texts
 from classiformer.predict import NeedsPyTorchModel
 
 from .conftest import make_texts, write_jsonl
@@ -81,7 +81,7 @@ def test_each_from_scratch_family_gives_pytorchs_logits(name: str, scratch_runs:
     meta = read_meta(tmp_path / "onnx")
     assert meta.runtime == "onnxruntime" and meta.export is not None
     assert meta.export["opset"] == 17 and meta.export["precision"] == "fp32" and meta.export["format"] == 1
-    assert meta.export["verification"]["texts"] == len(probe_texts())
+    assert meta.export["verification"]["texts"] == len((run / "validation.jsonl").read_text().splitlines())
     assert meta.labels == torch_clf.labels and meta.temperature == torch_clf.temperature
 
 
@@ -135,7 +135,9 @@ def test_int8_keeps_the_toy_tasks_accuracy(tiny_bert: Path, tmp_path: Path) -> N
     report = export_model(tmp_path / "run", tmp_path / "int8", "int8", calibration=calib)
     fp32 = export_model(tmp_path / "run", tmp_path / "fp32", "fp32", calibration=calib)
     p = report.parity
-    assert p.source == str(calib) and p.texts == 90 and p.accuracy_pytorch is not None and p.accuracy_onnx is not None
+    # verified on the run's own validation examples (they come before --calibration), labels and all
+    assert "validation.jsonl" in p.source and p.texts == 24
+    assert p.accuracy_pytorch is not None and p.accuracy_onnx is not None
     assert p.accuracy_pytorch > 0.9 and p.accuracy_onnx >= p.accuracy_pytorch - 0.005 and p.agreement >= 0.99
     meta = read_meta(tmp_path / "int8")
     assert meta.export is not None and meta.export["precision"] == "int8" and meta.export["quantization"] == "int8 dynamic"
@@ -274,3 +276,75 @@ def test_int8_falls_back_to_float_embeddings_when_the_smaller_settings_are_refus
     with pytest.raises(ExportError, match="always refused.*; then always refused"):
         export_model(scratch_runs["lesson"], tmp_path / "int8", "int8", calibration=calib)
     assert read_meta(tmp_path / "int8").export["embeddings"] is False  # type: ignore[index]  # the good one stays
+
+
+# `classiformer serve EXPORT` run in a fresh process, with uvicorn's serving loop replaced by a
+# TestClient over the same app: PyTorch must never be imported (it is ~210 MB of resident memory,
+# more than the whole int8 MiniLM server needs otherwise).
+NO_TORCH_SCRIPT = """
+import json, sys
+import uvicorn
+from fastapi.testclient import TestClient
+
+def run(self, *args, **kwargs):
+    with TestClient(self.config.app) as client:
+        r = client.post("/v1/predict", json={"texts": json.loads(sys.argv[2])})
+        info = client.get("/v1/model").json()
+    print(json.dumps({"status": r.status_code, "predictions": r.json()["predictions"], "versions": info["versions"],
+                      "torch": sorted(m for m in sys.modules if m == "torch" or m.startswith("torch.")
+                                      or m == "transformers")}))
+    self.started = True
+
+uvicorn.Server.run = run
+from classiformer.cli import main
+sys.exit(main(["serve", sys.argv[1], "--threads", "1"]))
+"""
+
+
+@pytest.mark.parametrize("family", ["lesson", "hf"])
+def test_serving_an_exported_model_never_imports_pytorch(
+    family: str, scratch_runs: dict[str, Path], tiny_bert: Path, tmp_path: Path  # noqa: F811
+) -> None:
+    run = scratch_runs["lesson"]
+    if family == "hf":  # its tokenizer too: the Rust tokenizer alone, not transformers (which imports torch)
+        run = tmp_path / "run"
+        fit(config_for(tiny_bert, "finetune", epochs=1), make_texts(60, seed=1), run, progress=False)
+    export_model(run, tmp_path / "onnx", "fp32")
+    texts = TEXTS[:3] + TEXTS[-3:]
+    out = subprocess.run([sys.executable, "-c", NO_TORCH_SCRIPT, str(tmp_path / "onnx"), json.dumps(texts)],
+                         capture_output=True, text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["status"] == 200 and got["torch"] == []
+    assert "onnxruntime" in got["versions"] and "torch" not in got["versions"]
+    assert [p["label"] for p in got["predictions"]] == Classifier.load(tmp_path / "onnx").predict(texts)
+
+
+def test_export_verifies_on_the_runs_stored_validation_examples(scratch_runs: dict[str, Path], tmp_path: Path) -> None:
+    run = scratch_runs["lesson"]
+    rows = [json.loads(line) for line in (run / "validation.jsonl").read_text().splitlines()]
+    assert len(rows) == 24 and all(set(r) == {"text", "label"} for r in rows)  # 10% of 240, with labels
+    report = export_model(run, tmp_path / "onnx", "fp32")
+    p = report.parity
+    assert p.texts == 24 and "validation.jsonl" in p.source
+    assert p.accuracy_pytorch is not None and p.accuracy_pytorch == p.accuracy_onnx  # labels known: accuracy checked
+    clf = Classifier.load(run)
+    assert p.accuracy_pytorch == pytest.approx(np.mean(np.array(clf.predict([r["text"] for r in rows]))
+                                                       == np.array([r["label"] for r in rows])))
+    # a checkpoint outside its run folder: --calibration, else the probe texts
+    import shutil
+
+    shutil.copytree(run / "best", tmp_path / "alone")
+    calib = write_jsonl(tmp_path / "calib.jsonl", 30, seed=3)
+    assert export_model(tmp_path / "alone", tmp_path / "onnx", "fp32", calibration=calib).parity.texts == 30
+    assert export_model(tmp_path / "alone", tmp_path / "onnx", "fp32").parity.source == "built-in probe texts"
+
+
+def test_a_malformed_stored_validation_file_names_its_line(scratch_runs: dict[str, Path], tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(scratch_runs["lesson"], tmp_path / "run")
+    (tmp_path / "run" / "validation.jsonl").write_text('{"text": "goal", "label": "sports"}\n{"text": 3}\n')
+    with pytest.raises(DataError, match=r"validation.jsonl:2: "):
+        export_model(tmp_path / "run", tmp_path / "onnx", "fp32")
+    assert not (tmp_path / "onnx").exists()

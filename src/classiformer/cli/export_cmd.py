@@ -15,9 +15,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "encoders also the Hugging Face config and tokenizer files that Optimum's ORTModelForSequenceClassification "
         "loads). predict, evaluate, calibrate and serve accept the folder like a checkpoint and run it with ONNX "
         "Runtime, without the PyTorch weights; explain needs the PyTorch checkpoint. Before the folder is written, "
-        "PyTorch and ONNX Runtime classify the same texts (--calibration FILE, else built-in probe texts): an export "
+        "PyTorch and ONNX Runtime classify the same texts (the validation examples the training run kept in "
+        "RUN/validation.jsonl, else --calibration FILE, else built-in probe texts): an export "
         "whose logits differ beyond tolerance (float32: 1e-4 relative; int8/fp16: under 99%% of decisions agree, or "
-        "more than 0.5 points of accuracy lost where the file has labels) is refused, and -o is left as it was.",
+        "more than 0.5 points of accuracy lost where the texts have labels) is refused, and -o is left as it was.",
         epilog="example: classiformer export runs/sst2_minilm -o deploy/sst2 --quantize int8 --calibration dev.jsonl",
     )
     p.add_argument("model", help="run folder or checkpoint folder (PyTorch)")
@@ -30,8 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="int8 with activation scales fixed from --calibration texts (default: dynamic, scales per batch)")
     p.add_argument("--opset", type=int, default=None, help="ONNX opset version (default: the pinned one, recorded in classiformer.json)")
     p.add_argument("--calibration", metavar="FILE",
-                   help="data file (read as the training data was) whose texts verify the export, and whose labels, when "
-                   "present, check the accuracy of int8/fp16; --static also calibrates on it")
+                   help="data file (read as the training data was) whose texts verify the export where the run kept no "
+                   "validation examples, and whose labels, when present, check the accuracy of int8/fp16; --static "
+                   "calibrates on it")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: the free cores)")
     p.set_defaults(func=run)
 

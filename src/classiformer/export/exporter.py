@@ -10,9 +10,9 @@ The folder is a model folder like a checkpoint (``Classifier.load`` reads both):
                         problem_type) and tokenizer files, the layout Optimum's
                         ORTModelForSequenceClassification.from_pretrained reads
 
-Before anything replaces ``dest``, PyTorch and ONNX Runtime classify the same texts (a
-``--calibration`` file, else built-in probe texts of every length, past the length limit
-too) through ``Classifier``, so the long-text policy and the batching are checked with the graph;
+Before anything replaces ``dest``, PyTorch and ONNX Runtime classify the same texts (the
+validation examples the training run kept, ``RUN/validation.jsonl``; else a ``--calibration``
+file; else built-in probe texts of every length, past the length limit too) through ``Classifier``, so the long-text policy and the batching are checked with the graph;
 an export that disagrees beyond tolerance is refused and ``dest`` is left as it was
 (``checkpoint.atomic_dir``). Tolerances: float32 within 1e-4 of each logit (relative to its size,
 at least 1); int8 and fp16 the same decision on at least 99% of the texts and, where labels are
@@ -21,6 +21,7 @@ known, at most 0.5 points less accuracy than PyTorch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -34,11 +35,13 @@ import numpy as np
 from .._version import __version__
 from ..checkpoint import META_FILE, ONNXRUNTIME, TOKENIZER_DIR, CheckpointError, atomic_dir, read_meta
 from ..data import Columns, DataError, TextDataset, read_dataset
+from ..data.validation_sample import VALIDATION_FILE, read_validation_sample
 from ..predict import Classifier, resolve_model_path
 from ..tokenizers import save_tokenizer
+from .fusion import fusable, fuse
 from .graph import OPSET, example_batch, export_graph
 from .quantize import PRECISIONS, default_precision, int8_candidates, quantize
-from .runtime import ONNX_FILE, OnnxRunner, require_onnxruntime
+from .runtime import ONNX_BATCH_TOKENS, ONNX_FILE, OnnxRunner, require_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +137,28 @@ def probe_texts() -> list[str]:
     return [*PROBES, long, " ".join([long] * 6), " ".join(reversed(PROBES)) * 3]
 
 
-def verification_data(clf: Classifier, calibration: Path | None, limit: int = VERIFY_LIMIT) -> tuple[list[str], list[Any] | None, str]:
-    """(texts, labels or None, what they are) for the parity check: the first ``limit`` rows of
+def stored_validation(folder: Path) -> Path | None:
+    """The validation examples kept by the run that ``folder`` (a checkpoint, ``RUN/best``) belongs
+    to, or None (a checkpoint outside a run folder, or a run from before they were kept)."""
+    for run in (folder, folder.parent):
+        if (run / VALIDATION_FILE).is_file():
+            return run / VALIDATION_FILE
+    return None
+
+
+def verification_data(clf: Classifier, calibration: Path | None, limit: int = VERIFY_LIMIT,
+                      validation: Path | None = None) -> tuple[list[str], list[Any] | None, str]:
+    """(texts, labels or None, what they are) for the parity check: the run's stored
+    ``validation`` examples (:func:`stored_validation`), else the first ``limit`` rows of
     ``calibration`` (read with the columns the model's training data was read with; labels used
     when present), else :func:`probe_texts`."""
+    if validation is not None:
+        kept = read_validation_sample(validation)
+        stored: list[Any] | None = kept.label_sets if clf.multi_label else kept.labels
+        if stored is None:
+            raise ExportError(f"{validation}: {'single' if clf.multi_label else 'multi'}-label examples, "
+                              f"but the model is {'multi' if clf.multi_label else 'single'}-label")
+        return list(kept.texts[:limit]), list(stored)[:limit], f"the run's validation examples ({validation})"
     if calibration is None:
         return probe_texts(), None, "built-in probe texts"
     columns = Columns(**clf.meta.data) if clf.meta.data else Columns()
@@ -220,6 +241,7 @@ def export_model(
     calibration: str | Path | None = None,
     threads: int | None = None,
     static: bool | None = None,
+    fuse: bool = True,
 ) -> ExportReport:
     """Export the checkpoint at ``source`` (a checkpoint or run folder) to ``dest``.
 
@@ -227,7 +249,9 @@ def export_model(
     embeddings; ``static`` uses ``calibration`` texts for fixed activation scales), ``fp16``, or
     ``auto`` (:func:`quantize.default_precision`: what this CPU and model family run best).
     ``calibration``: a data file whose texts (and labels, when it has them) verify the export, and
-    calibrate static int8. Raises :class:`ExportError` when the parity check fails."""
+    calibrate static int8. ``fuse``: for BERT-like pretrained encoders, ONNX Runtime's fused
+    attention, LayerNorm and GELU operators (``fusion.py``). Raises :class:`ExportError` when the
+    parity check fails."""
     require_onnxruntime()
     folder = resolve_model_path(source)
     dest = Path(dest)
@@ -245,16 +269,24 @@ def export_model(
         raise ExportError(f"static quantization is for int8, not {precision}")
     if static and calib is None:
         raise ExportError("static int8 needs --calibration FILE: the texts that fix the activation scales")
-    texts, labels, what = verification_data(clf, calib)
+    texts, labels, what = verification_data(clf, calib, validation=stored_validation(folder))
+    calib_texts = verification_data(clf, calib)[0] if static else []  # static int8's activation scales
     model: Any = clf.model.float().eval()
     tok = clf.tokenizer
     special = (list(getattr(tok, "prefix", [])), list(getattr(tok, "suffix", [])))
     example = example_batch(tok.pad_id, tok.vocab_size, tok.max_length, special)
     report: dict[str, Any] = {}
 
+    fused = fuse and clf.meta.family == "hf" and fusable(model)
+
     def write(tmp: Path) -> None:
         fp32 = tmp / "model.fp32.onnx"
-        export_graph(model, fp32, example, opset)
+        from ..explain import eager_attention
+
+        # Traced with eager attention, the pattern ONNX Runtime's fusions recognise (fusion.py).
+        with eager_attention(model) if fused else contextlib.nullcontext():
+            export_graph(model, fp32, example, opset)
+        fusions = fuse(fp32, model) if fused else {}
         report["fp32_bytes"] = fp32.stat().st_size
         save_tokenizer(tok, tmp / TOKENIZER_DIR)
         if clf.meta.family == "hf":
@@ -267,7 +299,7 @@ def export_model(
             "exporter": f"torch.onnx (TorchScript) {torch.__version__}", "onnxruntime": onnxruntime.__version__,
             "classiformer": __version__, "source": str(folder), "cpu": platform.processor() or platform.machine(),
             "inputs": ["input_ids", "attention_mask"], "outputs": ["logits"],
-            "cpu_batch_tokens": getattr(model, "cpu_batch_tokens", None),
+            "cpu_batch_tokens": getattr(model, "cpu_batch_tokens", None), "fused_operators": fusions,
         }
         meta = replace(clf.meta, runtime=ONNXRUNTIME, export=info, tokenizer=tok.to_config(), extra=dict(clf.meta.extra))
         # int8: the smallest settings first; a candidate the parity check refuses gives way to the next.
@@ -278,10 +310,10 @@ def export_model(
                 fp32.replace(tmp / ONNX_FILE)
                 applied: dict[str, Any] = {}
             else:
-                calib_ids = [tok.encode(texts[i : i + 64]) for i in range(0, min(len(texts), 512), 64)] if static else None
+                calib_ids = [tok.encode(calib_texts[i : i + 64]) for i in range(0, min(len(calib_texts), 512), 64)] if static else None
                 applied = quantize(fp32, tmp / ONNX_FILE, precision, tok.pad_id, calib_ids, static=bool(static),
                                    settings=settings)
-            runner = OnnxRunner(tmp / ONNX_FILE, tok.pad_id, threads, info["cpu_batch_tokens"])
+            runner = OnnxRunner(tmp / ONNX_FILE, tok.pad_id, threads, info["cpu_batch_tokens"] or ONNX_BATCH_TOKENS)
             onnx_clf = Classifier(runner, tok, meta, "cpu", clf.batch_size, tmp)
             onnx_clf.thresholds = clf.thresholds
             parity = compare(clf, onnx_clf, texts, labels, what)

@@ -35,6 +35,9 @@ from ..runtime import CpuFeatures, cpu_features
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "int8", "fp16")
+# The embedding tables' operators: Gather, or fusion.py's EmbedLayerNormalization (word, position
+# and token-type tables, their sum and LayerNorm in one operator), quantized as QEmbedLayerNormalization.
+EMBEDDING_OPS = ["Gather", "EmbedLayerNormalization"]
 
 
 def has_vnni(features: CpuFeatures | None = None) -> bool:
@@ -120,6 +123,7 @@ def quantize(
 
 def _int8(src: Path, tmp: Path, s: dict[str, Any], weight: Any, pad_id: int,
           calibration: Sequence[list[np.ndarray]] | None, static: bool) -> str:
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     if static:
@@ -128,14 +132,16 @@ def _int8(src: Path, tmp: Path, s: dict[str, Any], weight: Any, pad_id: int,
         quantize_static(
             str(src), str(tmp), _Batches(calibration, pad_id), quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8, weight_type=weight, per_channel=s["per_channel"],
-            reduce_range=s["reduce_range"], op_types_to_quantize=["MatMul", "Gemm"] + (["Gather"] if s["embeddings"] else []),
+            reduce_range=s["reduce_range"], op_types_to_quantize=["MatMul", "Gemm"] + (EMBEDDING_OPS if s["embeddings"] else []),
         )
         kind = "static"
     else:
         quantize_dynamic(
             str(src), str(tmp), weight_type=weight, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
-            op_types_to_quantize=["MatMul", "Gemm"] + (["Gather"] if s["embeddings"] else []),
-            extra_options={"MatMulConstBOnly": True},
+            op_types_to_quantize=["MatMul", "Gemm"] + (EMBEDDING_OPS if s["embeddings"] else []),
+            # DefaultTensorType: the fused operators (fusion.py) are outside the ONNX domain, so
+            # shape inference cannot type their outputs; they are float32.
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": onnx.TensorProto.FLOAT},
         )
         kind = "dynamic"
     return kind

@@ -223,9 +223,8 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     parts = set(args.parts.split(","))
 
-    # exports: ours fp32 and int8 (fused), verified on the run's validation examples or on
-    # --calibration (default 300 texts of the SST-2 train split; the model saw 4,000 others), and an
-    # unfused fp32 graph for Optimum (what its own exporter writes; its ORTQuantizer works on that).
+    # exports: ours fp32 and int8, verified on the run's validation examples or on --calibration
+    # (default 300 texts of the SST-2 train split; the model saw 4,000 others).
     if "exports" in parts:
         t0 = time.perf_counter()
         calib = args.calibration or work / "calib.jsonl"
@@ -233,9 +232,9 @@ def main() -> int:
             texts, labels = load_jsonl(data / "sst2" / "train.jsonl.gz", 300, seed=7)
             calib.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in zip(texts, labels)))
         exports: dict[str, Any] = {}
-        for name, precision, fuse in (("fp32", "fp32", True), ("int8", "int8", True), ("fp32_plain", "fp32", False)):
+        for name, precision in (("fp32", "fp32"), ("int8", "int8")):
             try:
-                r = export_model(model, work / f"onnx_{name}", precision, calibration=calib, threads=1, fuse=fuse)
+                r = export_model(model, work / f"onnx_{name}", precision, calibration=calib, threads=1)
                 exports[name] = {"bytes": r.bytes, "fp32_bytes": r.fp32_bytes, "parity": r.parity.to_dict()}
                 print(f"export {name}: {r.summary()}", flush=True)
             except Exception as e:  # a refused export is a result too
@@ -247,7 +246,7 @@ def main() -> int:
         # Optimum: its own export of the same model is ours laid out for it (config.json, model.onnx,
         # tokenizer files), quantized by its ORTQuantizer.
         env = {**os.environ, "PYTHONPATH": str(SIDE)}
-        q = subprocess.run([sys.executable, "-c", OPTIMUM_QUANTIZE, str(work / "onnx_fp32_plain"), str(work / "optimum")],
+        q = subprocess.run([sys.executable, "-c", OPTIMUM_QUANTIZE, str(work / "onnx_fp32"), str(work / "optimum")],
                            capture_output=True, text=True, env=env, timeout=1800)
         if q.returncode != 0:
             print("optimum quantization failed:", q.stderr[-800:], flush=True)
@@ -268,7 +267,7 @@ def main() -> int:
             raise SystemExit(f"unknown set {set_name!r}")
     peers: list[tuple[str, Path | str, bool, str]] = [
         ("pipeline_default", model, False, "model.onnx"), ("pipeline_bs32", model, False, "model.onnx"),
-        ("optimum_fp32", work / "onnx_fp32_plain", True, "model.onnx"),
+        ("optimum_fp32", work / "onnx_fp32", True, "model.onnx"),
         ("optimum_int8_avx512vnni", work / "optimum" / "avx512_vnni", True, "model_quantized.onnx"),
         ("optimum_int8_avx2", work / "optimum" / "avx2", True, "model_quantized.onnx"),
         ("classiformer_pytorch_fp32", model, False, ""), ("classiformer_pytorch_bf16", model, False, ""),

@@ -348,3 +348,13 @@ def test_a_malformed_stored_validation_file_names_its_line(scratch_runs: dict[st
     with pytest.raises(DataError, match=r"validation.jsonl:2: "):
         export_model(tmp_path / "run", tmp_path / "onnx", "fp32")
     assert not (tmp_path / "onnx").exists()
+
+
+def test_fused_bert_export_gives_pytorchs_logits(tiny_bert: Path, tmp_path: Path) -> None:  # noqa: F811
+    fit(config_for(tiny_bert, "finetune", epochs=1), make_texts(60, seed=1), tmp_path / "run", progress=False)
+    export_model(tmp_path / "run", tmp_path / "onnx", "fp32", fuse=True)
+    info = read_meta(tmp_path / "onnx").export
+    assert info is not None and info["fused_operators"].get("Attention", 0) >= 1  # all but the [CLS]-only layer
+    assert_same_logits(Classifier.load(tmp_path / "run"), Classifier.load(tmp_path / "onnx"), TEXTS)
+    export_model(tmp_path / "run", tmp_path / "int8", "int8", fuse=True)  # quantizes the fused graph
+    assert Classifier.load(tmp_path / "int8").predict(TEXTS[:3])

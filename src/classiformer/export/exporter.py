@@ -38,10 +38,10 @@ from ..data import Columns, DataError, TextDataset, read_dataset
 from ..data.validation_sample import VALIDATION_FILE, read_validation_sample
 from ..predict import Classifier, resolve_model_path
 from ..tokenizers import save_tokenizer
-from .fusion import fusable, fuse
+from . import fusion
 from .graph import OPSET, example_batch, export_graph
 from .quantize import PRECISIONS, default_precision, int8_candidates, quantize
-from .runtime import ONNX_BATCH_TOKENS, ONNX_FILE, OnnxRunner, require_onnxruntime
+from .runtime import ONNX_FILE, OnnxRunner, batch_tokens, require_onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def export_model(
     calibration: str | Path | None = None,
     threads: int | None = None,
     static: bool | None = None,
-    fuse: bool = True,
+    fuse: bool = False,
 ) -> ExportReport:
     """Export the checkpoint at ``source`` (a checkpoint or run folder) to ``dest``.
 
@@ -250,7 +250,8 @@ def export_model(
     ``auto`` (:func:`quantize.default_precision`: what this CPU and model family run best).
     ``calibration``: a data file whose texts (and labels, when it has them) verify the export, and
     calibrate static int8. ``fuse``: for BERT-like pretrained encoders, ONNX Runtime's fused
-    attention, LayerNorm and GELU operators (``fusion.py``). Raises :class:`ExportError` when the
+    attention, LayerNorm and GELU operators (``fusion.py``); off by default, as it was no faster on
+    short texts and its int8 file is larger (see fusion.py). Raises :class:`ExportError` when the
     parity check fails."""
     require_onnxruntime()
     folder = resolve_model_path(source)
@@ -277,7 +278,7 @@ def export_model(
     example = example_batch(tok.pad_id, tok.vocab_size, tok.max_length, special)
     report: dict[str, Any] = {}
 
-    fused = fuse and clf.meta.family == "hf" and fusable(model)
+    fused = fuse and clf.meta.family == "hf" and fusion.fusable(model)
 
     def write(tmp: Path) -> None:
         fp32 = tmp / "model.fp32.onnx"
@@ -286,7 +287,7 @@ def export_model(
         # Traced with eager attention, the pattern ONNX Runtime's fusions recognise (fusion.py).
         with eager_attention(model) if fused else contextlib.nullcontext():
             export_graph(model, fp32, example, opset)
-        fusions = fuse(fp32, model) if fused else {}
+        fusions = fusion.fuse(fp32, model) if fused else {}
         report["fp32_bytes"] = fp32.stat().st_size
         save_tokenizer(tok, tmp / TOKENIZER_DIR)
         if clf.meta.family == "hf":
@@ -313,7 +314,7 @@ def export_model(
                 calib_ids = [tok.encode(calib_texts[i : i + 64]) for i in range(0, min(len(calib_texts), 512), 64)] if static else None
                 applied = quantize(fp32, tmp / ONNX_FILE, precision, tok.pad_id, calib_ids, static=bool(static),
                                    settings=settings)
-            runner = OnnxRunner(tmp / ONNX_FILE, tok.pad_id, threads, info["cpu_batch_tokens"] or ONNX_BATCH_TOKENS)
+            runner = OnnxRunner(tmp / ONNX_FILE, tok.pad_id, threads, batch_tokens(info["cpu_batch_tokens"]))
             onnx_clf = Classifier(runner, tok, meta, "cpu", clf.batch_size, tmp)
             onnx_clf.thresholds = clf.thresholds
             parity = compare(clf, onnx_clf, texts, labels, what)

@@ -10,6 +10,14 @@ within float32 rounding). The [CLS]-only last layer (``PretrainedClassifier._cls
 keeps its own attention over one query, which no pattern matches; it is a seventh of the work.
 Fusion runs on the float32 graph, before int8 quantization; the exporter's parity check verifies
 the result like any other graph.
+
+Measured (fine-tuned MiniLM, 1 thread, AVX2-only EPYC under load ~15, 2026-12-01): no faster than
+the unfused graph, whose session ONNX Runtime already optimises (ORT_ENABLE_ALL): 200 SST-2
+sentences (24.5 tokens) in int8 at 2,048 padded tokens per batch, 58.2 docs/s unfused, 56.8 fused
+with float32 attention, 53.7 with int8 attention (QAttention); fp32 55.1 vs 46.9. And the int8 file
+grows from 25% to 33% of float32 (the fused attention weights stay float32: QAttention agreed with
+PyTorch on 98.3% of 300 SST-2 sentences, under the 99% rule). So ``export_model(fuse=True)`` is
+opt-in, for longer texts where attention's share grows.
 """
 
 from __future__ import annotations

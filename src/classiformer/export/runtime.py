@@ -26,13 +26,21 @@ log = logging.getLogger(__name__)
 
 ONNX_FILE = "model.onnx"
 INPUTS = ("input_ids", "attention_mask")
-# Padded tokens per batch for a model that sets no cap of its own (the from-scratch families).
-# ONNX Runtime materialises each batch's attention scores (B, heads, T, T), where PyTorch's fused
+# Most padded tokens per ONNX Runtime batch (or the model's own cap, ``cpu_batch_tokens``, where
+# smaller). ONNX Runtime materialises each batch's attention scores (B, heads, T, T), where PyTorch's fused
 # attention does not, so long batches leave the cache: `lesson` on the 1,520 AG News evaluation
 # texts, 1 thread, batches of 256, EPYC-AVX2: 2,512 docs/s uncapped, 5,587 at 4,096 tokens, 6,162
 # at 2,048, 5,533 at 1,024 (PyTorch 2,975, load ~12); `base` 2,785 / 5,340 / 5,421 / 5,176 (PyTorch
-# 4,108). docs/benchmarks.md, "Export and ONNX Runtime".
+# 4,108). MiniLM int8 on 200 SST-2 sentences (the encoder's own cap is 4,096): 40 docs/s in batches
+# of 256, 55 at 4,096 tokens, 58-75 at 2,048, 74 at 1,024 (but IMDB's longer texts 29 / 27 / 22).
+# docs/benchmarks.md, "Export and ONNX Runtime".
 ONNX_BATCH_TOKENS = 2048
+
+
+def batch_tokens(model_cap: int | None) -> int:
+    """The padded-token cap of an ONNX Runtime batch: :data:`ONNX_BATCH_TOKENS`, or the model's own
+    (``cpu_batch_tokens`` in classiformer.json) where smaller."""
+    return min(model_cap or ONNX_BATCH_TOKENS, ONNX_BATCH_TOKENS)
 
 
 def require_onnxruntime() -> Any:
@@ -126,5 +134,5 @@ def load_exported(folder: Path, threads: int | None = None) -> tuple[OnnxRunner,
     except Exception as e:
         raise CheckpointError(f"{folder / TOKENIZER_DIR}: cannot load tokenizer ({e})") from None
     info = meta.export or {}
-    runner = OnnxRunner(folder / ONNX_FILE, tokenizer.pad_id, threads, info.get("cpu_batch_tokens") or ONNX_BATCH_TOKENS)
+    runner = OnnxRunner(folder / ONNX_FILE, tokenizer.pad_id, threads, batch_tokens(info.get("cpu_batch_tokens")))
     return runner, tokenizer, meta

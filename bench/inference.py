@@ -398,7 +398,7 @@ def main() -> int:
               f"the fp32 graph ({fp32_file.stat().st_size / 2**20:.1f} MiB)")
     res["end_load_average"] = os.getloadavg()[0]
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(res, indent=2, default=float))
+    Path(args.json).write_text(json.dumps(res, indent=2, default=lambda o: str(o) if isinstance(o, Path) else float(o)))
     print(f"\nwrote {args.json}")
     return 0
 

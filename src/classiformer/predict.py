@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import distributed
 from .checkpoint import ONNXRUNTIME, CheckpointError, CheckpointMeta, apply_umask, load_checkpoint, read_meta
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
@@ -167,7 +166,11 @@ class Classifier:
         return self._run(EncodedDataset(self.tokenizer.encode(texts)), progress, shared)
 
     def _run(self, data: EncodedDataset, progress: bool, shared: bool) -> np.ndarray:
-        if not (shared and distributed.active()):
+        if not shared:
+            return self.runner.logits(data, self.batch_size, progress)
+        from . import distributed  # imports PyTorch: only where shares are asked for
+
+        if not distributed.active():
             return self.runner.logits(data, self.batch_size, progress)
         if not isinstance(self.runner, TorchRunner):
             raise ValueError("logits in shares across processes need a PyTorch checkpoint, not an exported model")

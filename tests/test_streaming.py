@@ -261,3 +261,30 @@ def test_predict_in_several_processes_equals_one(tmp_path: Path) -> None:
     assert main([*common, "-o", str(one)]) == 0
     assert main([*common, "-o", str(many), "--processes", "2"]) == 0
     assert one.read_text() == many.read_text() and len(one.read_text().splitlines()) == 10_001
+
+
+def test_streaming_parquet_with_label_lists_trains_a_multi_label_model(tmp_path: Path) -> None:
+    """A Parquet file whose label column holds lists (zero, one or several labels a row) streams into
+    a sigmoid model: label sets read in every DataLoader worker, thresholds tuned and stored."""
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    from .test_multilabel_training import NAMES, indicator, multilabel_texts
+
+    texts, sets = multilabel_texts(400, seed=0)
+    path = tmp_path / "train.parquet"
+    # row groups of 100 rows, so that the two workers read different parts of the file
+    pq.write_table(pa.table({"text": texts, "label": sets}), path, row_group_size=100)
+    stream = TextStream([path])
+    assert stream.scan(seed=42, val_fraction=0.1, sample_size=500).multi_label and stream.is_multi_label
+    config = stream_config(max_steps=240, eval_every=120)
+    config.model.dropout = 0.0  # as in the other multi-label toy runs: the toy task needs no regulariser
+    result = fit(config, stream, tmp_path / "run", progress=False)
+    assert [h["step"] for h in result.history] == [120, 240] and "val_micro_f1" in result.history[-1]
+    clf = Classifier.load(tmp_path / "run")
+    assert clf.meta.multi_label and clf.labels == NAMES and clf.thresholds is not None
+    test_texts, test_sets = multilabel_texts(120, seed=5)
+    decided = clf.thresholds.apply(clf.predict_proba(test_texts))
+    truth = indicator(test_sets).astype(bool)
+    assert (decided == truth).all(1).mean() > 0.7  # subset accuracy on new texts
+    assert (~decided[[i for i, s in enumerate(test_sets) if not s]].any(1)).mean() > 0.7  # no label: none predicted

@@ -145,6 +145,19 @@ def test_ngram_scores_add_up_to_the_branch_logit() -> None:
         assert float(one[0]) == pytest.approx(float(model.ngrams.scale * (w[3] - w.mean())), abs=1e-5)  # type: ignore[union-attr]
 
 
+def test_ngram_scores_of_a_words_only_branch() -> None:
+    torch.manual_seed(0)
+    model = TransformerClassifier(TransformerConfig(**ODD_T, ngram_buckets=31, ngram_pairs=False)).eval()
+    assert model.ngrams is not None and model.ngrams.pairs is None
+    with torch.no_grad():
+        model.ngrams.words.weight.normal_(std=0.1)
+    ids = padded_batch()[0][:1]
+    with torch.no_grad():
+        branch = model.ngrams(ids, torch.ones_like(ids, dtype=torch.bool))[0]
+        scores = ngram_scores(model.ngrams, ids, 2)
+    assert float(scores.sum()) == pytest.approx(float(branch[2] - branch.mean()), abs=1e-5)
+
+
 def test_word_merging() -> None:
     tokens = ["[CLS]", "play", "##ing", "foot", "##ball", "now", "[SEP]"]
     assert word_groups(tokens) == [[0], [1, 2], [3, 4], [5], [6]]

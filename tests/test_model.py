@@ -199,6 +199,22 @@ def test_ngram_branch_starts_silent_and_sums_word_and_pair_weights() -> None:
         TransformerConfig(ngram_buckets=-1)
 
 
+def test_ngram_branch_without_pairs_weighs_words_alone() -> None:
+    words_only = make(ngram_buckets=17, ngram_scale=3.0, ngram_pairs=False)
+    plain = make()
+    assert words_only.ngrams is not None and words_only.ngrams.pairs is None
+    assert not any("pairs" in k for k in words_only.state_dict())  # no pair weights to train or store
+    with torch.no_grad():
+        words_only.ngrams.words.weight.normal_()
+    W = words_only.ngrams.words.weight
+    ids, mask = batch(pad_tail=4)
+    for row in range(len(ids)):
+        toks = ids[row][mask[row].bool()].tolist()
+        got = (words_only(ids[row : row + 1], mask[row : row + 1]).logits
+               - plain(ids[row : row + 1], mask[row : row + 1]).logits)
+        torch.testing.assert_close(got[0], 3.0 * W[toks].sum(0) / len(toks) ** 0.5, rtol=1e-5, atol=1e-5)
+
+
 def test_ngram_branch_learns_what_word_order_alone_decides() -> None:
     # "a b" vs "b a": same words, so only the pair weights (or attention) can tell them apart; a
     # model whose transformer has no blocks and no hidden layer learns it through the pairs alone.

@@ -71,6 +71,13 @@ def test_shapes_get_their_own_settings() -> None:
     assert balanced.model.ngram_buckets == 2**20  # the preset's, for a few classes
     assert multi.model.ngram_buckets < 2**20 and multi.model.ngram_buckets * 90 <= 2**24
     assert ngram_buckets_for(90, 0) == 0 and ngram_buckets_for(3, 2**20) == 2**20
+    # too few buckets per label to tell word pairs apart: words only; 52 labels still get 2^18 buckets
+    many, chosen = adapted("base", stats(7_000, labels=52))
+    assert multi.model.ngram_pairs is False and balanced.model.ngram_pairs is True is many.model.ngram_pairs
+    assert "model.ngram_pairs" not in chosen["choices"] and many.model.ngram_buckets == 2**18
+    asked = resolve_config("base", model={"ngram_buckets": 2**10})
+    adapt(asked, stats(7_000, labels=90, multi=True))
+    assert asked.model.ngram_buckets == 2**10 and asked.model.ngram_pairs  # buckets asked for: pairs kept
     assert balanced.model.token_dropout_length > 0
 
 

@@ -119,6 +119,9 @@ class TransformerConfig:
     # the count) and added to the logits.
     ngram_buckets: int = 0
     ngram_scale: float = 30.0  # its output is multiplied by this: with Adam, its step size is that much larger
+    # False: the branch weighs words only, no pairs (the recipe's choice when the weight budget
+    # leaves too few buckets per label for pairs to be told apart: recipe.py, rule 5)
+    ngram_pairs: bool = True
 
     def __post_init__(self) -> None:
         if self.head_dim == 0 and self.embed_dim % self.num_heads:

@@ -319,7 +319,7 @@ def ngram_scores(branch: Any, input_ids: torch.Tensor, target: int) -> torch.Ten
         return float(branch.scale) * (w[:, target] - w.mean(-1)) / max(n, 1) ** 0.5
 
     scores = centred(branch.words(ids).float(), T)  # (T,)
-    if T > 1:
+    if T > 1 and branch.pairs is not None:
         pairs = (ids[:-1] * branch.PAIR_PRIME + ids[1:]) % branch.buckets  # (T-1,)
         half = centred(branch.pairs(pairs).float(), T - 1) / 2
         scores[:-1] += half

@@ -174,19 +174,23 @@ class NgramBranch(nn.Module):
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
         self.words = nn.Embedding(cfg.vocab_size, cfg.num_labels)
-        self.pairs = nn.Embedding(cfg.ngram_buckets, cfg.num_labels)
+        # without pairs (``ngram_pairs`` False) the branch is a linear classifier over words alone
+        self.pairs = nn.Embedding(cfg.ngram_buckets, cfg.num_labels) if cfg.ngram_pairs else None
         for emb in (self.words, self.pairs):
-            nn.init.zeros_(emb.weight)
+            if emb is not None:
+                nn.init.zeros_(emb.weight)
         self.buckets = cfg.ngram_buckets
         self.scale = cfg.ngram_scale
 
     def forward(self, input_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """input_ids, keep: (B, T). Returns logits (B, C)."""
-        pairs = (input_ids[:, :-1] * self.PAIR_PRIME + input_ids[:, 1:]) % self.buckets  # (B, T-1)
-        both = keep[:, :-1] & keep[:, 1:]
         # divided by the square root of the count: like TF-IDF's unit-length rows, long texts neither
         # drown their words (as a mean would) nor swamp the logits (as a plain sum would)
         words = masked_mean(self.words(input_ids), keep, root=True)
+        if self.pairs is None:
+            return self.scale * words
+        pairs = (input_ids[:, :-1] * self.PAIR_PRIME + input_ids[:, 1:]) % self.buckets  # (B, T-1)
+        both = keep[:, :-1] & keep[:, 1:]
         return self.scale * (words + masked_mean(self.pairs(pairs), both, root=True))
 
 

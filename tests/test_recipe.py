@@ -16,7 +16,15 @@ from classiformer.config import ConfigError
 from classiformer.data import TextDataset
 from classiformer.metrics import multilabel_report
 from classiformer.models.transformer import sample_deletions
-from classiformer.recipe import MAX_EPOCHS, MIN_STEPS, DataStats, adapt, budget_epochs, ngram_buckets_for
+from classiformer.recipe import (
+    MAX_EPOCHS,
+    MIN_STEPS,
+    MIN_STEPS_MULTI_LABEL,
+    DataStats,
+    adapt,
+    budget_epochs,
+    ngram_buckets_for,
+)
 from classiformer.training import encode_labels, monitored
 
 from .conftest import make_texts
@@ -33,15 +41,15 @@ def adapted(preset: str, data: DataStats, **train: object) -> tuple[object, dict
 
 
 def test_the_budget_is_a_floor_in_steps_and_the_same_for_the_same_data() -> None:
-    small, _ = adapted("lesson", stats(5_000))  # 40 batches of 128 per epoch
+    small, _ = adapted("lesson", stats(900))  # 8 batches of 128 per epoch
     large, _ = adapted("lesson", stats(120_000))  # 938 per epoch: the preset's 5 epochs are 4,690 steps
-    tiny_set, _ = adapted("lesson", stats(900))  # 8 per epoch
-    assert small.train.epochs == -(-MIN_STEPS // 40) and (small.train.epochs - 1) * 40 < MIN_STEPS
+    tiny_set, _ = adapted("lesson", stats(60, multi=True))  # 1 per epoch, and the sigmoid heads' floor
+    assert small.train.epochs == -(-MIN_STEPS // 8) and (small.train.epochs - 1) * 8 < MIN_STEPS
     assert large.train.epochs == 5  # never fewer than the preset's
     assert tiny_set.train.epochs == MAX_EPOCHS  # one step per epoch: capped
     # early stopping waits longer when an epoch is a handful of steps
     assert small.train.patience > large.train.patience == 3
-    again, chosen = adapted("lesson", stats(5_000))
+    again, chosen = adapted("lesson", stats(900))
     assert again.to_dict() == small.to_dict() and chosen["choices"]["train.epochs"]["value"] == small.train.epochs
     assert budget_epochs(900, 128, 1, 5) == budget_epochs(900, 128, 1, 5)
     reused = resolve_config("base")
@@ -60,6 +68,20 @@ def test_the_same_data_gives_the_same_run_settings(tmp_path: Path) -> None:
         stored.append(json.loads((tmp_path / name / "config.json").read_text()))
     assert stored[0]["recipe"] == stored[1]["recipe"] and stored[0]["train"] == stored[1]["train"]
     assert stored[0]["recipe"]["stats"]["examples"] == 135  # the training part: 10% held out
+
+
+def test_sets_of_thousands_keep_the_preset_epochs_and_sigmoid_heads_get_a_larger_floor() -> None:
+    # 4,500 rows in batches of 128 are 36 steps per epoch: the preset's 5 epochs (180 steps, a full
+    # decay) were better there than any longer plan (docs/benchmarks.md, "Defaults across data shapes")
+    mid, _ = adapted("base", stats(4_500))
+    assert mid.train.epochs == -(-MIN_STEPS // 36) == 6
+    thousands, _ = adapted("base", stats(6_000))  # 47 per epoch: 5 epochs already pass the floor
+    assert thousands.train.epochs == 5
+    # a 90-label sigmoid head on 6,300 rows (50 steps per epoch) was still improving at 660 steps
+    multi, chosen = adapted("base", stats(6_300, labels=90, multi=True))
+    assert multi.train.epochs == MIN_STEPS_MULTI_LABEL // 50 == 20 > thousands.train.epochs
+    assert "1000 steps (sigmoid heads)" in chosen["choices"]["train.epochs"]["why"]
+    assert budget_epochs(6_300, 128, 1, 5, MIN_STEPS_MULTI_LABEL) == 20 and budget_epochs(6_300, 128, 1, 5) == 5
 
 
 def test_shapes_get_their_own_settings() -> None:

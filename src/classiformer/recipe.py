@@ -17,12 +17,13 @@ Rules (each measured by ``bench/shapes.py``; docs/benchmarks.md, "Defaults acros
    improving (``patience`` grows with the epoch count, as an epoch of a small set is a handful of
    noisy steps). The floor is ``MIN_STEPS`` (200) for a softmax head and ``MIN_STEPS_MULTI_LABEL``
    (1,000) for sigmoid heads. Why these two: the preset's 5 epochs of a 1,000-row set are 40 steps
-   and underfit (AG News 1k: 75.2%, against 78-80% with 100-800 steps; the best epochs came after
-   about 100 steps), while on 5-6k-row sets the preset's 5 epochs (~200 steps ending in a full
-   linear decay) beat every longer plan (AG News 5k: 87.3% at 5 epochs, 86.3% at 9, 85.9% at 28),
-   because the schedule decays over the plan and a long plan's best epoch comes early, at a high
-   learning rate. A floor of 200 steps gives the small sets their steps and leaves the preset's
-   epochs to sets of 5,000 rows and more. A 90-label sigmoid head, each label seeing few positives,
+   and underfit (AG News 1k: 75.2%, against 78.1 / 79.1 / 79.0 / 78.4% with plans of 96 / 200 /
+   300 / 800 steps; the best epochs came after about 100 steps), while on 5-6k-row sets the
+   preset's 5 epochs (~200 steps ending in a full linear decay) beat every longer plan (AG News 5k:
+   87.3% at 5 epochs, 86.3% at 9, 85.9% at 28; titles 77.0 / 76.5 / 76.1%), because the schedule
+   decays over the plan and a long plan's best epoch comes early, at a high learning rate. A floor
+   of 200 steps gives the small sets their steps and leaves the preset's epochs to sets of 5,000
+   rows and more (one seed each; IMDB 1k was the exception: 81.4% at 200 steps, 82.1% at 800). A 90-label sigmoid head, each label seeing few positives,
    was still improving after 660 steps (Reuters-21578, docs/benchmarks.md, "Multi-label"): its
    floor stays at 1,000.
 2. The measure that picks the best epoch: macro-F1 when the classes are imbalanced (the largest

@@ -23,9 +23,9 @@ Rules (each measured by ``bench/shapes.py``; docs/benchmarks.md, "Defaults acros
    87.3% at 5 epochs, 86.3% at 9, 85.9% at 28; titles 77.0 / 76.5 / 76.1%), because the schedule
    decays over the plan and a long plan's best epoch comes early, at a high learning rate. A floor
    of 200 steps gives the small sets their steps and leaves the preset's epochs to sets of 5,000
-   rows and more (one seed each; IMDB 1k was the exception: 81.4% at 200 steps, 82.1% at 800). A 90-label sigmoid head, each label seeing few positives,
-   was still improving after 660 steps (Reuters-21578, docs/benchmarks.md, "Multi-label"): its
-   floor stays at 1,000.
+   rows and more (one seed each; IMDB 1k was the exception: 81.4% at 200 steps, 82.1% at 800).
+   A 90-label sigmoid head, each label seeing few positives, was still improving after 660 steps
+   (Reuters-21578, docs/benchmarks.md, "Multi-label"): its floor stays at 1,000.
 2. The measure that picks the best epoch: macro-F1 when the classes are imbalanced (the largest
    at least ``IMBALANCE`` times the smallest) or the model is multi-label, else accuracy.
 3. Word deletion scaled by length (``token_dropout_length``): a text shorter than

@@ -56,7 +56,7 @@ from .data.batching import EncodedDataset, batch_of, bucketed_batches, sorted_ba
 from .data.datasets import DataError, TextDataset, check_labels_known, encode_labels, stratified_split
 from .data.overlap import overlap
 from .data.streaming import StreamFeed, TextStream
-from .data.validation_sample import write_validation_sample
+from .data.validation_sample import VALIDATION_FILE, validation_sample
 from .inference import batch_tokens, logits_for, sigmoid
 from .losses import Loss, bce_with_logits, class_weights, pos_weights
 from .metrics import (
@@ -1009,8 +1009,9 @@ def fit(
             if distributed.is_main():
                 atomic_write_text(run_dir / CONFIG_FILE, json.dumps({**config.to_dict(), "data": meta.data, **chosen}, indent=2))
         meta.extra.update(meta_extra or {})
-        if distributed.is_main():  # what `classiformer export` verifies an export on
-            write_validation_sample(run_dir, validation)
+        sample = validation_sample(validation) if distributed.is_main() else None
+        if sample is not None:  # what `classiformer export` verifies an export on
+            atomic_write_text(run_dir / VALIDATION_FILE, sample)
         if weights is not None:
             meta.extra["class_weights"] = {lbl: float(w) for lbl, w in zip(labels, weights)}
             log.info("class weights (%s): %s", tcfg.class_weight,

@@ -1,6 +1,6 @@
 """The validation texts a training run keeps beside its checkpoints (``RUN/validation.jsonl``).
 
-``fit`` writes up to :data:`SAMPLE_LIMIT` examples of its validation split, evenly spaced over it
+``fit`` keeps up to :data:`SAMPLE_LIMIT` examples of its validation split, evenly spaced over it
 (the split is the held-out part of the training data, or the file given with ``--val``), one JSON
 object per line: ``{"text": ..., "label": ...}`` (``"labels": [...]`` for multi-label data). They
 are what ``classiformer export`` verifies an export on: texts like the ones the model will see,
@@ -12,8 +12,6 @@ probes, a refusal that 300 SST-2 sentences did not give).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +22,10 @@ VALIDATION_FILE = "validation.jsonl"
 SAMPLE_LIMIT = 2000  # examples kept; the export's parity check reads at most this many
 
 
-def write_validation_sample(run_dir: Path, data: TextDataset, limit: int = SAMPLE_LIMIT) -> Path | None:
-    """Write up to ``limit`` examples of ``data`` (evenly spaced) to ``run_dir/validation.jsonl``,
-    atomically; None (nothing written) for unlabelled or empty data."""
+def validation_sample(data: TextDataset, limit: int = SAMPLE_LIMIT) -> str | None:
+    """Up to ``limit`` examples of ``data`` (evenly spaced) as the text of ``validation.jsonl``;
+    None for unlabelled or empty data. The caller writes it (atomically, with the run folder's
+    permissions: ``checkpoint.atomic_write_text``)."""
     if not data.labelled or not len(data.texts):
         return None
     n = len(data.texts)
@@ -40,20 +39,11 @@ def write_validation_sample(run_dir: Path, data: TextDataset, limit: int = SAMPL
             assert data.labels is not None
             row["label"] = data.labels[i]
         lines.append(json.dumps(row, ensure_ascii=False))
-    path = Path(run_dir) / VALIDATION_FILE
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{VALIDATION_FILE}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return "\n".join(lines) + "\n"
 
 
 def read_validation_sample(path: Path) -> TextDataset:
-    """The examples :func:`write_validation_sample` wrote; a malformed line raises
+    """The examples of a run's ``validation.jsonl`` (:func:`validation_sample`); a malformed line raises
     :class:`DataError` naming the file and line."""
     texts: list[str] = []
     labels: list[str] = []

@@ -217,11 +217,13 @@ def main() -> int:
     info = machine()
     print(header(info), flush=True)
     res: dict[str, Any] = {"machine": info, "args": {k: v for k, v in vars(args).items() if v is not None}}
-    model = resolve_model_path(args.model)
+    parts = set(args.parts.split(","))
+    if args.model is None and parts - {"scratch"}:  # the from-scratch part trains its own models
+        raise SystemExit(f"--model (a fine-tuned MiniLM run) is needed for --parts {args.parts}")
+    model = resolve_model_path(args.model) if args.model is not None else None
     data = Path(args.data)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-inference-"))
     work.mkdir(parents=True, exist_ok=True)
-    parts = set(args.parts.split(","))
 
     # exports: ours fp32 and int8, verified on the run's validation examples or on --calibration
     # (default 300 texts of the SST-2 train split; the model saw 4,000 others).
@@ -314,8 +316,8 @@ def main() -> int:
         res["sets"][set_name] = {"rows": rows, "ratios": ratios}
 
     # FLOPs per text x docs/s against measured peaks
-    clf = Classifier.load(model)
     if "peaks" in parts:
+        clf = Classifier.load(model)
         peaks = {"torch_fp32": matmul_peak(torch.float32, 1024, 5), "torch_bf16": matmul_peak(torch.bfloat16, 512, 2),
                  **{f"ort_{k}": v for k, v in ort_matmul_peaks().items()}}
         res["matmul_peaks_gflops"] = peaks
@@ -380,9 +382,10 @@ def main() -> int:
                                 max_requests=100000)
         res["serve"] = {}
         print("\nserve (1 thread, micro-batching on, 8 clients):", flush=True)
+        labels = set(Classifier.load(model).labels)
         for name, path in (("pytorch", model), ("onnx_int8", work / "onnx_int8")):
             if Path(path).exists():
-                srows = run_mode(Path(path), True, bodies, set(clf.labels), ns)
+                srows = run_mode(Path(path), True, bodies, labels, ns)
                 res["serve"][name] = srows
                 print(f"  {name:10s} RSS {srows[-1]['rss_mb']:.0f} MB, {srows[-1]['throughput_rps']:.1f} req/s", flush=True)
         if len(res["serve"]) == 2:

@@ -54,7 +54,7 @@ from .checkpoint import (
 from .config import ConfigError, RunConfig, TrainConfig
 from .data.batching import EncodedDataset, batch_of, bucketed_batches, sorted_batches
 from .data.datasets import DataError, TextDataset, check_labels_known, encode_labels, stratified_split
-from .data.overlap import overlap
+from .data.overlap import warn_overlap
 from .data.streaming import StreamFeed, TextStream
 from .data.validation_sample import VALIDATION_FILE, validation_sample
 from .inference import batch_tokens, logits_for, sigmoid
@@ -954,9 +954,7 @@ def fit(
             raise DataError(f"{train.source}: need at least two classes, found {labels}")
         check_labels_known(validation, labels)  # before any work, not after the last epoch
         if isinstance(train, TextDataset) and not resume and distributed.is_main():
-            note = overlap(train.texts, validation).note("validation")  # best epoch and thresholds come from it
-            if note:
-                log.warning(note)
+            warn_overlap(train.texts, validation, "validation")  # best epoch and thresholds come from it
         weights = class_weights(tcfg.class_weight, labels, train.labels or [] if isinstance(train, TextDataset)
                                 else train.label_counts)  # before anything is written: a bad file fails fast
         problem_type = MULTI_LABEL if multi else SINGLE_LABEL

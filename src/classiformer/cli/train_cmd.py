@@ -13,7 +13,7 @@ from ..cluster import launch
 from ..config import FAMILY_PRESETS, ConfigError, load_json_config, resolve_config
 from ..data import TextDataset, check_labels_known
 from ..data.label_names import parse_label_names
-from ..data.overlap import overlap
+from ..data.overlap import warn_overlap
 from ..data.streaming import GZIP_RATIO, STREAMING_THRESHOLD_BYTES, TextStream, should_stream
 from ..evaluate import evaluate
 from ..predict import Classifier
@@ -245,9 +245,7 @@ def _run(args: argparse.Namespace) -> int:
     if test is not None:  # before training, not after its last epoch
         check_labels_known(test, train.label_names())
         if isinstance(train, TextDataset) and distributed.is_main():
-            note = overlap(train.texts, test).note("test")
-            if note:
-                log.warning(note)
+            warn_overlap(train.texts, test, "test")
     with tracker:
         return _train_and_test(args, config, train, validation, test, run_dir, tracker)
 

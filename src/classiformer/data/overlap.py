@@ -17,10 +17,13 @@ search"); there the remedy is a validation set of whole held-out items (``--vali
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .datasets import TextDataset
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = 3  # line numbers quoted in the warning
 
@@ -52,14 +55,18 @@ class Overlap:
                 "memory: remove the duplicates from one side, or give a validation/test file with none")
 
 
-def train_keys(texts: Iterable[str]) -> set[bytes]:
-    """The keys of the training texts, built once and checked against several sets."""
-    return {_key(t) for t in texts}
-
-
-def overlap(train: Iterable[str] | set[bytes], other: TextDataset) -> Overlap:
-    """Count the texts of ``other`` that occur in ``train`` (texts, or :func:`train_keys` of them)."""
-    keys = train if isinstance(train, set) else train_keys(train)
+def overlap(train: Iterable[str], other: TextDataset) -> Overlap:
+    """Count the texts of ``other`` that occur in ``train``."""
+    keys = {_key(t) for t in train}
     shared = [i for i, text in enumerate(other.texts) if _key(text) in keys]
     lines = tuple((other.lines[i] if other.lines else i + 1) for i in shared[:EXAMPLES])
     return Overlap(other.source, len(shared), len(other.texts), lines)
+
+
+def warn_overlap(train: Iterable[str], other: TextDataset, what: str) -> Overlap:
+    """:func:`overlap`, with its :meth:`Overlap.note` logged as a warning when there is one."""
+    found = overlap(train, other)
+    note = found.note(what)
+    if note:
+        log.warning(note)
+    return found

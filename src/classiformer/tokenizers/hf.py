@@ -109,11 +109,11 @@ class HFTokenizer:
     def load(cls, folder: Path, config: dict[str, Any], backend: str = "transformers") -> HFTokenizer:
         """``backend``: ``transformers`` (``AutoTokenizer``), or ``tokenizers`` (:class:`RustTokenizer`
         on the folder's ``tokenizer.json``, for exported models; ``transformers`` where there is none)."""
+        if backend not in ("transformers", "tokenizers"):
+            raise ValueError(f"backend must be transformers or tokenizers, got {backend!r}")
         max_length, long_text = int(config["max_length"]), config.get("long_text", "truncate")
         if backend == "tokenizers" and (folder / HF_DIR / RustTokenizer.FILE).exists():
             return cls(RustTokenizer(folder / HF_DIR), max_length, long_text)
-        if backend not in ("transformers", "tokenizers"):
-            raise ValueError(f"backend must be transformers or tokenizers, got {backend!r}")
         return cls.from_pretrained(folder / HF_DIR, max_length, long_text)
 
 

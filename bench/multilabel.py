@@ -141,14 +141,15 @@ def run_fasttext(train: tuple[list[str], np.ndarray], test: tuple[list[str], np.
 def run_ours_multilabel(
     spec: str, train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarray], labels: list[str],
     run_dir: Path, overrides: dict[str, Any], pos_weight: str, seed: int, plots: Path | None,
+    model_config: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A from-scratch preset with one sigmoid per label, trained by ``fit`` on label lists: an
     iterative-stratified validation split, BCE (with ``pos_weight``), per-label temperatures and
     thresholds tuned on the validation split. ``spec`` is a preset (with the adaptive recipe) or
     ``PRESET:fixed`` (the preset's settings as written)."""
     preset, _, mode = spec.partition(":")
-    config = resolve_config(preset, train={**overrides, "seed": seed, "pos_weight": pos_weight,
-                                           "recipe": mode or "auto"})
+    config = resolve_config(preset, model=model_config or {},
+                            train={**overrides, "seed": seed, "pos_weight": pos_weight, "recipe": mode or "auto"})
     texts, y = train
     data = TextDataset(texts, None, source="reuters-train", label_sets=[[labels[j] for j in np.flatnonzero(r)] for r in y])
     t0 = time.perf_counter()
@@ -232,7 +233,7 @@ def reuters(args: argparse.Namespace) -> list[dict[str, Any]]:
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     r = run_ours_multilabel(name, train, test, labels, Path(tmp), overrides, args.pos_weight, seed,
-                                            args.plots)
+                                            args.plots, args.model_config)
             results.append({"set": "reuters", "model": name, "seed": seed, **r})
             print("   " + row_reuters(results[-1]), flush=True)
     return results
@@ -299,6 +300,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[42])
     parser.add_argument("--plots", type=Path, default=None, help="reuters: write each classiformer run's figures here")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: classiformer's default from the load")
+    parser.add_argument("--model-config", type=json.loads, default={}, metavar="JSON",
+                        help="reuters: model settings for every classiformer run (the recipe leaves them alone)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -164,6 +164,39 @@ def test_early_stopping(tmp_path: Path) -> None:
     assert result.stopped_early and len(result.history) < 30
 
 
+def test_the_loss_can_choose_the_best_epoch(tmp_path: Path) -> None:
+    """monitor "loss": the kept epoch has the lowest validation loss (labels without signal, so
+    the loss rises once the model memorises), and best_val_accuracy is that epoch's accuracy."""
+    data = make_texts(90, seed=4)
+    data.labels = [str(x) for x in np.random.default_rng(0).integers(0, 3, len(data))]
+    result = fit(tiny_config(epochs=10, lr=0.1, monitor="loss"), data, tmp_path / "r", progress=False)
+    losses = [h["val_loss"] for h in result.history]
+    assert len(set(losses)) == 10 and losses.index(min(losses)) not in (0, 9)  # neither the first nor the last
+    assert result.best_epoch == 1 + losses.index(min(losses))
+    assert result.best_val_accuracy == result.history[result.best_epoch - 1]["val_accuracy"]
+
+
+def test_the_ngram_branch_is_also_trained_alone(tmp_path: Path) -> None:
+    """``ngram_aux``: the branch's logits get a loss of their own while training (and only then),
+    so the same run with and without it ends with different branch weights."""
+    def run(aux: float, name: str) -> torch.nn.Module:
+        cfg = tiny_config(epochs=2)
+        cfg.model.ngram_buckets, cfg.model.ngram_aux = 97, aux
+        result = fit(cfg, make_texts(120, seed=1), tmp_path / name, progress=False)
+        return load_checkpoint(result.last_dir)[0]
+
+    plain, aux = run(0.0, "plain"), run(1.0, "aux")
+    assert not torch.equal(plain.ngrams.words.weight, aux.ngrams.words.weight)
+    ids, mask = torch.tensor([[5, 6, 7, 0]]), torch.tensor([[1, 1, 1, 0]])
+    aux.train()
+    out = aux(ids, mask)
+    ((weight, wide),) = out.aux_logits
+    assert weight == 1.0 and torch.allclose(wide, aux.ngrams(ids, mask.bool()))
+    aux.eval()
+    assert aux(ids, mask).aux_logits == ()  # prediction and export never see it
+    assert aux.config.ngram_aux == 1.0  # stored with the checkpoint
+
+
 def test_failed_write_keeps_the_good_checkpoint(tmp_path: Path) -> None:
     dest = tmp_path / "ckpt"
     atomic_dir(dest, lambda d: (d / "a.txt").write_text("good"))

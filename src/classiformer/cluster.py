@@ -129,15 +129,16 @@ def run_result(run_dir: str | Path) -> Any:
     """The :class:`~classiformer.training.TrainResult` of the run rank 0 wrote into ``run_dir``
     (its ``last/`` trainer state and the temperature stored in ``best/``)."""
     from .checkpoint import load_trainer_state, read_meta
-    from .training import TrainResult
+    from .training import TrainResult, best_accuracy
 
     run_dir = Path(run_dir)
     state = load_trainer_state(run_dir / "last")
     p = state["progress"]
     best = run_dir / "best"
+    history = json.loads(state["history"])
     return TrainResult(
-        run_dir=run_dir, history=json.loads(state["history"]), best_epoch=p["best_epoch"] + 1,
-        best_val_accuracy=p["best_val"], train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9),
+        run_dir=run_dir, history=history, best_epoch=p["best_epoch"] + 1,
+        best_val_accuracy=best_accuracy(history, p["best_epoch"] + 1, p["best_val"]), train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9),
         stopped_early=p["stopped_early"], temperature=read_meta(best).temperature if best.exists() else 1.0,
     )
 

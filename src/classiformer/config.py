@@ -122,6 +122,10 @@ class TransformerConfig:
     # False: the branch weighs words only, no pairs (the recipe's choice when the weight budget
     # leaves too few buckets per label for pairs to be told apart: recipe.py, rule 5)
     ngram_pairs: bool = True
+    # Weight of a second loss on the n-gram branch's logits alone, while training (0: none): the
+    # transformer can fit a small training set by itself, after which the summed loss leaves the
+    # branch, which generalises better there, nothing to learn from.
+    ngram_aux: float = 0.0
 
     def __post_init__(self) -> None:
         if self.head_dim == 0 and self.embed_dim % self.num_heads:
@@ -134,6 +138,8 @@ class TransformerConfig:
         if self.token_dropout_length < 0:
             raise ConfigError(f"token_dropout_length must not be negative, got {self.token_dropout_length}")
         require_positive(self, ("ngram_scale",))
+        if self.ngram_aux < 0:
+            raise ConfigError(f"ngram_aux must not be negative, got {self.ngram_aux}")
         require_rate(self, ("dropout", "attention_dropout", "token_dropout"))
         require_choice(self, "token_drop", ("unk", "delete"))
 
@@ -224,7 +230,8 @@ class TrainConfig:
     set explicitly to the training data (budget in steps, early stopping, word deletion, learning
     rate, n-gram buckets: recipe.py); ``fixed`` trains with the preset's settings as written.
     ``monitor``: the validation measure that picks the best epoch and drives early stopping:
-    ``accuracy``, ``macro_f1`` or ``micro_f1`` (``auto``: accuracy, or micro-F1 for multi-label).
+    ``accuracy``, ``macro_f1``, ``micro_f1`` (higher is better) or ``loss`` (the validation loss,
+    lower is better) (``auto``: accuracy, or micro-F1 for multi-label).
     """
 
     epochs: int = 10
@@ -269,7 +276,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         require_choice(self, "schedule", ("constant", "linear"))
         require_choice(self, "recipe", ("auto", "fixed"))
-        require_choice(self, "monitor", ("auto", "accuracy", "macro_f1", "micro_f1"))
+        require_choice(self, "monitor", ("auto", "accuracy", "macro_f1", "micro_f1", "loss"))
         if min(self.max_steps, self.eval_every, self.loader_workers) < 0:
             raise ConfigError("max_steps, eval_every and loader_workers must not be negative")
         require_positive(self, ("shuffle_window", "tokenizer_sample"))

@@ -559,8 +559,11 @@ class Trainer:
                         with autocast(self.device, self.amp):
                             out = self.ddp(**batch)
                         loss = self.loss(out.logits.float(), labels, batch.get("index"))  # (streamed batches have none)
+                        total = loss  # what is logged is the model's own loss, without the auxiliary ones
+                        for weight, aux in out.aux_logits:
+                            total = total + weight * self.loss(aux.float(), labels, batch.get("index"))
                         # The rank's share of the step's examples: averaged over ranks, the mean over all.
-                        scaled = loss * weights[slot] if world > 1 else loss
+                        scaled = total * weights[slot] if world > 1 else total
                         self.scaler.scale(scaled / cfg.grad_accum).backward()
                     pending += 1
                     losses.add(loss, len(labels) if real else 0)
@@ -620,7 +623,7 @@ class Trainer:
             run_dir=self.run_dir,
             history=s.history,
             best_epoch=s.best_epoch + 1,
-            best_val_accuracy=s.best_val,
+            best_val_accuracy=best_accuracy(s.history, s.best_epoch + 1, s.best_val),
             train_samples_per_sec=s.samples_seen / max(s.train_seconds, 1e-9),
             stopped_early=s.stopped_early,
         )
@@ -647,8 +650,9 @@ class Trainer:
                 metrics[self.select],
             )
         # Every rank has the same metrics (gathered), hence the same decisions; rank 0 writes.
-        if metrics[self.select] > s.best_val:
-            s.best_val, s.best_epoch, s.bad_epochs = metrics[self.select], s.epoch, 0
+        score = -metrics["val_loss"] if self.select == "val_loss" else metrics[self.select]  # higher is better
+        if score > s.best_val:
+            s.best_val, s.best_epoch, s.bad_epochs = score, s.epoch, 0
             if distributed.is_main():
                 save_checkpoint(self.run_dir / "best", self.model, self.tokenizer, self.meta)
         else:
@@ -663,11 +667,20 @@ class Trainer:
             atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in s.history))
 
 
+def best_accuracy(history: list[dict[str, Any]], best_epoch: int, fallback: float) -> float:
+    """``TrainResult.best_val_accuracy``: the best epoch's validation accuracy (micro-F1 for a
+    multi-label model), whichever measure chose the epoch (the loss, macro-F1)."""
+    record = next((h for h in history if h.get("epoch") == best_epoch), {})
+    return float(record.get("val_accuracy", record.get("val_micro_f1", fallback)))
+
+
 def monitored(monitor: str, multi_label: bool) -> str:
     """The validation record's key for ``TrainConfig.monitor``: for single-label data micro-F1 is
     accuracy; for multi-label data accuracy is subset accuracy."""
     if monitor == "auto":
         monitor = "micro_f1" if multi_label else "accuracy"
+    if monitor == "loss":
+        return "val_loss"
     if multi_label:
         return "val_subset_accuracy" if monitor == "accuracy" else f"val_{monitor}"
     return "val_accuracy" if monitor == "micro_f1" else f"val_{monitor}"
@@ -1069,7 +1082,8 @@ def _complete(run_dir: Path, cfg: TrainConfig) -> TrainResult | None:
     log.info("%s: the run is complete (%d epoch(s)%s); nothing to do", run_dir, p["epoch"],
              ", stopped early" if stopped_early else "")
     return TrainResult(
-        run_dir=run_dir, history=history, best_epoch=p["best_epoch"] + 1, best_val_accuracy=p["best_val"],
+        run_dir=run_dir, history=history, best_epoch=p["best_epoch"] + 1,
+        best_val_accuracy=best_accuracy(history, p["best_epoch"] + 1, p["best_val"]),
         train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9), stopped_early=stopped_early,
         temperature=read_meta(best).temperature if best.exists() else 1.0, already_complete=True,
     )

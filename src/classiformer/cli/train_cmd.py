@@ -60,10 +60,12 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--token-dropout-length", "model", "token_dropout_length", int, "from-scratch transformer: texts shorter than this many tokens delete proportionally fewer words, and none loses most of its words (0: every text at the full rate)"),
     ("--ngram-buckets", "model", "ngram_buckets", int, "from-scratch transformer: add a linear branch over words and word pairs hashed into this many buckets (0: none)"),
     ("--ngram-scale", "model", "ngram_scale", float, "output multiplier of the n-gram branch (its effective learning-rate factor under Adam)"),
+    ("--ngram-aux", "model", "ngram_aux", float, "from-scratch transformer: weight of a second loss on the n-gram branch alone (the recipe: 1 for single-label, 0 for multi-label)"),
     ("--recipe", "train", "recipe", str, "auto (lesson, base: settings not given here adapt to the data's size, length, "
      "classes and labels, see recipe.py; the choices are logged and stored in config.json) or fixed (the preset as written)"),
     ("--monitor", "train", "monitor", str, "validation measure that picks the best epoch and stops early: accuracy, "
-     "macro_f1 or micro_f1 (auto: accuracy, micro-F1 for multi-label; the recipe picks macro-F1 for skewed or multi-label data)"),
+     "macro_f1, micro_f1 or loss (auto: accuracy, micro-F1 for multi-label; the recipe picks macro-F1 for skewed or "
+     "multi-label data, else the loss)"),
     ("--epochs", "train", "epochs", int, "maximum epochs"),
     ("--batch-size", "train", "batch_size", int, "examples per batch"),
     ("--lr", "train", "lr", float, "peak learning rate (AdamW)"),

@@ -12,12 +12,16 @@ class ClassifierOutput:
     """logits: (B, C); loss: scalar when labels were given; attentions: one (B, H, T, T) tensor per
     layer when requested (rows are queries, columns keys; padded keys get zero weight);
     pooling_weights: (B, T) weights of an attention-pooling layer (the RNN family's additive
-    attention), rows summing to 1 over real tokens, for models that pool that way."""
+    attention), rows summing to 1 over real tokens, for models that pool that way; aux_logits:
+    see below."""
 
     logits: torch.Tensor
     loss: torch.Tensor | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
     pooling_weights: torch.Tensor | None = None
+    # training only: (weight, logits (B, C)) of parts of the model that are also trained alone (the
+    # n-gram branch of a wide-and-deep transformer); the trainer adds weight * loss(logits)
+    aux_logits: tuple[tuple[float, torch.Tensor], ...] = ()
 
 
 def masked_mean(x: torch.Tensor, keep: torch.Tensor, root: bool = False) -> torch.Tensor:

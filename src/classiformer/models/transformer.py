@@ -289,9 +289,14 @@ class TransformerClassifier(nn.Module):
                                           inputs_embeds)
         pooled = masked_mean(x, keep)  # (B, E)
         logits = self.head(self.hidden(self.drop(pooled)))  # (B, C)
+        aux: tuple[tuple[float, torch.Tensor], ...] = ()
         if self.ngrams is not None:
             if input_ids is None:
                 raise ValueError("this model's n-gram branch needs input_ids (pass them with inputs_embeds)")
-            logits = logits + self.ngrams(input_ids, keep)
+            wide = self.ngrams(input_ids, keep)
+            logits = logits + wide
+            if self.training and self.config.ngram_aux:
+                aux = ((self.config.ngram_aux, wide),)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions else None)
+        return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions else None,
+                                aux_logits=aux)

@@ -559,11 +559,11 @@ class Trainer:
                         with autocast(self.device, self.amp):
                             out = self.ddp(**batch)
                         loss = self.loss(out.logits.float(), labels, batch.get("index"))  # (streamed batches have none)
-                        total = loss  # what is logged is the model's own loss, without the auxiliary ones
+                        objective = loss  # what is logged is the model's own loss, without the auxiliary ones
                         for weight, aux in out.aux_logits:
-                            total = total + weight * self.loss(aux.float(), labels, batch.get("index"))
+                            objective = objective + weight * self.loss(aux.float(), labels, batch.get("index"))
                         # The rank's share of the step's examples: averaged over ranks, the mean over all.
-                        scaled = total * weights[slot] if world > 1 else total
+                        scaled = objective * weights[slot] if world > 1 else objective
                         self.scaler.scale(scaled / cfg.grad_accum).backward()
                     pending += 1
                     losses.add(loss, len(labels) if real else 0)

@@ -220,6 +220,7 @@ def reuters(args: argparse.Namespace) -> list[dict[str, Any]]:
     train, test = (tr_texts, indicator(tr_sets, labels)), (te_texts, indicator(te_sets, labels))
     print(f"Reuters-21578 ApteMod: {len(tr_texts)} train / {len(te_texts)} test, {len(labels)} labels", flush=True)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
+    overrides.update(args.train_config)
     results = []
     for name in args.models.split(","):
         for seed in args.seeds:
@@ -265,6 +266,7 @@ def imbalance(args: argparse.Namespace) -> list[dict[str, Any]]:
     counts = {lb: sum(1 for x in train.labels or [] if x == lb) for lb in KEEP}
     print(f"AG News split, imbalanced train: {counts} ({len(train)} rows); balanced test: {len(test)} rows", flush=True)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
+    overrides.update(args.train_config)
     results = []
     for seed in args.seeds:
         for weight in ("none", "balanced"):
@@ -300,6 +302,8 @@ def main() -> int:
     parser.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[42])
     parser.add_argument("--plots", type=Path, default=None, help="reuters: write each classiformer run's figures here")
     parser.add_argument("--threads", type=int, default=0, help="torch threads; 0: classiformer's default from the load")
+    parser.add_argument("--train-config", type=json.loads, default={}, metavar="JSON",
+                        help="reuters: train settings for every classiformer run (the recipe leaves them alone)")
     parser.add_argument("--model-config", type=json.loads, default={}, metavar="JSON",
                         help="reuters: model settings for every classiformer run (the recipe leaves them alone)")
     parser.add_argument("--out", type=Path, default=None)

@@ -644,11 +644,11 @@ class Trainer:
             record["effective_batch_size"] = cfg.batch_size * cfg.grad_accum * distributed.world_size()
         s.history.append(record)
         if distributed.is_main():
-            log.info(
-            "epoch %d: train loss %.4f, val loss %.4f, %s %.4f",
-                record["epoch"], record["train_loss"], metrics["val_loss"], self.select.replace("_", " "),
-                metrics[self.select],
-            )
+            # the loss, accuracy (micro-F1 when multi-label) and the measure that picks the best epoch
+            shown = dict.fromkeys(["val_loss", "val_micro_f1" if "val_micro_f1" in metrics else "val_accuracy",
+                                   self.select])
+            log.info("epoch %d: train loss %.4f, %s", record["epoch"], record["train_loss"],
+                     ", ".join(f"{k.replace('_', ' ')} {metrics[k]:.4f}" for k in shown if k in metrics))
         # Every rank has the same metrics (gathered), hence the same decisions; rank 0 writes.
         score = -metrics["val_loss"] if self.select == "val_loss" else metrics[self.select]  # higher is better
         if score > s.best_val:

@@ -12,6 +12,7 @@ Sets, all built from ../shared/data (never committed):
   frequent such labels (the standard R8 / R52 sets; here 5,583 / 2,208 and 6,570 / 2,565 rows:
   close to the usual 5,485 / 2,189 and 6,532 / 2,568, whose cleaning differs).
 - ``sst2``: SST-2, all 67,349 training phrases; the 872-sentence GLUE dev set as test.
+- ``NAME:N``: any of these with N of its training rows (seeded), e.g. ``ag_titles:1000``.
 
 Models: ``tfidf`` (TF-IDF word 1-2-grams + logistic regression, as bench/scratch.py), ``keras``
 (the lesson's own Keras model, bench/keras_lesson.py, in .venv-keras: ``bash bench/setup_keras.sh``),
@@ -83,6 +84,13 @@ def _reuters_single(data_dir: Path, classes: int) -> tuple[TextDataset, TextData
 
 
 def load_shape(name: str, data_dir: Path) -> tuple[TextDataset, TextDataset]:
+    """A set by name; ``NAME:N`` keeps N rows of its training part (seeded), the same test set."""
+    if ":" in name:
+        base, _, rows = name.partition(":")
+        train, test = load_shape(base, data_dir)
+        if not rows.isdigit() or not 0 < int(rows) <= len(train):
+            raise SystemExit(f"{name}: the row count after ':' must be 1..{len(train)}")
+        return _sample(train, int(rows)), test
     if name == "ag_titles":
         return _ag_news(data_dir, titles_only=True)
     if name in ("ag_1k", "ag_5k"):
@@ -118,7 +126,7 @@ def run_ours(spec: str, train: TextDataset, test: TextDataset, run_dir: Path, se
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)}")
+    parser.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)} (NAME:N: N training rows of NAME)")
     parser.add_argument("--models", default="tfidf,keras,base:fixed,base",
                         help="tfidf, keras, or a preset (base: with the adaptive recipe; base:fixed: without)")
     parser.add_argument("--data-dir", type=Path, default=DATA)

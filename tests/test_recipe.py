@@ -31,8 +31,10 @@ from .conftest import make_texts
 from .test_multilabel_training import NAMES, multilabel_texts
 
 
-def stats(examples: int, words: float = 30.0, labels: int = 4, multi: bool = False, imbalance: float = 1.0) -> DataStats:
-    return DataStats(examples=examples, mean_words=words, labels=labels, multi_label=multi, imbalance=imbalance)
+def stats(examples: int, words: float = 30.0, labels: int = 4, multi: bool = False, imbalance: float = 1.0,
+          singletons: float = 0.0) -> DataStats:
+    return DataStats(examples=examples, mean_words=words, labels=labels, multi_label=multi, imbalance=imbalance,
+                     singleton_share=singletons)
 
 
 def adapted(preset: str, data: DataStats, **train: object) -> tuple[object, dict]:
@@ -102,6 +104,21 @@ def test_shapes_get_their_own_settings() -> None:
     adapt(asked, stats(7_000, labels=90, multi=True))
     assert asked.model.ngram_buckets == 2**10 and asked.model.ngram_pairs  # buckets asked for: pairs kept
     assert balanced.model.token_dropout_length > 0
+
+
+def test_words_seen_once_stay_when_they_are_much_of_the_text() -> None:
+    """Rule 7: the share of the words seen once, as the words tokenizer splits them; base keeps
+    them from 10% on, lesson (no n-gram branch) never, and an explicit setting wins."""
+    texts = ["Alpha beta, gamma!", "alpha BETA delta", "beta epsilon"]  # 8 words; gamma, delta, epsilon once
+    assert DataStats.of(texts, [2, 1], False).singleton_share == round(3 / 8, 4)
+    rare, chosen = adapted("base", stats(1_000, singletons=0.3))
+    common, _ = adapted("base", stats(1_000, singletons=0.05))
+    assert rare.tokenizer.min_frequency == 1 and common.tokenizer.min_frequency == 2
+    assert chosen["choices"]["tokenizer.min_frequency"]["preset"] == 2
+    assert adapted("lesson", stats(1_000, singletons=0.3))[0].tokenizer.min_frequency == 2
+    asked = resolve_config("base", tokenizer={"min_frequency": 3})
+    adapt(asked, stats(1_000, singletons=0.3))
+    assert asked.tokenizer.min_frequency == 3
 
 
 def test_explicit_settings_win_and_fixed_turns_it_off(tmp_path: Path) -> None:
@@ -195,6 +212,13 @@ def test_recipe_choices_reach_the_checkpoint(tmp_path: Path) -> None:
                  tmp_path / "run", progress=False)
     meta = Classifier.load(result.best_dir).meta
     assert meta.model["token_dropout_length"] > 0 and meta.train["monitor"] == "loss"
+    # base on texts whose words are mostly seen once: its vocabulary keeps them (rule 7)
+    rare = TextDataset([f"w{i} v{i} common" for i in range(40)], ["a", "b"] * 20)
+    result = fit(resolve_config("base", model={"ngram_buckets": 64}, tokenizer={"max_length": 8}, train={"epochs": 1}),
+                 rare, tmp_path / "rare", progress=False)
+    stored = json.loads((tmp_path / "rare" / "config.json").read_text())
+    assert stored["tokenizer"]["min_frequency"] == 1 and "tokenizer.min_frequency" in stored["recipe"]["choices"]
+    assert Classifier.load(result.best_dir).tokenizer.vocab_size > 60  # the 36 training rows' w_i and v_i too
 
 
 def read_dataset_from(ds: TextDataset, path: Path) -> TextDataset:

@@ -23,6 +23,7 @@ from classiformer.recipe import (
     DataStats,
     adapt,
     budget_epochs,
+    counts_words,
     ngram_buckets_for,
 )
 from classiformer.training import encode_labels, monitored
@@ -119,6 +120,10 @@ def test_words_seen_once_stay_when_they_are_much_of_the_text() -> None:
     asked = resolve_config("base", tokenizer={"min_frequency": 3})
     adapt(asked, stats(1_000, singletons=0.3))
     assert asked.tokenizer.min_frequency == 3
+    # the words are counted only where the rule can apply (a pass over the texts as long as the tokenizer's)
+    assert counts_words(resolve_config("base"))
+    assert not any(counts_words(c) for c in (asked, resolve_config("lesson"), resolve_config("base", train={"recipe": "fixed"})))
+    assert DataStats.of(texts, [2, 1], False, count_words=False).singleton_share is None
 
 
 def test_explicit_settings_win_and_fixed_turns_it_off(tmp_path: Path) -> None:

@@ -68,6 +68,7 @@ import logging
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
+from itertools import chain
 from typing import Any
 
 from .config import PRESETS, RunConfig, TokenizerConfig, TrainConfig
@@ -96,18 +97,23 @@ class DataStats:
     labels: int
     multi_label: bool
     imbalance: float  # examples of the most frequent label / of the least frequent (>= 1)
-    singleton_share: float = 0.0  # of the words (as the words tokenizer splits them), those seen once
+    # of the words (as the words tokenizer splits them), those seen once; None: not counted
+    singleton_share: float | None = None
 
     @classmethod
-    def of(cls, texts: list[str], label_counts: list[int], multi_label: bool) -> DataStats:
+    def of(cls, texts: list[str], label_counts: list[int], multi_label: bool, count_words: bool = True) -> DataStats:
+        """The statistics of ``texts``; ``count_words`` False skips ``singleton_share``, a pass over
+        the text as long as the tokenizer's own (2.4 s for IMDB's 25,000 reviews here), for a
+        config that rule 7 cannot change (:func:`counts_words`)."""
         counts = [c for c in label_counts if c > 0] or [1]
         words = sum(len(t.split()) for t in texts)
-        seen = Counter(w for t in texts for w in split_words(t))
-        once = sum(1 for c in seen.values() if c == 1)
+        share = None
+        if count_words:
+            seen = Counter(chain.from_iterable(map(split_words, texts)))
+            share = round(sum(1 for c in seen.values() if c == 1) / max(1, seen.total()), 4)
         return cls(
             examples=len(texts), mean_words=round(words / max(1, len(texts)), 2), labels=len(label_counts),
-            multi_label=multi_label, imbalance=round(max(counts) / min(counts), 2),
-            singleton_share=round(once / max(1, seen.total()), 4),
+            multi_label=multi_label, imbalance=round(max(counts) / min(counts), 2), singleton_share=share,
         )
 
 
@@ -115,6 +121,13 @@ def applies(config: RunConfig) -> bool:
     """Whether :func:`adapt` changes ``config``: the recipe is ``auto`` and the preset adaptive."""
     preset = PRESETS.get(config.preset)
     return config.train.recipe == "auto" and preset is not None and preset.adaptive
+
+
+def counts_words(config: RunConfig) -> bool:
+    """Whether rule 7 can choose ``config``'s ``min_frequency``, so that :meth:`DataStats.of` must
+    count the words: a word-level tokenizer for a model with an n-gram branch, the setting not given."""
+    return (applies(config) and getattr(config.model, "ngram_buckets", 0) > 0 and config.tokenizer.kind == "words"
+            and "tokenizer.min_frequency" not in config.explicit)
 
 
 def min_steps_for(multi_label: bool) -> int:
@@ -192,7 +205,7 @@ def adapt(config: RunConfig, stats: DataStats) -> dict[str, Any]:
         if "model.ngram_buckets" not in config.explicit and buckets < MIN_PAIR_BUCKETS:  # buckets asked for are kept
             choose("model", "ngram_pairs", False, f"{buckets:,} buckets (< {MIN_PAIR_BUCKETS:,}) would share most "
                    "word pairs between buckets: words only")
-        if config.tokenizer.kind == "words" and stats.singleton_share >= SINGLETON_SHARE:
+        if config.tokenizer.kind == "words" and (stats.singleton_share or 0.0) >= SINGLETON_SHARE:
             choose("tokenizer", "min_frequency", 1, f"words seen once are {stats.singleton_share:.0%} of the training "
                    f"text (>= {SINGLETON_SHARE:.0%}): the n-gram branch keeps them")
         choose("model", "ngram_aux", 0.0 if stats.multi_label else NGRAM_AUX,

@@ -66,7 +66,7 @@ from .metrics import (
     subset_accuracy,
 )
 from .models import FAMILIES, build_model
-from .recipe import DataStats, adapt
+from .recipe import DataStats, adapt, applies, counts_words
 from .runtime import (
     amp_dtype,
     autocast,
@@ -988,9 +988,11 @@ def fit(
         else:
             # Settings adapted to the data (recipe.py), before anything is built from them.
             recipe: dict[str, Any] = {}
-            if isinstance(train, TextDataset):  # a stream has its own budget in steps (max_steps)
+            # A stream has its own budget in steps (max_steps); the statistics cost a pass over the
+            # texts, so they are taken only for a config the recipe adapts.
+            if isinstance(train, TextDataset) and applies(config):
                 counts = encode_labels(train, labels).sum(0) if multi else np.bincount(encode_labels(train, labels), minlength=len(labels))
-                recipe = adapt(config, DataStats.of(train.texts, [int(c) for c in counts], multi))
+                recipe = adapt(config, DataStats.of(train.texts, [int(c) for c in counts], multi, counts_words(config)))
             seed_everything(tcfg.seed)
             config.model.num_labels = len(labels)
             if hasattr(config.model, "labels"):

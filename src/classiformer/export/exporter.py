@@ -270,8 +270,11 @@ def export_model(
         raise ExportError(f"static quantization is for int8, not {precision}")
     if static and calib is None:
         raise ExportError("static int8 needs --calibration FILE: the texts that fix the activation scales")
-    texts, labels, what = verification_data(clf, calib, validation=stored_validation(folder))
-    calib_texts = verification_data(clf, calib)[0] if static else []  # static int8's activation scales
+    validation = stored_validation(folder)
+    texts, labels, what = verification_data(clf, calib, validation=validation)
+    # static int8's activation scales come from --calibration, whichever texts verify the export
+    # (without stored validation examples those are the same rows, already read)
+    calib_texts = (texts if validation is None else verification_data(clf, calib)[0]) if static else []
     model: Any = clf.model.float().eval()
     tok = clf.tokenizer
     special = (list(getattr(tok, "prefix", [])), list(getattr(tok, "suffix", [])))

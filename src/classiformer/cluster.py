@@ -10,7 +10,6 @@ with PyTorch"; Spark's ``TorchDistributor`` API documentation.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -128,19 +127,9 @@ def ray_train(
 def run_result(run_dir: str | Path) -> Any:
     """The :class:`~classiformer.training.TrainResult` of the run rank 0 wrote into ``run_dir``
     (its ``last/`` trainer state and the temperature stored in ``best/``)."""
-    from .checkpoint import load_trainer_state, read_meta
-    from .training import TrainResult, best_accuracy
+    from .training import stored_result
 
-    run_dir = Path(run_dir)
-    state = load_trainer_state(run_dir / "last")
-    p = state["progress"]
-    best = run_dir / "best"
-    history = json.loads(state["history"])
-    return TrainResult(
-        run_dir=run_dir, history=history, best_epoch=p["best_epoch"] + 1,
-        best_val_accuracy=best_accuracy(history, p["best_epoch"] + 1, p["best_val"]), train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9),
-        stopped_early=p["stopped_early"], temperature=read_meta(best).temperature if best.exists() else 1.0,
-    )
+    return stored_result(Path(run_dir))
 
 
 def _ray_worker(cfg: dict[str, Any]) -> None:

@@ -1080,14 +1080,26 @@ def _complete(run_dir: Path, cfg: TrainConfig) -> TrainResult | None:
     finished = p["step"] >= cfg.max_steps if cfg.streaming and cfg.max_steps else p["epoch"] >= cfg.epochs
     if not (finished or stopped_early) or (best.exists() and not calibrated):
         return None
-    history = json.loads(state["history"])
     log.info("%s: the run is complete (%d epoch(s)%s); nothing to do", run_dir, p["epoch"],
              ", stopped early" if stopped_early else "")
+    return stored_result(run_dir, state, stopped_early=stopped_early, already_complete=True)
+
+
+def stored_result(run_dir: Path, state: dict[str, Any] | None = None, stopped_early: bool | None = None,
+                  already_complete: bool = False) -> TrainResult:
+    """The :class:`TrainResult` of the run in ``run_dir`` from its ``last/`` trainer state (``state``,
+    when already read) and the temperature stored in ``best/``; ``stopped_early`` defaults to the
+    state's."""
+    state = load_trainer_state(run_dir / "last") if state is None else state
+    p = state["progress"]
+    history = json.loads(state["history"])
+    best = run_dir / "best"
     return TrainResult(
         run_dir=run_dir, history=history, best_epoch=p["best_epoch"] + 1,
         best_val_accuracy=best_accuracy(history, p["best_epoch"] + 1, p["best_val"]),
-        train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9), stopped_early=stopped_early,
-        temperature=read_meta(best).temperature if best.exists() else 1.0, already_complete=True,
+        train_samples_per_sec=p["samples_seen"] / max(p["train_seconds"], 1e-9),
+        stopped_early=p["stopped_early"] if stopped_early is None else stopped_early,
+        temperature=read_meta(best).temperature if best.exists() else 1.0, already_complete=already_complete,
     )
 
 

@@ -221,6 +221,13 @@ def test_predict_evaluate_calibrate_and_explain_on_an_exported_folder(scratch_ru
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [r["label"] for r in rows] == ["sports", "money"]
     assert Classifier.load(out, threads=1).runner.session.get_session_options().intra_op_num_threads == 1  # type: ignore[attr-defined]
+    before = torch.get_num_threads()
+    try:  # the checkpoint beside it runs on the same threads (PyTorch's count is process-wide)
+        torch.set_num_threads(2)
+        Classifier.load(scratch_runs["lesson"], threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     test = write_jsonl(tmp_path / "test.jsonl", 60, seed=2)
     assert main(["evaluate", str(out), "--test", str(test)]) == 0
     assert "accuracy" in capsys.readouterr().out
@@ -358,3 +365,44 @@ def test_fused_bert_export_gives_pytorchs_logits(tiny_bert: Path, tmp_path: Path
     assert_same_logits(Classifier.load(tmp_path / "run"), Classifier.load(tmp_path / "onnx"), TEXTS)
     export_model(tmp_path / "run", tmp_path / "int8", "int8", fuse=True)  # quantizes the fused graph
     assert Classifier.load(tmp_path / "int8").predict(TEXTS[:3])
+
+
+def _contrib_ops(path: Path) -> dict[str, int]:
+    import onnx
+
+    ops: dict[str, int] = {}
+    for node in onnx.load(str(path)).graph.node:
+        if node.domain == "com.microsoft":
+            ops[node.op_type] = ops.get(node.op_type, 0) + 1
+    return ops
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_blocks_export_with_fused_operators_and_give_pytorchs_logits(norm_first: bool, tmp_path: Path) -> None:
+    # two blocks, heads x head_dim (3 x 5) unlike embed_dim (18): the fused Attention reads the same
+    # query/key/value columns as SelfAttention; the n-gram branch rides along
+    config = tiny("transformer", num_layers=2, head_dim=5, norm_first=norm_first, ngram_buckets=31)
+    fit(config, make_texts(120, seed=2), tmp_path / "run", progress=False)
+    export_model(tmp_path / "run", tmp_path / "onnx", "fp32")
+    made = {"Attention": 2, "SkipLayerNormalization": 0 if norm_first else 4}
+    made = {k: v for k, v in made.items() if v}
+    assert _contrib_ops(tmp_path / "onnx" / "model.onnx") == made
+    assert read_meta(tmp_path / "onnx").export["fused_operators"] == made  # type: ignore[index]
+    torch_clf = Classifier.load(tmp_path / "run")
+    assert_same_logits(torch_clf, Classifier.load(tmp_path / "onnx"), TEXTS)
+    # the fused blocks compute what the model's do, and the model gets its own blocks back after
+    from classiformer.export import contrib
+
+    model = torch_clf.model.eval()  # type: ignore[union-attr]
+    ids, mask = export_graph_module.example_batch(0, torch_clf.tokenizer.vocab_size, 13)
+    with torch.no_grad():
+        want = model(input_ids=ids, attention_mask=mask).logits
+        with contrib.fused_blocks(model):
+            got = model(input_ids=ids, attention_mask=mask).logits
+        assert all("forward" not in vars(b) for b in model.blocks)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+        assert model(input_ids=ids, attention_mask=mask, output_attentions=True).attentions is not None
+    # fuse=False writes the plain ONNX graph: no operator outside the standard domain, same logits
+    export_model(tmp_path / "run", tmp_path / "plain", "fp32", fuse=False)
+    assert _contrib_ops(tmp_path / "plain" / "model.onnx") == {}
+    assert_same_logits(torch_clf, Classifier.load(tmp_path / "plain"), TEXTS)

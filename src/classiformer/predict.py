@@ -21,7 +21,7 @@ from .checkpoint import ONNXRUNTIME, CheckpointError, CheckpointMeta, apply_umas
 from .config import LONG_TEXT_MODES
 from .data.batching import EncodedDataset
 from .inference import Runner, TorchRunner, mean_by_owner, sigmoid, softmax
-from .runtime import amp_dtype, bf16_worthwhile, resolve_device
+from .runtime import amp_dtype, bf16_worthwhile, resolve_device, set_threads
 from .thresholds import Thresholds, fixed_thresholds
 from .tokenizers import Tokenizer
 
@@ -125,8 +125,10 @@ class Classifier:
         (logits come back as float32; fp16 is for GPUs without bf16). On a CPU without bf16 matrix
         units ``bf16`` falls back to float32 unless ``CLASSIFORMER_BF16=force``. ``threshold``
         (multi-label models): one decision threshold for every label instead of the tuned ones.
-        A folder written by ``classiformer export`` runs through ONNX Runtime on the CPU, with
-        ``threads`` intra-op threads (default: the free cores, ``runtime.default_threads``)."""
+        ``threads``: intra-op threads (default: the free cores, ``runtime.default_threads``, for an
+        exported model; PyTorch's current setting for a checkpoint); for a PyTorch checkpoint this
+        sets PyTorch's process-wide count (``runtime.set_threads``). A folder written by
+        ``classiformer export`` runs through ONNX Runtime on the CPU."""
         folder = resolve_model_path(path)
         if read_meta(folder).runtime == ONNXRUNTIME:
             if device not in (None, "auto", "cpu"):
@@ -136,6 +138,8 @@ class Classifier:
 
             runner, tokenizer, meta = load_exported(folder, threads)
             return cls(runner, tokenizer, meta, "cpu", batch_size, folder, bf16, long_text, fp16, threshold)
+        if threads:
+            set_threads(threads)  # process-wide in PyTorch; an export gets them per session
         dev = resolve_device(device)
         model, tokenizer, meta = load_checkpoint(folder, map_location=dev)
         return cls(model, tokenizer, meta, dev, batch_size, folder, bf16, long_text, fp16, threshold)

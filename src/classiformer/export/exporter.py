@@ -38,7 +38,7 @@ from ..data import Columns, DataError, TextDataset, read_dataset
 from ..data.validation_sample import VALIDATION_FILE, read_validation_sample
 from ..predict import Classifier, resolve_model_path
 from ..tokenizers import save_tokenizer
-from . import fusion
+from . import contrib, fusion
 from .graph import OPSET, example_batch, export_graph
 from .quantize import PRECISIONS, default_precision, int8_candidates, quantize
 from .runtime import ONNX_FILE, OnnxRunner, batch_tokens, require_onnxruntime
@@ -241,7 +241,7 @@ def export_model(
     calibration: str | Path | None = None,
     threads: int | None = None,
     static: bool | None = None,
-    fuse: bool = False,
+    fuse: bool | None = None,
 ) -> ExportReport:
     """Export the checkpoint at ``source`` (a checkpoint or run folder) to ``dest``.
 
@@ -249,9 +249,11 @@ def export_model(
     embeddings; ``static`` uses ``calibration`` texts for fixed activation scales), ``fp16``, or
     ``auto`` (:func:`quantize.default_precision`: what this CPU and model family run best).
     ``calibration``: a data file whose texts (and labels, when it has them) verify the export, and
-    calibrate static int8. ``fuse``: for BERT-like pretrained encoders, ONNX Runtime's fused
-    attention, LayerNorm and GELU operators (``fusion.py``); off by default, as it was no faster on
-    short texts and its int8 file is larger (see fusion.py). Raises :class:`ExportError` when the
+    calibrate static int8. ``fuse``: ONNX Runtime's fused operators; None for the family's default.
+    The from-scratch transformer's blocks are written with fused attention and residual LayerNorms
+    (``contrib.py``), on by default as they run faster; BERT-like pretrained encoders go through
+    ONNX Runtime's transformer optimizer (``fusion.py``), off by default, as it was no faster on
+    short texts and its int8 file is larger. Raises :class:`ExportError` when the
     parity check fails."""
     require_onnxruntime()
     folder = resolve_model_path(source)
@@ -281,16 +283,22 @@ def export_model(
     example = example_batch(tok.pad_id, tok.vocab_size, tok.max_length, special)
     report: dict[str, Any] = {}
 
-    fused = fuse and clf.meta.family == "hf" and fusion.fusable(model)
+    fused = bool(fuse) and clf.meta.family == "hf" and fusion.fusable(model)
+    fused_blocks = fuse is not False and contrib.fusable(model)
 
     def write(tmp: Path) -> None:
         fp32 = tmp / "model.fp32.onnx"
         from ..explain import eager_attention
 
-        # Traced with eager attention, the pattern ONNX Runtime's fusions recognise (fusion.py).
-        with eager_attention(model) if fused else contextlib.nullcontext():
-            export_graph(model, fp32, example, opset)
-        fusions = fusion.fuse(fp32, model) if fused else {}
+        fusions: dict[str, int] = {}
+        if fused_blocks:
+            with contrib.fused_blocks(model) as fusions:
+                export_graph(model, fp32, example, opset)
+        else:
+            # Traced with eager attention, the pattern ONNX Runtime's fusions recognise (fusion.py).
+            with eager_attention(model) if fused else contextlib.nullcontext():
+                export_graph(model, fp32, example, opset)
+            fusions = fusion.fuse(fp32, model) if fused else {}
         report["fp32_bytes"] = fp32.stat().st_size
         save_tokenizer(tok, tmp / TOKENIZER_DIR)
         if clf.meta.family == "hf":

@@ -44,7 +44,7 @@ def tiny(family: str, **model: object):
 # lesson: a plain transformer; base: with the hashed word-pair branch; rnn-attention: packed GRU.
 SCRATCH = {
     "lesson": ("transformer", {}),
-    "base": ("transformer", {"ngram_buckets": 97, "ngram_scale": 30.0}),
+    "base": ("transformer", {"ngram_buckets": 97, "ngram_scale": 30.0, "ngram_idf": True}),
     "rnn-attention": ("rnn-attention", {}),
 }
 

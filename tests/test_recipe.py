@@ -17,6 +17,7 @@ from classiformer.data import TextDataset
 from classiformer.metrics import multilabel_report
 from classiformer.models.transformer import sample_deletions
 from classiformer.recipe import (
+    IDF_MAX_WORDS,
     MAX_EPOCHS,
     MIN_STEPS,
     MIN_STEPS_MULTI_LABEL,
@@ -124,6 +125,19 @@ def test_words_seen_once_stay_when_they_are_much_of_the_text() -> None:
     assert counts_words(resolve_config("base"))
     assert not any(counts_words(c) for c in (asked, resolve_config("lesson"), resolve_config("base", train={"recipe": "fixed"})))
     assert DataStats.of(texts, [2, 1], False, count_words=False).singleton_share is None
+
+
+def test_short_texts_weigh_the_branchs_words_by_inverse_document_frequency() -> None:
+    """Rule 8: up to IDF_MAX_WORDS words per text on average; longer texts weigh words equally;
+    an explicit setting wins; a model without a branch is left alone."""
+    short, chosen = adapted("base", stats(1_000, words=IDF_MAX_WORDS))
+    long, _ = adapted("base", stats(1_000, words=IDF_MAX_WORDS + 1))
+    assert short.model.ngram_idf is True and long.model.ngram_idf is False
+    assert chosen["choices"]["model.ngram_idf"]["preset"] is False
+    asked = resolve_config("base", model={"ngram_idf": False})
+    adapt(asked, stats(1_000, words=10))
+    assert asked.model.ngram_idf is False
+    assert "model.ngram_idf" not in adapted("lesson", stats(1_000, words=10))[1]["choices"]
 
 
 def test_explicit_settings_win_and_fixed_turns_it_off(tmp_path: Path) -> None:

@@ -114,6 +114,39 @@ def test_ngram_branch_trains_and_round_trips(tmp_path: Path) -> None:
     np.testing.assert_allclose(clf.logits(["goal team today", "bank profit"]), logits, rtol=1e-6, atol=1e-6)
 
 
+def test_idf_weights_come_from_the_training_texts_and_stay_with_the_checkpoint(tmp_path: Path) -> None:
+    from classiformer.config import TransformerConfig
+    from classiformer.models.transformer import NgramBranch
+
+    # by hand: 2 texts; id 2 in both, 3 and 4 in one (4 twice), 5 in none
+    branch = NgramBranch(TransformerConfig(vocab_size=6, num_labels=2, ngram_buckets=7, ngram_idf=True, ngram_pairs=False))
+    branch.fit_idf([np.array([2, 3]), np.array([2, 4, 4])])
+    want = [0.0, 0.0, 1.0, np.log(3 / 2) + 1, np.log(3 / 2) + 1, 0.0]  # ids in no text weigh nothing
+    np.testing.assert_allclose(branch.idf.numpy(), want, rtol=1e-6)  # type: ignore[union-attr]
+    with torch.no_grad():
+        branch.words.weight.copy_(torch.arange(12, dtype=torch.float32).view(6, 2))
+        ids, keep = torch.tensor([[3, 4, 4, 0]]), torch.tensor([[True, True, True, False]])
+        w = torch.tensor([want[3], want[4], want[4]], dtype=torch.float32)
+        expected = branch.scale * (branch.words.weight[[3, 4, 4]] * w[:, None]).sum(0) / w.square().sum().sqrt()
+        torch.testing.assert_close(branch(ids, keep)[0], expected)
+    # fit sets them from the training split; the checkpoint keeps them; without the setting, no buffer
+    cfg = tiny_config(epochs=1)
+    cfg.model.ngram_buckets, cfg.model.ngram_idf = 97, True
+    result = fit(cfg, make_texts(120, seed=1), tmp_path / "run", progress=False)
+    model, tok, _ = load_checkpoint(result.best_dir)
+    idf = model.ngrams.idf
+    assert idf is not None and float(idf.max()) > 1.0 and float(idf[tok.pad_id]) == 0.0
+    df = np.zeros(len(idf))
+    for row in tok.encode(make_texts(120, seed=1).texts):
+        df[np.unique(row)] += 1
+    seen = idf.numpy() > 0
+    assert int(np.argmin(np.where(seen, idf.numpy(), np.inf))) == int(np.argmax(df))  # the commonest word weighs least
+    plain = tiny_config(epochs=1)
+    plain.model.ngram_buckets = 97
+    fit(plain, make_texts(60, seed=1), tmp_path / "plain", progress=False)
+    assert load_checkpoint(tmp_path / "plain" / "best")[0].ngrams.idf is None
+
+
 def test_same_seed_same_loss_curve(tmp_path: Path) -> None:
     data = make_texts(120, seed=5)
     a = fit(tiny_config(epochs=2), data, tmp_path / "a", progress=False)

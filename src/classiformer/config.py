@@ -126,6 +126,10 @@ class TransformerConfig:
     # transformer can fit a small training set by itself, after which the summed loss leaves the
     # branch, which generalises better there, nothing to learn from.
     ngram_aux: float = 0.0
+    # True: the branch weighs each word by its inverse document frequency in the training data, as
+    # TF-IDF does (rows normalised by the weights' root sum of squares); set when training starts
+    # (``TransformerClassifier.fit_vocabulary_weights``) and kept in the checkpoint.
+    ngram_idf: bool = False
 
     def __post_init__(self) -> None:
         if self.head_dim == 0 and self.embed_dim % self.num_heads:

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -1035,6 +1035,11 @@ def fit(
         else:
             train_enc = encode(tokenizer, train, labels)
         val_enc = encode(tokenizer, validation, labels)
+        branch = getattr(model, "ngrams", None)
+        if not resume and branch is not None and branch.idf is not None:  # a resumed run has them from its checkpoint
+            # a stream's document frequencies come from the texts its tokenizer was fit on
+            branch.fit_idf(train_enc.ids if isinstance(train_enc, EncodedDataset)
+                           else tokenizer.encode(cast(TextStream, train).tokenizer_sample))
         if multi and isinstance(train_enc, StreamFeed):
             loss = Loss(multi_label=True)
         elif multi:

@@ -10,7 +10,9 @@ attention and padded positions are left out of the mean.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -167,7 +169,10 @@ class NgramBranch(nn.Module):
     are their sums over the text. It learns quickly which words and phrases carry a label, which a
     small transformer trained from scratch is slow to do, while the transformer adds word order and
     context. Weights start at zero, so the branch begins silent. Sums are divided by the square root
-    of the count of words (or pairs), as TF-IDF rows are normalised."""
+    of the count of words (or pairs), as TF-IDF rows are normalised. With ``ngram_idf`` each word
+    counts with its inverse document frequency (smoothed as scikit-learn's ``TfidfVectorizer``:
+    ``ln((1 + n) / (1 + df)) + 1``; 0 for ids no training text has) and the sum is divided by the root sum of the squared weights,
+    the TF-IDF row's length (Salton and Buckley, 1988)."""
 
     PAIR_PRIME = 1_000_003  # id pairs hash as (a * prime + b) mod buckets
 
@@ -181,12 +186,34 @@ class NgramBranch(nn.Module):
                 nn.init.zeros_(emb.weight)
         self.buckets = cfg.ngram_buckets
         self.scale = cfg.ngram_scale
+        # ones until fit_idf sets them from the training data; a buffer, so the checkpoint keeps them
+        self.idf: torch.Tensor | None
+        self.register_buffer("idf", torch.ones(cfg.vocab_size) if cfg.ngram_idf else None)
+
+    @torch.no_grad()
+    def fit_idf(self, ids: Sequence[np.ndarray]) -> None:
+        """Set the inverse document frequencies from the training texts' token ids."""
+        if self.idf is None:
+            return
+        df = np.zeros(self.idf.numel(), dtype=np.float64)
+        for row in ids:
+            df[np.unique(np.asarray(row, dtype=np.int64))] += 1
+        n = len(ids)
+        # ids no training text has (the unknown-word id when every training word is in the
+        # vocabulary) weigh 0, as TF-IDF leaves words out of its vocabulary: at the largest weight,
+        # an untrained id would take most of a short text's row length
+        self.idf.copy_(torch.from_numpy(np.where(df > 0, np.log((1.0 + n) / (1.0 + df)) + 1.0, 0.0)))
 
     def forward(self, input_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """input_ids, keep: (B, T). Returns logits (B, C)."""
         # divided by the square root of the count: like TF-IDF's unit-length rows, long texts neither
         # drown their words (as a mean would) nor swamp the logits (as a plain sum would)
-        words = masked_mean(self.words(input_ids), keep, root=True)
+        if self.idf is None:
+            words = masked_mean(self.words(input_ids), keep, root=True)
+        else:
+            w = self.idf[input_ids] * keep.to(self.idf.dtype)  # (B, T)
+            norm = (w * w).sum(1, keepdim=True).sqrt().clamp(min=1e-6)
+            words = (self.words(input_ids) * w.unsqueeze(-1)).sum(1) / norm
         if self.pairs is None:
             return self.scale * words
         pairs = (input_ids[:, :-1] * self.PAIR_PRIME + input_ids[:, 1:]) % self.buckets  # (B, T-1)

@@ -127,8 +127,8 @@ class TransformerConfig:
     # branch, which generalises better there, nothing to learn from.
     ngram_aux: float = 0.0
     # True: the branch weighs each word by its inverse document frequency in the training data, as
-    # TF-IDF does (rows normalised by the weights' root sum of squares); set when training starts
-    # (``TransformerClassifier.fit_vocabulary_weights``) and kept in the checkpoint.
+    # TF-IDF does (rows normalised by the weights' root sum of squares); computed by ``fit`` from the
+    # training texts (``NgramBranch.fit_idf``) and kept in the checkpoint.
     ngram_idf: bool = False
 
     def __post_init__(self) -> None:

@@ -171,8 +171,8 @@ class NgramBranch(nn.Module):
     context. Weights start at zero, so the branch begins silent. Sums are divided by the square root
     of the count of words (or pairs), as TF-IDF rows are normalised. With ``ngram_idf`` each word
     counts with its inverse document frequency (smoothed as scikit-learn's ``TfidfVectorizer``:
-    ``ln((1 + n) / (1 + df)) + 1``; 0 for ids no training text has) and the sum is divided by the root sum of the squared weights,
-    the TF-IDF row's length (Salton and Buckley, 1988)."""
+    ``ln((1 + n) / (1 + df)) + 1``; 0 for ids no training text has) and the word sum is divided by
+    the root sum of the squared weights, the TF-IDF row's length (Salton and Buckley, 1988)."""
 
     PAIR_PRIME = 1_000_003  # id pairs hash as (a * prime + b) mod buckets
 

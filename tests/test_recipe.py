@@ -17,6 +17,7 @@ from classiformer.data import TextDataset
 from classiformer.metrics import multilabel_report
 from classiformer.models.transformer import sample_deletions
 from classiformer.recipe import (
+    IDF_MAX_EXAMPLES,
     IDF_MAX_WORDS,
     MAX_EPOCHS,
     MIN_STEPS,
@@ -128,11 +129,13 @@ def test_words_seen_once_stay_when_they_are_much_of_the_text() -> None:
 
 
 def test_short_texts_weigh_the_branchs_words_by_inverse_document_frequency() -> None:
-    """Rule 8: up to IDF_MAX_WORDS words per text on average; longer texts weigh words equally;
+    """Rule 8: up to IDF_MAX_WORDS words per text on average and IDF_MAX_EXAMPLES texts; longer
+    texts or larger sets weigh words equally;
     an explicit setting wins; a model without a branch is left alone."""
-    short, chosen = adapted("base", stats(1_000, words=IDF_MAX_WORDS))
+    short, chosen = adapted("base", stats(IDF_MAX_EXAMPLES, words=IDF_MAX_WORDS))
     long, _ = adapted("base", stats(1_000, words=IDF_MAX_WORDS + 1))
-    assert short.model.ngram_idf is True and long.model.ngram_idf is False
+    many, _ = adapted("base", stats(IDF_MAX_EXAMPLES + 1, words=10))
+    assert short.model.ngram_idf is True and long.model.ngram_idf is False is many.model.ngram_idf
     assert chosen["choices"]["model.ngram_idf"]["preset"] is False
     asked = resolve_config("base", model={"ngram_idf": False})
     adapt(asked, stats(1_000, words=10))

@@ -172,6 +172,14 @@ def test_cli_flags_win_over_the_recipe(tmp_path: Path) -> None:
     assert stored["train"]["epochs"] == 2 and stored["train"]["patience"] == 1
     assert "train.epochs" not in stored["recipe"]["choices"] and "train.epochs" in stored["recipe"]["explicit"]
     assert stored["recipe"]["choices"]["train.monitor"]["value"] == "loss"
+    # a yes/no model setting: base on these short texts would get IDF weights; off wins
+    base = tmp_path / "base"
+    assert main(["train", "--train", str(data), "--preset", "base", "--epochs", "1", "--ngram-idf", "off",
+                 "--vocab-size", "60", "--max-length", "12", "-o", str(base), "--no-progress"]) == 0
+    stored = json.loads((base / "config.json").read_text())
+    assert stored["model"]["ngram_idf"] is False and "model.ngram_idf" in stored["recipe"]["explicit"]
+    with pytest.raises(SystemExit):
+        main(["train", "--train", str(data), "--ngram-idf", "maybe", "-o", str(tmp_path / "x")])
 
 
 def test_word_deletion_never_removes_most_of_a_short_text() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,18 @@ from .common import (
 
 log = logging.getLogger(__name__)
 
+def on_off(value: str) -> bool:
+    """A yes/no flag value: on/off, true/false, yes/no, 1/0."""
+    v = value.strip().lower()
+    if v in ("on", "true", "yes", "1"):
+        return True
+    if v in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
 # (flag, config section, key, type, help): each overrides the preset and the --config file.
-OVERRIDES: list[tuple[str, str, str, type, str]] = [
+OVERRIDES: list[tuple[str, str, str, Callable[[str], Any], str]] = [
     ("--tokenizer", "tokenizer", "kind", str, "words (the lesson's vectorizer) or wordpiece (subwords trained on the data)"),
     ("--vocab-size", "tokenizer", "vocab_size", int, "vocabulary size, reserved ids included"),
     ("--max-length", "tokenizer", "max_length", int, "truncate texts to this many tokens"),
@@ -61,6 +72,7 @@ OVERRIDES: list[tuple[str, str, str, type, str]] = [
     ("--ngram-buckets", "model", "ngram_buckets", int, "from-scratch transformer: add a linear branch over words and word pairs hashed into this many buckets (0: none)"),
     ("--ngram-scale", "model", "ngram_scale", float, "output multiplier of the n-gram branch (its effective learning-rate factor under Adam)"),
     ("--ngram-aux", "model", "ngram_aux", float, "from-scratch transformer: weight of a second loss on the n-gram branch alone (the recipe: 1 for single-label, 0 for multi-label)"),
+    ("--ngram-idf", "model", "ngram_idf", on_off, "from-scratch transformer: on/off, the n-gram branch weighs words by inverse document frequency (the recipe: on for up to 20,000 texts of up to 150 words on average)"),
     ("--recipe", "train", "recipe", str, "auto (lesson, base: settings not given here adapt to the data's size, length, "
      "classes and labels, see recipe.py; the choices are logged and stored in config.json) or fixed (the preset as written)"),
     ("--monitor", "train", "monitor", str, "validation measure that picks the best epoch and stops early: accuracy, "

@@ -62,20 +62,21 @@ Rules (each measured by ``bench/shapes.py``; docs/benchmarks.md, "Defaults acros
    News 5k (4%) −0.3, IMDB 1k (4%) −0.1.
 8. The n-gram branch weighs words by inverse document frequency (``ngram_idf``, as TF-IDF does;
    ids no training text has weigh 0) when the texts average at most ``IDF_MAX_WORDS`` words and
-   there are at most ``IDF_MAX_EXAMPLES`` of them. A
-   word common to most texts then counts little and a rare one much; with Adam, whose step is about
-   the same for every weight, a rare word's weight also moves the logits further per step, which
-   matters where the branch has few examples per word. ``base``, points against words weighed
-   equally (seed 42 unless said): AG News 1k +0.9 / +0.5 / +0.5 (seeds 42 / 1 / 2), 1,000 titles
-   +0.8, 2,000 titles +1.3, 2,000 SST-2 phrases +1.3, 5,000 +0.2, AG News 5k +0.4 (see
-   docs/benchmarks.md for the rest). IMDB's reviews (235 words) lost 0.0-0.3 (1k, three seeds) and
-   0.3 (5k): there the rare words are mostly names and plot, and reviews are long enough for the
-   common words to carry their sentiment. With many examples per word the gain goes: all 67,349
-   SST-2 phrases −0.1 and −1.1 (two runs), the 6,080-row AG News split +0.3 / −0.6 / −0.5 (seeds
-   1 / 42 / 2), against +0.5 on 6,080 titles and +0.3 on R52's 6,570 documents; hence the cap. The unknown-word id is what made the weights fail at
-   first: with every training word in the vocabulary (rule 7) it occurs in no training text, took
-   the largest weight and, untrained, diluted every test text with unseen words (1,000 titles −3.2
-   points, 2,000 SST-2 phrases −1.0); at 0 it takes no part, as a word outside TF-IDF's vocabulary.
+   there are at most ``IDF_MAX_EXAMPLES`` of them. A word common to most texts then counts little
+   and a rare one much; with Adam, whose step is about the same for every weight, a rare word's
+   weight also moves the logits further per step, which matters where the branch has few examples
+   per word. ``base``, points against words weighed equally (seed 42 unless said): AG News 1k
+   +0.9 / +0.5 / +0.5 (seeds 42 / 1 / 2), 1,000 titles +0.8, 2,000 titles +1.3, 2,000 SST-2
+   phrases +1.3, 5,000 +0.2, AG News 5k +0.4 (see docs/benchmarks.md for the rest). IMDB's reviews
+   (235 words) lost 0.0-0.3 (1k, three seeds) and 0.3 (5k): there the rare words are mostly names
+   and plot, and reviews are long enough for the common words to carry their sentiment. With many
+   examples per word the gain goes: all 67,349 SST-2 phrases −0.1 and −1.1 (two runs), the
+   6,080-row AG News split +0.3 / −0.6 / −0.5 (seeds 1 / 42 / 2), against +0.5 on 6,080 titles
+   and +0.3 on R52's 6,570 documents; hence the cap. The unknown-word id is what made the weights
+   fail at first: with every training word in the vocabulary (rule 7) it occurs in no training
+   text, took the largest weight and, untrained, diluted every test text with unseen words (1,000
+   titles −3.2 points, 2,000 SST-2 phrases −1.0); at 0 it takes no part, as a word outside
+   TF-IDF's vocabulary.
 """
 
 from __future__ import annotations

@@ -216,6 +216,34 @@ def test_a_second_signal_stops_at_once_and_keeps_the_last_safe_checkpoint(
     assert_same_run(full_run, cut)
 
 
+def test_a_signal_during_the_ranks_exchange_stops_at_the_next_step(
+    full_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a process group the ranks exchange their stop requests after every step (an all-reduce,
+    most of whose time is spent waiting for the peer), so that is where a scheduler's SIGTERM
+    usually lands. The peers' answer, "nobody asked", must not erase the request noted meanwhile:
+    it stops the run one step later (the launcher sends each rank the signal, so every rank then
+    asks). Before the fix the run trained on to its end."""
+    import classiformer.training as training
+
+    calls = 0
+
+    def agree_signal(signum: int | None) -> int | None:
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # the exchange after step 4: the signal arrives while it waits, the peers had none
+            kill_self(signal.SIGTERM)
+        return signum  # what the ranks agreed on: the requests as they were when the exchange began
+
+    monkeypatch.setattr(training.distributed, "agree_signal", agree_signal)
+    data, cut = make_texts(150, seed=3), tmp_path / "cut"
+    with pytest.raises(TrainingInterrupted, match="stopped by SIGTERM at epoch 1, step 5"):
+        fit(tiny_config(), data, cut, progress=False)
+    monkeypatch.undo()
+    fit(tiny_config(), data, cut, resume=True, progress=False)
+    assert_same_run(full_run, cut)
+
+
 def frozen_config(tiny_bert: Path, **train: Any):  # noqa: F811
     return config_for(tiny_bert, "frozen", epochs=4, **train)
 

@@ -387,9 +387,13 @@ class Trainer:
 
     def _stop_if_asked(self, rng: torch.Tensor, losses: _LossLog | None = None, t0: float | None = None) -> None:
         """At a safe point: when a stop was asked for (on any rank), save ``last/`` and raise."""
-        signum = self.signals.signum = distributed.agree_signal(self.signals.signum)
+        signum = distributed.agree_signal(self.signals.signum)
         if signum is None:
+            # Not ``self.signals.signum = signum``: a signal that arrived during the exchange (the
+            # handler runs while the all-reduce waits for the peer) would be erased on every rank
+            # at once, as each is told "no rank asked"; it stays noted for the next safe point.
             return
+        self.signals.signum = signum
         s = self.state
         if losses is not None:
             losses.flush()
@@ -1065,9 +1069,10 @@ def fit(
         result.temperature = distributed.on_main(
             lambda: calibrate_best(best, val_enc, tcfg.eval_batch_size, dev) if best.exists() else temperature
         )
-        signals.signum = distributed.agree_signal(signals.signum)
-        if signals.signum is not None:  # it came after the last epoch's bookkeeping: the run is complete
-            message = (f"stopped by {_signal_name(signals.signum)} after the last epoch: training is complete "
+        agreed = distributed.agree_signal(signals.signum)  # not assigned when None: see _stop_if_asked
+        if agreed is not None:  # it came after the last epoch's bookkeeping: the run is complete
+            signals.signum = agreed
+            message = (f"stopped by {_signal_name(agreed)} after the last epoch: training is complete "
                        f"in {run_dir}")
             log.warning("%s", message)
             raise TrainingInterrupted(message, signals.signum)

@@ -80,6 +80,20 @@ def test_distill_loss_mixes_teacher_and_gold_only_where_gold_exists() -> None:
         DistillLoss.wrap(Loss(), teacher, has_gold, alpha=1.5, temperature=2.0)
 
 
+def test_a_multi_label_students_gold_term_keeps_its_hinge_loss() -> None:
+    """A student whose own loss is the hinge (recipe rule 9) keeps it as the gold term: the wrap
+    (and the move to a device) carry the margin, and each example's gold term is its mean hinge."""
+    logits = torch.tensor([[3.0, -0.5], [0.2, 1.0]])
+    labels = torch.tensor([[1, 0], [0, 1]])
+    teacher = np.array([[0.9, 0.2], [0.3, 0.7]], dtype=np.float32)
+    loss = DistillLoss.wrap(Loss(multi_label=True, hinge_margin=2.0), teacher, np.array([True, True]),
+                            alpha=0.5, temperature=1.0).to("cpu")
+    assert loss.hinge_margin == 2.0
+    hinge = torch.tensor([(0.0 + 1.5) / 2, (2.2 + 1.0) / 2])  # max(0, 2 - s z) per decision, by hand
+    soft = kd_term(logits, torch.from_numpy(teacher), 1.0, True)
+    assert torch.allclose(loss(logits, labels, torch.tensor([0, 1])), (0.5 * soft + 0.5 * hinge).mean())
+
+
 def test_ensemble_averages_probabilities() -> None:
     a, b = np.array([[4.0, 0.0]]), np.array([[0.0, 4.0]])
     np.testing.assert_allclose(soft_targets([a, b], 1.0, False), [[0.5, 0.5]], rtol=1e-6)

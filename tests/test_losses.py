@@ -17,6 +17,7 @@ from classiformer.losses import (
     WeightError,
     bce_with_logits,
     class_weights,
+    hinge_with_logits,
     pos_weights,
     weighted_cross_entropy,
 )
@@ -126,3 +127,31 @@ def test_loss_object_chooses_the_loss() -> None:
         Loss(multi_label=True, class_weight=cw)
     with pytest.raises(WeightError, match="class weights"):
         Loss(pos_weight=cw)
+
+
+def test_hinge_with_pos_weight_by_hand() -> None:
+    logits = torch.tensor([[2.0, -1.0], [-0.5, 0.3], [0.0, 7.0]])
+    targets = torch.tensor([[1, 0], [1, 1], [0, 0]])
+    pw = torch.tensor([3.0, 0.5])
+    margin = 1.5
+    total = 0.0
+    for i in range(3):
+        for j in range(2):
+            z, y = float(logits[i, j]), int(targets[i, j])
+            s = 1.0 if y else -1.0
+            total += (float(pw[j]) if y else 1.0) * max(0.0, margin - s * z)
+    assert float(hinge_with_logits(logits, targets, margin, pw)) == pytest.approx(total / 6, rel=1e-6)
+    # Past the margin a decision costs nothing: 2.0 for a positive and -1.0 for a negative at margin 1.
+    per = hinge_with_logits(logits, targets, 1.0, reduction="none")
+    assert per[0].tolist() == [0.0, 0.0] and per[2, 0] == 1.0 and per[2, 1] == 8.0
+    loss = Loss(multi_label=True, pos_weight=pw, hinge_margin=margin).to("cpu")
+    assert loss.hinge_margin == margin  # kept by .to()
+    assert float(loss(logits, targets)) == pytest.approx(total / 6, rel=1e-6)
+    # Its gradient pushes only the decisions inside the margin.
+    z = logits.clone().requires_grad_(True)
+    Loss(multi_label=True, hinge_margin=1.0)(z, targets).backward()
+    assert z.grad is not None and (z.grad[0] == 0).all() and z.grad[2, 1] > 0 > z.grad[1, 0]
+    with pytest.raises(WeightError, match="multi-label"):
+        Loss(hinge_margin=1.0)
+    with pytest.raises(WeightError, match="positive"):
+        Loss(multi_label=True, hinge_margin=0.0)

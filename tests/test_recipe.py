@@ -143,6 +143,36 @@ def test_short_texts_weigh_the_branchs_words_by_inverse_document_frequency() -> 
     assert "model.ngram_idf" not in adapted("lesson", stats(1_000, words=10))[1]["choices"]
 
 
+def test_multi_label_models_with_a_branch_train_with_the_hinge_loss(tmp_path: Path) -> None:
+    """Rule 9: multi-label data and an n-gram branch -> the one-vs-rest hinge loss; single-label
+    data, a model without a branch, or an explicit choice keep theirs; fit builds the loss from
+    the setting, and refuses it for single-label data."""
+    multi, chosen = adapted("base", stats(2_000, labels=20, multi=True))
+    assert multi.train.multilabel_loss == "hinge" and chosen["choices"]["train.multilabel_loss"]["preset"] == "bce"
+    assert adapted("base", stats(2_000))[0].train.multilabel_loss == "bce"
+    assert "train.multilabel_loss" not in adapted("lesson", stats(2_000, multi=True))[1]["choices"]
+    assert adapted("base", stats(2_000, multi=True), multilabel_loss="bce")[0].train.multilabel_loss == "bce"
+    with pytest.raises(ConfigError, match="multilabel_loss"):
+        resolve_config("base", train={"multilabel_loss": "svm"})
+    with pytest.raises(ConfigError, match="hinge_margin"):
+        resolve_config("base", train={"hinge_margin": -1.0})
+    texts, sets = multilabel_texts(120, seed=0)
+    small = {"embed_dim": 8, "ff_dim": 8, "hidden_dim": 8, "ngram_buckets": 64}
+    config = resolve_config("base", model=small, tokenizer={"vocab_size": 60, "max_length": 12},
+                            train={"epochs": 2, "hinge_margin": 2.5})
+    seen: list[object] = []
+
+    def spy(loss: object, labels: list[str]) -> object:
+        seen.append(loss)
+        return loss
+
+    fit(config, TextDataset(texts, None, label_sets=sets), tmp_path / "run", progress=False, loss_hook=spy)
+    assert getattr(seen[0], "hinge_margin", None) == 2.5
+    with pytest.raises(ConfigError, match="single-label"):
+        fit(resolve_config("base", train={"multilabel_loss": "hinge"}), make_texts(60), tmp_path / "single",
+            progress=False)
+
+
 def test_explicit_settings_win_and_fixed_turns_it_off(tmp_path: Path) -> None:
     config, chosen = adapted("lesson", stats(900, multi=True), epochs=3, lr=2e-3)
     assert config.train.epochs == 3 and config.train.lr == 2e-3

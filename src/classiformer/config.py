@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -258,10 +259,14 @@ class TrainConfig:
     # Imbalance and multi-label (losses.py): class weights for single-label cross-entropy ("none",
     # "balanced" or a JSON file {label: weight}); pos_weight for multi-label BCE ("none" or
     # "auto": negatives / positives per label); multi_label forces one sigmoid per label even
-    # when every example has exactly one label (otherwise detected from the data).
+    # when every example has exactly one label (otherwise detected from the data). multilabel_loss:
+    # "bce", or "hinge" (one-vs-rest hinge with margin hinge_margin, in logits; losses.py), the
+    # adaptive recipe's choice for models with an n-gram branch.
     class_weight: str = "none"
     pos_weight: str = "none"
     multi_label: bool = False
+    multilabel_loss: str = "bce"
+    hinge_margin: float = 6.0
     # Data larger than memory (data/streaming.py): read the training files as a stream, for a budget
     # of max_steps optimizer steps (0: epochs x the steps of one pass), validating every eval_every
     # steps (0: once per pass); examples are shuffled and length-bucketed inside windows of
@@ -287,6 +292,9 @@ class TrainConfig:
         if self.max_steps and not self.streaming:
             raise ConfigError("max_steps is the budget of streaming training (--streaming); in memory, --epochs is")
         require_choice(self, "pos_weight", ("none", "auto"))
+        require_choice(self, "multilabel_loss", ("bce", "hinge"))
+        if not (self.hinge_margin > 0 and math.isfinite(self.hinge_margin)):
+            raise ConfigError(f"hinge_margin must be a positive number, got {self.hinge_margin}")
         if self.epochs < 1 or self.batch_size < 1 or self.grad_accum < 1:
             raise ConfigError("epochs, batch_size and grad_accum must be positive")
         if self.lr <= 0:

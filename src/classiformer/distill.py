@@ -47,7 +47,7 @@ from .checkpoint import ONNXRUNTIME, atomic_write_text, read_meta
 from .config import ConfigError, RunConfig
 from .data.augment import Augmenter
 from .data.datasets import DataError, TextDataset, stratified_split
-from .losses import Loss
+from .losses import Loss, hinge_with_logits
 from .predict import Classifier, resolve_model_path
 from .runtime import cpu_features, resolve_device
 from .training import Callback, TrainResult, fit
@@ -102,16 +102,21 @@ class DistillLoss(Loss):
 
     @classmethod
     def wrap(cls, gold: Loss, teacher_probs: np.ndarray, has_gold: np.ndarray, alpha: float, temperature: float) -> DistillLoss:
-        return cls(gold.multi_label, gold.class_weight, gold.pos_weight, gold.label_smoothing,
-                   torch.from_numpy(np.ascontiguousarray(teacher_probs, dtype=np.float32)),
-                   torch.from_numpy(np.asarray(has_gold, dtype=bool)), alpha, temperature)
+        return cls(multi_label=gold.multi_label, class_weight=gold.class_weight, pos_weight=gold.pos_weight,
+                   label_smoothing=gold.label_smoothing, hinge_margin=gold.hinge_margin,
+                   teacher_probs=torch.from_numpy(np.ascontiguousarray(teacher_probs, dtype=np.float32)),
+                   has_gold=torch.from_numpy(np.asarray(has_gold, dtype=bool)), alpha=alpha, temperature=temperature)
 
     def to(self, device: torch.device | str) -> DistillLoss:
         gold = super().to(device)
-        return DistillLoss(gold.multi_label, gold.class_weight, gold.pos_weight, gold.label_smoothing,
-                           self.teacher_probs.to(device), self.has_gold.to(device), self.alpha, self.temperature)
+        return DistillLoss(multi_label=gold.multi_label, class_weight=gold.class_weight, pos_weight=gold.pos_weight,
+                           label_smoothing=gold.label_smoothing, hinge_margin=gold.hinge_margin,
+                           teacher_probs=self.teacher_probs.to(device), has_gold=self.has_gold.to(device),
+                           alpha=self.alpha, temperature=self.temperature)
 
     def _gold_per_example(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.multi_label and self.hinge_margin is not None:
+            return hinge_with_logits(logits, labels, self.hinge_margin, self.pos_weight, reduction="none").mean(1)
         if self.multi_label:
             bce = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype), pos_weight=self.pos_weight,
                                                      reduction="none")

@@ -10,6 +10,15 @@ Multi-label models: binary cross-entropy over one sigmoid per label, optionally 
 negatives / positives on the training set (the value PyTorch's ``BCEWithLogitsLoss`` documentation
 suggests), clipped to ``[1 / MAX_POS_WEIGHT, MAX_POS_WEIGHT]``.
 
+Or, asked for with ``hinge_margin`` (``train.multilabel_loss = "hinge"``), the one-vs-rest hinge
+loss of a linear SVM per label: ``max(0, m - s * z)`` for logit ``z`` and ``s = +1`` (label on) or
+``-1`` (off), the mean over every decision (Joachims, 1998, "Text Categorization with Support
+Vector Machines"; Rifkin & Klautau, 2004, "In Defense of One-Vs-All Classification"). A decision
+already beyond the margin costs nothing, so the easy negatives (most of a many-label head's
+decisions) stop pulling on the weights, where BCE keeps pushing every one of them further; the
+head still scores with a sigmoid (calibrated per label, with thresholds tuned on validation), and
+``z = 0`` (sigmoid 0.5) is where the two margins meet.
+
 A class weight acts as a per-example weight and the loss is the mean over the batch's examples
 (as Keras' ``class_weight``, or scikit-learn's ``sample_weight``), not PyTorch's
 weight-normalised mean: dividing by the batch's sum of weights would undo the weighting in every
@@ -135,6 +144,20 @@ def bce_with_logits(logits: torch.Tensor, targets: torch.Tensor, pos_weight: tor
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=pos_weight)
 
 
+def hinge_with_logits(
+    logits: torch.Tensor, targets: torch.Tensor, margin: float, pos_weight: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """One-vs-rest hinge loss ``max(0, margin - s * z)`` of logits ``z`` (B, L) against 0/1
+    ``targets`` (B, L), ``s = 2 * target - 1``; positives scaled by ``pos_weight`` (L,). The mean
+    over the B x L decisions (``reduction="mean"``) or the (B, L) values (``"none"``)."""
+    t = targets.to(logits.dtype)
+    per = F.relu(margin - (2 * t - 1) * logits)
+    if pos_weight is not None:
+        per = per * (1 + (pos_weight - 1) * t)
+    return per.mean() if reduction == "mean" else per
+
+
 @dataclass
 class Loss:
     """The loss a model trains with: softmax cross-entropy (single-label) or sigmoid BCE
@@ -144,8 +167,13 @@ class Loss:
     class_weight: torch.Tensor | None = None  # (C,), single-label only
     pos_weight: torch.Tensor | None = None  # (L,), multi-label only
     label_smoothing: float = 0.0
+    hinge_margin: float | None = None  # multi-label only: the hinge loss with this margin instead of BCE
 
     def __post_init__(self) -> None:
+        if self.hinge_margin is not None and not self.multi_label:
+            raise WeightError("the hinge loss is for multi-label models; single-label models train with cross-entropy")
+        if self.hinge_margin is not None and not (self.hinge_margin > 0 and math.isfinite(self.hinge_margin)):
+            raise WeightError(f"the hinge margin must be a positive number, got {self.hinge_margin}")
         if self.multi_label and self.class_weight is not None:
             raise WeightError("class weights apply to single-label models; multi-label models take pos_weight")
         if not self.multi_label and self.pos_weight is not None:
@@ -157,11 +185,14 @@ class Loss:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device=device, dtype=torch.float32)
 
-        return Loss(self.multi_label, move(self.class_weight), move(self.pos_weight), self.label_smoothing)
+        return Loss(self.multi_label, move(self.class_weight), move(self.pos_weight), self.label_smoothing,
+                    self.hinge_margin)
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss of a batch; ``index`` (B,), the batch's rows in the training set, is for
         losses with per-example targets (distill.DistillLoss) and unused here."""
+        if self.multi_label and self.hinge_margin is not None:
+            return hinge_with_logits(logits, labels, self.hinge_margin, self.pos_weight)
         if self.multi_label:
             return bce_with_logits(logits, labels, self.pos_weight)
         return weighted_cross_entropy(logits, labels, self.class_weight, self.label_smoothing)

@@ -314,8 +314,11 @@ class Trainer:
         self.on_step = on_step
         self.signals = signals or StopSignals()
         self.callbacks = list(callbacks) if distributed.is_main() else []  # tracking writes once
-        # Softmax cross-entropy (class-weighted if asked) or, for multi-label models, sigmoid BCE.
-        self.loss = (loss or Loss(multi_label=meta.multi_label, label_smoothing=config.label_smoothing)).to(device)
+        # Softmax cross-entropy (class-weighted if asked) or, for multi-label models, sigmoid BCE
+        # (or the hinge loss, train.multilabel_loss).
+        margin = config.hinge_margin if meta.multi_label and config.multilabel_loss == "hinge" else None
+        self.loss = (loss or Loss(multi_label=meta.multi_label, label_smoothing=config.label_smoothing,
+                                  hinge_margin=margin)).to(device)
         if self.loss.multi_label != meta.multi_label:
             raise ConfigError(f"a {'multi' if self.loss.multi_label else 'single'}-label loss for a {meta.problem_type} model")
         # The validation metric that picks the best epoch (and stops early).
@@ -957,6 +960,9 @@ def fit(
             if tcfg.class_weight != "none":
                 raise ConfigError("class weights are for single-label models; a multi-label model takes pos_weight "
                                   "(--pos-weight auto)")
+        elif tcfg.multilabel_loss != "bce":
+            raise ConfigError(f"multilabel_loss {tcfg.multilabel_loss!r} is for multi-label models (label lists, or "
+                              "--multi-label); a single-label model trains with cross-entropy")
         elif tcfg.pos_weight != "none":
             raise ConfigError("pos_weight is for multi-label models (label lists, or --multi-label); a single-label "
                               "model takes class weights (--class-weight balanced)")
@@ -1044,8 +1050,10 @@ def fit(
             # a stream's document frequencies come from the texts its tokenizer was fit on
             branch.fit_idf(train_enc.ids if isinstance(train_enc, EncodedDataset)
                            else tokenizer.encode(cast(TextStream, train).tokenizer_sample))
+        # the hinge margin only where that loss is asked for (or chosen by the recipe: rule 9)
+        margin = tcfg.hinge_margin if multi and tcfg.multilabel_loss == "hinge" else None
         if multi and isinstance(train_enc, StreamFeed):
-            loss = Loss(multi_label=True)
+            loss = Loss(multi_label=True, hinge_margin=margin)
         elif multi:
             assert isinstance(train_enc, EncodedDataset) and train_enc.labels is not None
             pw = pos_weights(train_enc.labels, tcfg.pos_weight)
@@ -1053,7 +1061,7 @@ def fit(
                 meta.extra["pos_weight"] = {lbl: float(w) for lbl, w in zip(labels, pw)}
             log.info("multi-label: %d labels, %.2f labels per training example, %d without any", len(labels),
                      float(train_enc.labels.sum(1).mean()), int((train_enc.labels.sum(1) == 0).sum()))
-            loss = Loss(multi_label=True, pos_weight=None if pw is None else torch.from_numpy(pw))
+            loss = Loss(multi_label=True, pos_weight=None if pw is None else torch.from_numpy(pw), hinge_margin=margin)
         else:
             loss = Loss(class_weight=None if weights is None else torch.from_numpy(weights),
                         label_smoothing=tcfg.label_smoothing)

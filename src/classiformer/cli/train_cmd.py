@@ -96,6 +96,11 @@ OVERRIDES: list[tuple[str, str, str, Callable[[str], Any], str]] = [
      "imbalanced classes) or a JSON file {label: weight} (labels left out weigh 1)"),
     ("--pos-weight", "train", "pos_weight", str, "multi-label: none, or auto (negatives / positives per label, at "
      "most 100) to weigh up rare labels' positives"),
+    ("--multi-label-loss", "train", "multilabel_loss", str, "multi-label: bce (binary cross-entropy) or hinge "
+     "(one-vs-rest hinge, a linear SVM's loss per label; the recipe's choice for the from-scratch transformer's "
+     "n-gram branch, otherwise bce)"),
+    ("--hinge-margin", "train", "hinge_margin", float, "multi-label with --multi-label-loss hinge: the margin, in "
+     "logits (default 6)"),
     ("--max-steps", "train", "max_steps", int, "--streaming: the budget, in optimizer steps (default: --epochs passes "
      "over the data); a resumed run may raise it"),
     ("--eval-every", "train", "eval_every", int, "--streaming: validate (and save last/, and best/ when better) every "

@@ -3,9 +3,15 @@
 ``reuters`` (the default): Reuters-21578 ApteMod from ../shared/data/reuters (7,769 train / 3,019
 test, 90 categories; research use only). Peers: TF-IDF (word 1-2-grams) + one-vs-rest LinearSVC and
 LogisticRegression (scikit-learn), fastText with ``-loss ova`` (one-vs-all: one sigmoid per label).
-classiformer's from-scratch presets train with one sigmoid per label and binary cross-entropy; the
-validation split (10% of train) is made by iterative stratification, and the decision thresholds
-are tuned on it (thresholds.tune_thresholds) and compared with a fixed 0.5 on the test set.
+classiformer's from-scratch presets train with one sigmoid per label and binary cross-entropy (the
+one-vs-rest hinge loss for ``base``: recipe rule 9; ``--train-config '{"multilabel_loss": "bce"}'``
+for BCE); the validation split (10% of train) is made by iterative stratification, and the
+decision thresholds are chosen on it (thresholds.choose_thresholds) and compared with a fixed 0.5
+on the test set.
+
+``pairs``: a multi-label set of another shape (4 frequent labels, short texts), made from the AG
+News split: half of its texts joined with a random partner, labelled with both classes
+(:func:`ag_pairs`); the same peers and presets.
 
 ``imbalance``: single-label imbalance on the AG News split (the canonical 7,600-row test set;
 0-based row index % 5 == 0 is the evaluation split, the rest train), the four training classes
@@ -14,6 +20,7 @@ subsampled to 100% / 30% / 10% / 3%; classiformer ``lesson`` with and without
 
     .venv/bin/python bench/multilabel.py                              # reuters, every model
     .venv/bin/python bench/multilabel.py reuters --models svm,lesson --epochs 20
+    .venv/bin/python bench/multilabel.py pairs --models svm,fasttext,base --seeds 42,1,2
     .venv/bin/python bench/multilabel.py imbalance --seeds 42,1
 
 The table is printed; JSON goes to bench/results/multilabel.json (or imbalance.json), with the
@@ -213,12 +220,53 @@ def thresholds_of(args: argparse.Namespace) -> list[dict[str, Any]]:
 def reuters(args: argparse.Namespace) -> list[dict[str, Any]]:
     tr_texts, tr_sets = read_reuters(args.data_dir / "reuters" / "train.jsonl.gz")
     te_texts, te_sets = read_reuters(args.data_dir / "reuters" / "test.jsonl.gz")
+    print(f"Reuters-21578 ApteMod: {len(tr_texts)} train / {len(te_texts)} test", flush=True)
+    return compare("reuters", args, tr_texts, tr_sets, te_texts, te_sets)
+
+
+def ag_pairs(data_dir: Path, seed: int = 0) -> tuple[list[str], list[list[str]], list[str], list[list[str]]]:
+    """A multi-label set of another shape than Reuters (4 frequent labels, short texts): the AG
+    News split (0-based row index % 5 == 0 is the evaluation part), each text, with probability
+    1/2, followed by another text of the same part drawn at random; its labels are the classes of
+    the texts it holds (1 or 2 labels, 1.4 per text)."""
+    import csv
+    import random
+
+    with open(data_dir / "ag_news" / "test.csv", encoding="utf-8", newline="") as f:
+        rows = [(f"{r[1]}. {r[2]}", AG_LABELS[r[0]]) for r in csv.reader(f)]
+
+    def build(part: list[int], rng: random.Random) -> tuple[list[str], list[list[str]]]:
+        texts, sets = [], []
+        for i in part:
+            text, labels = rows[i][0], {rows[i][1]}
+            if rng.random() < 0.5:
+                j = rng.choice(part)
+                text, labels = f"{text} {rows[j][0]}", labels | {rows[j][1]}
+            texts.append(text)
+            sets.append(sorted(labels))
+        return texts, sets
+
+    train = build([i for i in range(len(rows)) if i % 5], random.Random(seed + 1))
+    test = build([i for i in range(len(rows)) if i % 5 == 0], random.Random(seed + 2))
+    return (*train, *test)
+
+
+def pairs(args: argparse.Namespace) -> list[dict[str, Any]]:
+    tr_texts, tr_sets, te_texts, te_sets = ag_pairs(args.data_dir)
+    print(f"AG News pairs: {len(tr_texts)} train / {len(te_texts)} test, "
+          f"{sum(map(len, tr_sets)) / len(tr_sets):.2f} labels per text", flush=True)
+    return compare("ag_pairs", args, tr_texts, tr_sets, te_texts, te_sets)
+
+
+def compare(set_name: str, args: argparse.Namespace, tr_texts: list[str], tr_sets: list[list[str]], te_texts: list[str],
+            te_sets: list[list[str]]) -> list[dict[str, Any]]:
+    """Every model of ``--models`` on one multi-label train/test pair, in turn, in this process."""
     labels = sorted({lb for s in tr_sets for lb in s})
     unseen = sorted({lb for s in te_sets for lb in s} - set(labels))
     if unseen:
         raise SystemExit(f"test labels never seen in training: {unseen}")
     train, test = (tr_texts, indicator(tr_sets, labels)), (te_texts, indicator(te_sets, labels))
-    print(f"Reuters-21578 ApteMod: {len(tr_texts)} train / {len(te_texts)} test, {len(labels)} labels", flush=True)
+    print(f"{len(labels)} labels", flush=True)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr), ("batch_size", args.batch_size)) if v}
     overrides.update(args.train_config)
     results = []
@@ -235,7 +283,7 @@ def reuters(args: argparse.Namespace) -> list[dict[str, Any]]:
                 with tempfile.TemporaryDirectory() as tmp:
                     r = run_ours_multilabel(name, train, test, labels, Path(tmp), overrides, args.pos_weight, seed,
                                             args.plots, args.model_config)
-            results.append({"set": "reuters", "model": name, "seed": seed, **r})
+            results.append({"set": set_name, "model": name, "seed": seed, **r})
             print("   " + row_reuters(results[-1]), flush=True)
     return results
 
@@ -289,7 +337,7 @@ def imbalance(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("task", nargs="?", default="reuters", choices=("reuters", "imbalance", "thresholds"))
+    parser.add_argument("task", nargs="?", default="reuters", choices=("reuters", "pairs", "imbalance", "thresholds"))
     parser.add_argument("--checkpoint", type=Path, help="thresholds: a Reuters model's checkpoint folder")
     parser.add_argument("--models", default="svm,lr,fasttext,lesson,base", help="reuters: peers and presets to run")
     parser.add_argument("--preset", default="lesson", help="imbalance: the preset to train")
@@ -313,8 +361,8 @@ def main() -> int:
     set_threads(args.threads or None)  # one thread on a busy machine: many times faster than two
     info = machine()
     print(machine_header(info), flush=True)
-    results = {"reuters": reuters, "imbalance": imbalance, "thresholds": thresholds_of}[args.task](args)
-    out = args.out or RESULTS / {"reuters": "multilabel.json", "imbalance": "imbalance.json",
+    results = {"reuters": reuters, "pairs": pairs, "imbalance": imbalance, "thresholds": thresholds_of}[args.task](args)
+    out = args.out or RESULTS / {"reuters": "multilabel.json", "pairs": "multilabel_pairs.json", "imbalance": "imbalance.json",
                                  "thresholds": "thresholds.json"}[args.task]
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": info, "command": " ".join(sys.argv), "load_average_end": os.getloadavg()[0]}

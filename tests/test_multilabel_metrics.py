@@ -86,6 +86,8 @@ def test_report_and_its_per_label_table() -> None:
     # The three most frequent labels are listed, most frequent first.
     table = text.split("threshold\n")[1].splitlines()
     assert [line.split()[0] for line in table[:3]] == ["label0", "label1", "label6"]
+    assert "global threshold" not in text
+    assert "one global threshold" in format_multilabel_report({**report, "threshold_rule": "global"}, top=3)
 
 
 def test_bad_inputs_are_refused() -> None:

@@ -7,9 +7,11 @@ import pytest
 
 from classiformer.metrics import precision_recall_f1
 from classiformer.thresholds import (
+    MIN_CHOICE_ROWS,
     MIN_POSITIVES,
     Thresholds,
     best_f1_threshold,
+    choose_thresholds,
     fixed_thresholds,
     tune_thresholds,
 )
@@ -100,3 +102,38 @@ def test_round_trip_and_validation() -> None:
     with pytest.raises(ValueError, match="for 2 thresholds"):
         th.apply(np.zeros((1, 3)))
     assert fixed_thresholds(0.4, 3).per_label == [0.4, 0.4, 0.4]
+
+
+def shared_scale(n: int, labels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels whose scores all follow one curve (a model calibrated alike for every label), each
+    with few positives: one cut fits them all, and per-label cuts only fit their few positives."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, labels)) < 0.03).astype(int)
+    logit = 2.5 * y + rng.normal(0, 1, y.shape) - 1.5
+    return y, 1 / (1 + np.exp(-logit))
+
+
+def test_the_global_rule_replaces_per_label_cuts_only_when_better_out_of_fold() -> None:
+    y_val, s_val = shared_scale(400, 30, seed=0)
+    chosen = choose_thresholds(y_val, s_val)
+    per_label = tune_thresholds(y_val, s_val)
+    assert chosen.rule == "global" and not any(chosen.tuned)
+    assert chosen.per_label == [per_label.global_threshold] * 30 == [chosen.global_threshold] * 30
+    assert "one global threshold" in chosen.describe()
+    # ... and it is the better rule on new data from the same model, on both measures
+    y_test, s_test = shared_scale(4000, 30, seed=1)
+    for avg in ("micro", "macro"):
+        assert (precision_recall_f1(y_test, chosen.apply(s_test), avg)[2]
+                > precision_recall_f1(y_test, per_label.apply(s_test), avg)[2])
+    assert choose_thresholds(y_val, s_val) == chosen  # seeded: the same choice every time
+    # Where labels need cuts of their own (scores shifted differently per label), they keep them.
+    rng = np.random.default_rng(2)
+    y = (rng.random((2000, 4)) < np.array([0.4, 0.15, 0.05, 0.03])).astype(int)
+    logit = 2.0 * y + rng.normal(0, 1, y.shape) - 2.5 - np.array([0.0, 0.5, 1.0, 1.5])
+    kept = choose_thresholds(y, 1 / (1 + np.exp(-logit)))
+    assert kept.rule == "per_label" and kept == tune_thresholds(y, 1 / (1 + np.exp(-logit)))
+    # Too few rows to compare the rules: per label.
+    assert choose_thresholds(y_val[: MIN_CHOICE_ROWS - 1], s_val[: MIN_CHOICE_ROWS - 1]).rule == "per_label"
+    assert Thresholds.from_dict(chosen.to_dict()) == chosen
+    with pytest.raises(ValueError, match="rule"):
+        Thresholds([0.5], [False], 0.5, rule="median")

@@ -261,16 +261,17 @@ def store_label_calibration(folder: Any, logits: np.ndarray, targets: np.ndarray
     label's ranking, so thresholds tuned after calibration make the same decisions as thresholds
     tuned before it would. Returns the calibration report with the thresholds added."""
     from .metrics import precision_recall_f1
-    from .thresholds import tune_thresholds
+    from .thresholds import choose_thresholds
 
     temperatures = fit_label_temperatures(logits, targets)
     report = multilabel_calibration_report(logits, targets, temperatures)
     proba = sigmoid(logits, temperatures)
-    thresholds = tune_thresholds(targets, proba)
+    thresholds = choose_thresholds(targets, proba)
     tuned, fixed = thresholds.apply(proba), proba >= 0.5
     summary = {
         "source": source,
         "n": int(len(targets)),
+        "rule": thresholds.rule,
         "tuned_labels": int(sum(thresholds.tuned)),
         "fallback_labels": int(len(thresholds.tuned) - sum(thresholds.tuned)),
         "global_threshold": thresholds.global_threshold,
@@ -289,11 +290,10 @@ def store_label_calibration(folder: Any, logits: np.ndarray, targets: np.ndarray
     write_meta(folder, meta)
     log.info(
         "per-label temperatures fitted on %s (%d examples): NLL %.4f -> %.4f, ECE (mean per label) %.4f -> %.4f, "
-        "micro ECE %.4f -> %.4f; thresholds: %d tuned, %d at the global %.3f; micro-F1 %.4f (0.5: %.4f), "
+        "micro ECE %.4f -> %.4f; thresholds: %s; micro-F1 %.4f (0.5: %.4f), "
         "macro-F1 %.4f (0.5: %.4f)",
         source, len(targets), report["nll_uncalibrated"], report["nll"], report["ece_uncalibrated"], report["ece"],
-        report["micro_ece_uncalibrated"], report["micro_ece"], summary["tuned_labels"], summary["fallback_labels"],
-        thresholds.global_threshold, summary["micro_f1"], summary["micro_f1_at_0.5"], summary["macro_f1"],
+        report["micro_ece_uncalibrated"], report["micro_ece"], thresholds.describe(), summary["micro_f1"], summary["micro_f1_at_0.5"], summary["macro_f1"],
         summary["macro_f1_at_0.5"],
     )
     return {**report, "thresholds": thresholds.to_dict(), "threshold_summary": summary}

@@ -79,6 +79,7 @@ def evaluate_multilabel(clf: Classifier, dataset: TextDataset, progress: bool = 
     seconds = time.perf_counter() - t0
     report = multilabel_evaluation(targets, scores, clf.labels, np.asarray(clf.thresholds.per_label))
     report["thresholds_tuned"] = int(sum(clf.thresholds.tuned))
+    report["threshold_rule"] = clf.thresholds.rule
     report["eval_docs_per_sec"] = len(data) / max(seconds, 1e-9)
     report["source"] = dataset.source
     cal = multilabel_calibration_report(logits, targets, temperatures)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..calibration import calibrate
+from ..thresholds import Thresholds
 from .common import (
     add_data_options,
     add_inference_options,
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if clf.multi_label:
         t = r["threshold_summary"]
         print(f"per-label temperatures {min(r['temperatures']):.3f} .. {max(r['temperatures']):.3f}; thresholds: "
-              f"{t['tuned_labels']} tuned, {t['fallback_labels']} at the global {t['global_threshold']:.3f}")
+              f"{Thresholds.from_dict(r['thresholds']).describe()}")
         print(f"NLL {r['nll_uncalibrated']:.4f} -> {r['nll']:.4f}   ECE (mean per label) {r['ece_uncalibrated']:.4f} -> "
               f"{r['ece']:.4f}   micro ECE {r['micro_ece_uncalibrated']:.4f} -> {r['micro_ece']:.4f}")
         print(f"micro-F1 {t['micro_f1']:.4f} (at 0.5: {t['micro_f1_at_0.5']:.4f})   macro-F1 {t['macro_f1']:.4f} "

@@ -293,7 +293,7 @@ def store_label_calibration(folder: Any, logits: np.ndarray, targets: np.ndarray
         "micro ECE %.4f -> %.4f; thresholds: %s; micro-F1 %.4f (0.5: %.4f), "
         "macro-F1 %.4f (0.5: %.4f)",
         source, len(targets), report["nll_uncalibrated"], report["nll"], report["ece_uncalibrated"], report["ece"],
-        report["micro_ece_uncalibrated"], report["micro_ece"], thresholds.describe(), summary["micro_f1"], summary["micro_f1_at_0.5"], summary["macro_f1"],
-        summary["macro_f1_at_0.5"],
+        report["micro_ece_uncalibrated"], report["micro_ece"], thresholds.describe(), summary["micro_f1"],
+        summary["micro_f1_at_0.5"], summary["macro_f1"], summary["macro_f1_at_0.5"],
     )
     return {**report, "thresholds": thresholds.to_dict(), "threshold_summary": summary}

@@ -30,10 +30,12 @@ machine (bench/hardware.py); ``--plots DIR`` writes the evaluation figures of ea
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
 import json
 import logging
 import os
+import random
 import sys
 import tempfile
 import time
@@ -229,9 +231,6 @@ def ag_pairs(data_dir: Path, seed: int = 0) -> tuple[list[str], list[list[str]],
     News split (0-based row index % 5 == 0 is the evaluation part), each text, with probability
     1/2, followed by another text of the same part drawn at random; its labels are the classes of
     the texts it holds (1 or 2 labels, 1.4 per text)."""
-    import csv
-    import random
-
     with open(data_dir / "ag_news" / "test.csv", encoding="utf-8", newline="") as f:
         rows = [(f"{r[1]}. {r[2]}", AG_LABELS[r[0]]) for r in csv.reader(f)]
 

@@ -36,7 +36,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -102,17 +102,14 @@ class DistillLoss(Loss):
 
     @classmethod
     def wrap(cls, gold: Loss, teacher_probs: np.ndarray, has_gold: np.ndarray, alpha: float, temperature: float) -> DistillLoss:
-        return cls(multi_label=gold.multi_label, class_weight=gold.class_weight, pos_weight=gold.pos_weight,
-                   label_smoothing=gold.label_smoothing, hinge_margin=gold.hinge_margin,
+        return cls(**{f.name: getattr(gold, f.name) for f in fields(Loss)},  # the gold loss's settings, all of them
                    teacher_probs=torch.from_numpy(np.ascontiguousarray(teacher_probs, dtype=np.float32)),
                    has_gold=torch.from_numpy(np.asarray(has_gold, dtype=bool)), alpha=alpha, temperature=temperature)
 
     def to(self, device: torch.device | str) -> DistillLoss:
-        gold = super().to(device)
-        return DistillLoss(multi_label=gold.multi_label, class_weight=gold.class_weight, pos_weight=gold.pos_weight,
-                           label_smoothing=gold.label_smoothing, hinge_margin=gold.hinge_margin,
-                           teacher_probs=self.teacher_probs.to(device), has_gold=self.has_gold.to(device),
-                           alpha=self.alpha, temperature=self.temperature)
+        moved = super().to(device)  # a DistillLoss: Loss.to keeps the class and its fields
+        assert isinstance(moved, DistillLoss)
+        return replace(moved, teacher_probs=self.teacher_probs.to(device), has_gold=self.has_gold.to(device))
 
     def _gold_per_example(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.multi_label and self.hinge_margin is not None:

@@ -32,7 +32,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -185,8 +185,8 @@ class Loss:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             return None if t is None else t.to(device=device, dtype=torch.float32)
 
-        return Loss(self.multi_label, move(self.class_weight), move(self.pos_weight), self.label_smoothing,
-                    self.hinge_margin)
+        # replace: the same class (a subclass keeps its own fields) with every other field as it is
+        return replace(self, class_weight=move(self.class_weight), pos_weight=move(self.pos_weight))
 
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """The mean loss of a batch; ``index`` (B,), the batch's rows in the training set, is for

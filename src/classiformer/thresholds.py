@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import cut_counts
+from .metrics import cut_counts, precision_recall_f1
 
 # Fewer validation positives than this and a label's own F1-optimal threshold is mostly noise.
 MIN_POSITIVES = 3
@@ -145,8 +145,6 @@ def choose_thresholds(
     docstring). Out of fold: the validation rows split into random halves (``repeats`` times,
     seeded), both rules tuned on one half and scored on the other, and the other way round; the
     F1s are averaged. Fewer than ``MIN_CHOICE_ROWS`` rows keep the per-label rule."""
-    from .metrics import precision_recall_f1
-
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(scores, dtype=np.float64)
     per_label = tune_thresholds(y, s)

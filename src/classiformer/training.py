@@ -316,9 +316,8 @@ class Trainer:
         self.callbacks = list(callbacks) if distributed.is_main() else []  # tracking writes once
         # Softmax cross-entropy (class-weighted if asked) or, for multi-label models, sigmoid BCE
         # (or the hinge loss, train.multilabel_loss).
-        margin = config.hinge_margin if meta.multi_label and config.multilabel_loss == "hinge" else None
         self.loss = (loss or Loss(multi_label=meta.multi_label, label_smoothing=config.label_smoothing,
-                                  hinge_margin=margin)).to(device)
+                                  hinge_margin=hinge_margin(config, meta.multi_label))).to(device)
         if self.loss.multi_label != meta.multi_label:
             raise ConfigError(f"a {'multi' if self.loss.multi_label else 'single'}-label loss for a {meta.problem_type} model")
         # The validation metric that picks the best epoch (and stops early).
@@ -672,6 +671,12 @@ class Trainer:
         s.epoch_loss, s.epoch_samples = 0.0, 0
         if distributed.is_main():
             atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in s.history))
+
+
+def hinge_margin(cfg: TrainConfig, multi_label: bool) -> float | None:
+    """The margin of the loss ``cfg`` asks for: ``hinge_margin`` where a multi-label model trains
+    with the hinge loss (``multilabel_loss``, or the recipe's rule 9), else None (BCE or CE)."""
+    return cfg.hinge_margin if multi_label and cfg.multilabel_loss == "hinge" else None
 
 
 def best_accuracy(history: list[dict[str, Any]], best_epoch: int, fallback: float) -> float:
@@ -1050,8 +1055,7 @@ def fit(
             # a stream's document frequencies come from the texts its tokenizer was fit on
             branch.fit_idf(train_enc.ids if isinstance(train_enc, EncodedDataset)
                            else tokenizer.encode(cast(TextStream, train).tokenizer_sample))
-        # the hinge margin only where that loss is asked for (or chosen by the recipe: rule 9)
-        margin = tcfg.hinge_margin if multi and tcfg.multilabel_loss == "hinge" else None
+        margin = hinge_margin(tcfg, multi)
         if multi and isinstance(train_enc, StreamFeed):
             loss = Loss(multi_label=True, hinge_margin=margin)
         elif multi:

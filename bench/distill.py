@@ -109,14 +109,14 @@ def accuracy(clf: Classifier, test: TextDataset) -> float:
 
 
 def student(name: str, preset: str, model: dict[str, Any], teacher: Path, train: TextDataset, test: TextDataset,
-            timing: list[str], out: Path, cache: Path, **kw: Any) -> dict[str, Any]:
-    config = resolve_config(preset, model=model)
+            timing: list[str], out: Path, cache: Path, seed: int = 42, **kw: Any) -> dict[str, Any]:
+    config = resolve_config(preset, model=model, train={"seed": seed})
     t0 = time.perf_counter()
     result = distill([teacher], config, train, out, cache_dir=cache, overwrite=True, progress=False, **kw)
     seconds = time.perf_counter() - t0
     clf = Classifier.load(result.best_dir)
     record = clf.meta.extra["distillation"]
-    return {"student": name, "preset": preset, "model": model, "accuracy": accuracy(clf, test),
+    return {"student": name, "preset": preset, "model": model, "seed": seed, "accuracy": accuracy(clf, test),
             "docs_per_sec": docs_per_sec(clf, timing), "train_seconds": seconds,
             "teacher_labelling_seconds": record["teacher_labelling_seconds"], "epochs": len(result.history),
             "transfer_set": record["transfer_set"], "alpha": record["alpha"], "temperature": record["temperature"],
@@ -124,12 +124,12 @@ def student(name: str, preset: str, model: dict[str, Any], teacher: Path, train:
 
 
 def gold_only(name: str, preset: str, model: dict[str, Any], train: TextDataset, test: TextDataset,
-              out: Path) -> dict[str, Any]:
-    config = resolve_config(preset, model=model)
+              out: Path, seed: int = 42) -> dict[str, Any]:
+    config = resolve_config(preset, model=model, train={"seed": seed})
     t0 = time.perf_counter()
     result = fit(config, train, out, overwrite=True, progress=False)
     clf = Classifier.load(result.best_dir)
-    return {"student": name, "preset": preset, "accuracy": accuracy(clf, test), "train_seconds": time.perf_counter() - t0}
+    return {"student": name, "preset": preset, "seed": seed, "accuracy": accuracy(clf, test), "train_seconds": time.perf_counter() - t0}
 
 
 def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -159,10 +159,10 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for sname, preset, model in STUDENTS:
         if sname not in args.students:
             continue
-        r = student(sname, preset, model, teacher, train, test, timing, work / name / sname, cache)
+        r = student(sname, preset, model, teacher, train, test, timing, work / name / sname, cache, seed=args.seed)
         out["students"].append(r)
         log.info("%s student %s: %s", name, sname, r)
-        g = gold_only(sname, preset, model, train, test, work / name / f"{sname}_gold")
+        g = gold_only(sname, preset, model, train, test, work / name / f"{sname}_gold", seed=args.seed)
         out["gold_only"].append(g)
         log.info("%s gold-only %s: %s", name, sname, g)
         write(args, out)
@@ -303,6 +303,7 @@ def main() -> int:
     parser.add_argument("--ablate", default="lesson", help="the student of the alpha/T, --augment and --unlabeled runs")
     parser.add_argument("--augment", default="1,2", help="--augment values to try")
     parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--seed", type=int, default=42, help="the students' training seed (the teacher is trained once)")
     parser.add_argument("--test-rows", type=int, default=None, help="bound the test set (seeded subset)")
     parser.add_argument("--timing-rows", type=int, default=256, help="texts timed for docs/s")
     parser.add_argument("--threads", type=int, default=1, help="threads for the timed predictions (docs/s)")

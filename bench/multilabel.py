@@ -22,6 +22,12 @@ subsampled to 100% / 30% / 10% / 3%; classiformer ``lesson`` with and without
     .venv/bin/python bench/multilabel.py reuters --models svm,lesson --epochs 20
     .venv/bin/python bench/multilabel.py pairs --models svm,fasttext,base --seeds 42,1,2
     .venv/bin/python bench/multilabel.py imbalance --seeds 42,1
+    .venv/bin/python bench/multilabel.py reuters --models svm,finetune --max-length 256   # MiniLM, a GPU
+
+``finetune`` (or ``partial``, ``frozen``) runs the pretrained-encoder preset of that name (MiniLM unless
+``--model-config '{"source": ...}'``) on the same label lists: a sigmoid head, the thresholds chosen
+the same way; it trains and predicts on the GPU when there is one. ``--train-rows N`` keeps a seeded
+N-document part of the training set (a quick check that a model runs before the full one).
 
 The table is printed; JSON goes to bench/results/multilabel.json (or imbalance.json), with the
 machine (bench/hardware.py); ``--plots DIR`` writes the evaluation figures of each classiformer run.
@@ -150,21 +156,21 @@ def run_fasttext(train: tuple[list[str], np.ndarray], test: tuple[list[str], np.
 def run_ours_multilabel(
     spec: str, train: tuple[list[str], np.ndarray], test: tuple[list[str], np.ndarray], labels: list[str],
     run_dir: Path, overrides: dict[str, Any], pos_weight: str, seed: int, plots: Path | None,
-    model_config: dict[str, Any] | None = None,
+    model_config: dict[str, Any] | None = None, max_length: int | None = None,
 ) -> dict[str, Any]:
     """A from-scratch preset with one sigmoid per label, trained by ``fit`` on label lists: an
     iterative-stratified validation split, BCE (with ``pos_weight``), per-label temperatures and
     thresholds tuned on the validation split. ``spec`` is a preset (with the adaptive recipe) or
     ``PRESET:fixed`` (the preset's settings as written)."""
     preset, _, mode = spec.partition(":")
-    config = resolve_config(preset, model=model_config or {},
+    config = resolve_config(preset, model=model_config or {}, tokenizer={"max_length": max_length} if max_length else None,
                             train={**overrides, "seed": seed, "pos_weight": pos_weight, "recipe": mode or "auto"})
     texts, y = train
     data = TextDataset(texts, None, source="reuters-train", label_sets=[[labels[j] for j in np.flatnonzero(r)] for r in y])
     t0 = time.perf_counter()
     result = fit(config, data, run_dir, overwrite=True, progress=False)
     train_s = time.perf_counter() - t0
-    clf = Classifier.load(result.best_dir, device="cpu")
+    clf = Classifier.load(result.best_dir)  # where it trained: a pretrained encoder on the GPU if there is one
     if clf.labels != labels:
         raise SystemExit(f"label order differs: {clf.labels[:5]}... vs {labels[:5]}...")
     t0 = time.perf_counter()
@@ -211,6 +217,11 @@ def thresholds_of(args: argparse.Namespace) -> list[dict[str, Any]]:
     """``thresholds --checkpoint DIR``: the threshold sweep on a Reuters model already trained."""
     tr_texts, tr_sets = read_reuters(args.data_dir / "reuters" / "train.jsonl.gz")
     te_texts, te_sets = read_reuters(args.data_dir / "reuters" / "test.jsonl.gz")
+    if args.train_rows and args.train_rows < len(tr_texts):
+        keep = sorted(random.Random(0).sample(range(len(tr_texts)), args.train_rows))
+        tr_texts, tr_sets = [tr_texts[i] for i in keep], [tr_sets[i] for i in keep]
+        seen = {lb for s in tr_sets for lb in s}  # a part can miss rare labels: test on the rest
+        te_sets = [[lb for lb in s if lb in seen] for s in te_sets]
     clf = Classifier.load(args.checkpoint, device="cpu")
     data = TextDataset(tr_texts, None, source="reuters-train", label_sets=tr_sets)
     test = (te_texts, indicator(te_sets, clf.labels))
@@ -222,6 +233,11 @@ def thresholds_of(args: argparse.Namespace) -> list[dict[str, Any]]:
 def reuters(args: argparse.Namespace) -> list[dict[str, Any]]:
     tr_texts, tr_sets = read_reuters(args.data_dir / "reuters" / "train.jsonl.gz")
     te_texts, te_sets = read_reuters(args.data_dir / "reuters" / "test.jsonl.gz")
+    if args.train_rows and args.train_rows < len(tr_texts):
+        keep = sorted(random.Random(0).sample(range(len(tr_texts)), args.train_rows))
+        tr_texts, tr_sets = [tr_texts[i] for i in keep], [tr_sets[i] for i in keep]
+        seen = {lb for s in tr_sets for lb in s}  # a part can miss rare labels: test on the rest
+        te_sets = [[lb for lb in s if lb in seen] for s in te_sets]
     print(f"Reuters-21578 ApteMod: {len(tr_texts)} train / {len(te_texts)} test", flush=True)
     return compare("reuters", args, tr_texts, tr_sets, te_texts, te_sets)
 
@@ -281,7 +297,7 @@ def compare(set_name: str, args: argparse.Namespace, tr_texts: list[str], tr_set
             else:
                 with tempfile.TemporaryDirectory() as tmp:
                     r = run_ours_multilabel(name, train, test, labels, Path(tmp), overrides, args.pos_weight, seed,
-                                            args.plots, args.model_config)
+                                            args.plots, args.model_config, args.max_length)
             results.append({"set": set_name, "model": name, "seed": seed, **r})
             print("   " + row_reuters(results[-1]), flush=True)
     return results
@@ -353,6 +369,9 @@ def main() -> int:
                         help="reuters: train settings for every classiformer run (the recipe leaves them alone)")
     parser.add_argument("--model-config", type=json.loads, default={}, metavar="JSON",
                         help="reuters: model settings for every classiformer run (the recipe leaves them alone)")
+    parser.add_argument("--max-length", type=int, default=None, help="reuters: tokens per text for every classiformer run")
+    parser.add_argument("--train-rows", type=int, default=None,
+                        help="reuters: a seeded part of the training set (test labels it lacks are dropped)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

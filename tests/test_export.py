@@ -41,11 +41,13 @@ def tiny(family: str, **model: object):
                           train={"epochs": 3, "batch_size": 16, "lr": 3e-2, "patience": 0})
 
 
-# lesson: a plain transformer; base: with the hashed word-pair branch; rnn-attention: packed GRU.
+# lesson: a plain transformer; base: with the hashed word-pair branch; rnn-attention: packed GRU;
+# rnn-wide: the GRU with the same branch.
 SCRATCH = {
     "lesson": ("transformer", {}),
     "base": ("transformer", {"ngram_buckets": 97, "ngram_scale": 30.0, "ngram_idf": True}),
     "rnn-attention": ("rnn-attention", {}),
+    "rnn-wide": ("rnn-attention", {"ngram_buckets": 97, "ngram_scale": 30.0, "ngram_idf": True, "ngram_aux": 1.0}),
 }
 
 
@@ -72,7 +74,7 @@ def test_each_from_scratch_family_gives_pytorchs_logits(name: str, scratch_runs:
     assert report.parity.max_rel_diff <= 1e-4 and report.parity.agreement == 1.0
     torch_clf, onnx_clf = Classifier.load(run), Classifier.load(tmp_path / "onnx")
     assert onnx_clf.model is None and onnx_clf.runner.__class__.__name__ == "OnnxRunner"
-    if name == "base":  # the n-gram branch has learned: its hashed pairs take part in the logits
+    if name in ("base", "rnn-wide"):  # the n-gram branch has learned: its hashed pairs take part in the logits
         assert float(torch_clf.model.ngrams.pairs.weight.detach().abs().sum()) > 0  # type: ignore[union-attr]
     assert_same_logits(torch_clf, onnx_clf, TEXTS)
     # batch size (hence padding and the dynamic batch axis) changes nothing

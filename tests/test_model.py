@@ -234,3 +234,34 @@ def test_ngram_branch_learns_what_word_order_alone_decides() -> None:
     model.ngrams = None  # the rest sums the same embeddings for both orders: it cannot tell them apart
     plain = model(ids[:2], mask[:2]).logits
     torch.testing.assert_close(plain[0], plain[1])
+
+
+def test_rnn_with_an_ngram_branch_adds_the_branch_logits_to_the_grus() -> None:
+    from classiformer.config import RNNAttentionConfig
+    from classiformer.models import RNNAttentionClassifier
+
+    sizes = dict(vocab_size=99, max_length=13, embed_dim=10, hidden_dim=7, attention_dim=5, num_labels=5, dropout=0.0)
+    torch.manual_seed(0)
+    plain = RNNAttentionClassifier(RNNAttentionConfig(**sizes)).eval()
+    torch.manual_seed(0)
+    wide = RNNAttentionClassifier(RNNAttentionConfig(**sizes, ngram_buckets=17, ngram_scale=3.0, ngram_aux=1.0)).eval()
+    ids, mask = batch(pad_tail=4)
+    torch.testing.assert_close(wide(ids, mask).logits, plain(ids, mask).logits)  # zero weights: silent
+    assert wide.ngrams is not None
+    with torch.no_grad():
+        wide.ngrams.words.weight.normal_()
+        wide.ngrams.pairs.weight.normal_()
+    branch = wide.ngrams(ids, mask.bool())
+    torch.testing.assert_close(wide(ids, mask).logits, plain(ids, mask).logits + branch)
+    assert wide(ids, mask).aux_logits == ()  # the second loss is for training only
+    wide.train()
+    (weight, aux), = wide(ids, mask).aux_logits
+    assert weight == 1.0
+    torch.testing.assert_close(aux, branch)
+    embeds = wide.get_input_embeddings()(ids)  # explanations: ids to the branch, embeddings to the GRU
+    wide.eval()
+    torch.testing.assert_close(wide(ids, mask, inputs_embeds=embeds).logits, wide(ids, mask).logits)
+    with pytest.raises(ValueError, match="n-gram branch needs input_ids"):
+        wide(None, mask, inputs_embeds=embeds)
+    with pytest.raises(ConfigError, match="ngram_buckets"):
+        RNNAttentionConfig(ngram_buckets=-1)

@@ -213,12 +213,22 @@ class RNNAttentionConfig:
     dropout: float = 0.2
     num_labels: int = 2
     pad_id: int = 0
+    # The transformer's linear "wide" branch over words and hashed word pairs, added to the logits
+    # (0 buckets: none); the same fields, meaning and defaults as in TransformerConfig.
+    ngram_buckets: int = 0
+    ngram_scale: float = 30.0
+    ngram_pairs: bool = True
+    ngram_aux: float = 0.0
+    ngram_idf: bool = False
 
     def __post_init__(self) -> None:
         require_choice(self, "cell", ("gru", "lstm"))
         require_positive(
-            self, ("vocab_size", "max_length", "embed_dim", "hidden_dim", "num_layers", "attention_dim", "num_labels")
+            self, ("vocab_size", "max_length", "embed_dim", "hidden_dim", "num_layers", "attention_dim", "num_labels",
+                   "ngram_scale")
         )
+        if self.ngram_buckets < 0 or self.ngram_aux < 0:
+            raise ConfigError(f"ngram_buckets and ngram_aux must not be negative, got {self.ngram_buckets}, {self.ngram_aux}")
         require_rate(self, ("dropout",))
 
 

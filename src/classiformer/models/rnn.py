@@ -9,6 +9,11 @@ say which words the prediction rests on; ``explain`` shows them as the "attentio
 
 Padding never takes part: sequences are packed, so the backward direction starts at each text's
 last real token, and padded positions get exactly zero attention weight.
+
+With ``ngram_buckets``, the transformer's linear branch over words and hashed word pairs
+(:class:`~classiformer.models.transformer.NgramBranch`, wide and deep: Cheng et al., 2016) adds its
+logits to the recurrent encoder's: the branch learns the words that carry a label, the GRU their
+order and composition.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from ..config import RNNAttentionConfig
 from .output import ClassifierOutput
+from .transformer import NgramBranch
 
 
 class AdditiveAttention(nn.Module):
@@ -54,6 +60,7 @@ class RNNAttentionClassifier(nn.Module):
         self.attention = AdditiveAttention(2 * cfg.hidden_dim, cfg.attention_dim)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(2 * cfg.hidden_dim, cfg.num_labels)
+        self.ngrams = NgramBranch(cfg) if cfg.ngram_buckets else None
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.tok_emb
@@ -69,7 +76,8 @@ class RNNAttentionClassifier(nn.Module):
     ) -> ClassifierOutput:
         """input_ids, attention_mask: (B, T) (or ``inputs_embeds`` (B, T, E) in place of the ids);
         labels: (B,). Returns logits (B, C) and the pooling weights (B, T). There is no token-to-token
-        attention, so ``attentions`` is always None."""
+        attention, so ``attentions`` is always None. With an n-gram branch, passing both
+        ``input_ids`` and ``inputs_embeds`` feeds the ids to the branch and the embeddings to the GRU."""
         if inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("pass input_ids or inputs_embeds")
@@ -84,5 +92,13 @@ class RNNAttentionClassifier(nn.Module):
         states = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=T)[0]  # (B, T, 2H)
         pooled, weights = self.attention(states, keep)  # (B, 2H), (B, T)
         logits = self.head(self.drop(pooled))  # (B, C)
+        aux: tuple[tuple[float, torch.Tensor], ...] = ()
+        if self.ngrams is not None:
+            if input_ids is None:
+                raise ValueError("this model's n-gram branch needs input_ids (pass them with inputs_embeds)")
+            wide = self.ngrams(input_ids, keep)
+            logits = logits + wide
+            if self.training and self.config.ngram_aux:
+                aux = ((self.config.ngram_aux, wide),)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
-        return ClassifierOutput(logits=logits, loss=loss, attentions=None, pooling_weights=weights)
+        return ClassifierOutput(logits=logits, loss=loss, attentions=None, pooling_weights=weights, aux_logits=aux)

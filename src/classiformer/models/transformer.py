@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import TransformerConfig
+from ..config import RNNAttentionConfig, TransformerConfig
 from .output import ClassifierOutput, masked_mean
 
 
@@ -176,7 +176,7 @@ class NgramBranch(nn.Module):
 
     PAIR_PRIME = 1_000_003  # id pairs hash as (a * prime + b) mod buckets
 
-    def __init__(self, cfg: TransformerConfig) -> None:
+    def __init__(self, cfg: TransformerConfig | RNNAttentionConfig) -> None:
         super().__init__()
         self.words = nn.Embedding(cfg.vocab_size, cfg.num_labels)
         # without pairs (``ngram_pairs`` False) the branch is a linear classifier over words alone

@@ -32,7 +32,7 @@ from scratch import load_set, run_fasttext, run_tfidf
 
 from classiformer import Classifier, distill, evaluate, fit, resolve_config
 from classiformer.data import TextDataset
-from classiformer.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE
+from classiformer.distill import DEFAULT_ALPHA, DEFAULT_STUDENTS, DEFAULT_TEMPERATURE, distill_students
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the checkout sits next to shared/
 TEACHERS = Path("/tmp/distill-teachers")
@@ -84,7 +84,10 @@ STUDENTS: list[tuple[str, str, dict[str, Any]]] = [
     ("small", "lesson", {"embed_dim": 16, "ff_dim": 16, "head_dim": 16, "hidden_dim": 16}),
     ("lesson", "lesson", {}),
     ("base", "base", {}),
+    ("rnn", "rnn-attention", {}),
 ]
+# "auto" in --students: classiformer distill's default, each of DEFAULT_STUDENTS trained and the one
+# with the lower validation log loss kept (distill.distill_students)
 
 
 def docs_per_sec(clf: Classifier, texts: list[str], repeats: int = 2) -> float:
@@ -121,6 +124,22 @@ def student(name: str, preset: str, model: dict[str, Any], teacher: Path, train:
             "teacher_labelling_seconds": record["teacher_labelling_seconds"], "epochs": len(result.history),
             "transfer_set": record["transfer_set"], "alpha": record["alpha"], "temperature": record["temperature"],
             "params": sum(p.numel() for p in clf.model.parameters())}
+
+
+def auto_student(teacher: Path, train: TextDataset, test: TextDataset, timing: list[str], out: Path, cache: Path,
+                 seed: int = 42) -> dict[str, Any]:
+    configs = [resolve_config(p, train={"seed": seed}) for p in DEFAULT_STUDENTS]
+    t0 = time.perf_counter()
+    result = distill_students([teacher], configs, train, out, cache_dir=cache, overwrite=True, progress=False)
+    seconds = time.perf_counter() - t0
+    clf = Classifier.load(result.best_dir)
+    record = clf.meta.extra["distillation"]
+    choice = record["student_choice"]
+    return {"student": f"auto ({choice['chosen']})", "preset": choice["chosen"], "model": {}, "seed": seed,
+            "accuracy": accuracy(clf, test), "docs_per_sec": docs_per_sec(clf, timing), "train_seconds": seconds,
+            "teacher_labelling_seconds": record["teacher_labelling_seconds"], "epochs": len(result.history),
+            "transfer_set": record["transfer_set"], "alpha": record["alpha"], "temperature": record["temperature"],
+            "params": sum(p.numel() for p in clf.model.parameters()), "student_choice": choice}
 
 
 def gold_only(name: str, preset: str, model: dict[str, Any], train: TextDataset, test: TextDataset,
@@ -165,6 +184,11 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         g = gold_only(sname, preset, model, train, test, work / name / f"{sname}_gold", seed=args.seed)
         out["gold_only"].append(g)
         log.info("%s gold-only %s: %s", name, sname, g)
+        write(args, out)
+    if "auto" in args.students:
+        r = auto_student(teacher, train, test, timing, work / name / "auto", cache, seed=args.seed)
+        out["students"].append(r)
+        log.info("%s student auto: %s", name, r)
         write(args, out)
     lesson = [s for s in STUDENTS if s[0] == args.ablate]
     if lesson and not args.no_ablations:
@@ -224,9 +248,10 @@ def table(results: dict[str, Any]) -> str:
         # (cold) labelling time, as a run of its own would pay it.
         cold = r["students"][0]["teacher_labelling_seconds"] if r["students"] else 0.0
         for s in r["students"]:
-            g = gold.get(s["student"])
+            g = gold.get(gold_name(s))
             total = s["train_seconds"] - s["teacher_labelling_seconds"] + cold
-            lines.append(f"| {name} | student {s['student']} (gold only: {g['accuracy']:.4f}) | {s['accuracy']:.4f} | "
+            gold_text = f"{g['accuracy']:.4f}" if g else "not run"
+            lines.append(f"| {name} | student {s['student']} (gold only: {gold_text}) | {s['accuracy']:.4f} | "
                          f"{s['docs_per_sec']:,.0f} | {s['docs_per_sec'] / t['docs_per_sec_fp32']:,.0f}x | "
                          f"{total:.0f} ({cold:.0f}) |")
         for s in r.get("alpha_t", []):
@@ -241,6 +266,13 @@ def table(results: dict[str, Any]) -> str:
                          f"{u['gold_only']['accuracy']:.4f} / {u['distilled']['accuracy']:.4f} / "
                          f"{u['distilled_unlabeled']['accuracy']:.4f} | | | |")
     return "\n".join(lines)
+
+
+def gold_name(s: dict[str, Any]) -> str:
+    """The gold-only row of a student: its own, or for ``auto`` the row of the student it kept."""
+    if not s["student"].startswith("auto"):
+        return str(s["student"])
+    return next((n for n, preset, model in STUDENTS if preset == s["preset"] and not model), s["preset"])
 
 
 def args_ablate(r: dict[str, Any]) -> str:
@@ -262,14 +294,19 @@ def plot(results: dict[str, Any], path: Path) -> None:
             if key in r["peers"]:
                 p = r["peers"][key]
                 ax.scatter([p["predict_docs_per_sec"]], [p["accuracy"]], marker=marker, s=60, label=key.replace("_", "+"))
-        xs = [s["docs_per_sec"] for s in r["students"]]
-        ys = [s["accuracy"] for s in r["students"]]
+        sized = sorted((s for s in r["students"] if not s["student"].startswith("auto")), key=lambda s: s["docs_per_sec"])
+        xs = [s["docs_per_sec"] for s in sized]
+        ys = [s["accuracy"] for s in sized]
         settings = sorted({(s["alpha"], s["temperature"]) for s in r["students"]})
         ax.plot(xs, ys, "o-", color="tab:red",
                 label="distilled students" + "".join(f" (alpha {a:g}, T {t:g})" for a, t in settings))
         gold = {g["student"]: g["accuracy"] for g in r["gold_only"]}
-        ax.plot(xs, [gold[s["student"]] for s in r["students"]], "o--", color="tab:gray", alpha=0.7,
+        ax.plot(xs, [gold.get(s["student"], np.nan) for s in sized], "o--", color="tab:gray", alpha=0.7,
                 label="same students, gold labels only")
+        for s in r["students"]:
+            if s["student"].startswith("auto"):
+                ax.scatter([s["docs_per_sec"]], [s["accuracy"]], marker="o", s=140, facecolors="none",
+                           edgecolors="tab:blue", linewidths=2, zorder=4, label=f"distill's default: {s['student']}")
         # The alpha/T grid's run at today's defaults, where the students above used others: the
         # point the docs' tables quote for the default.
         default = [s for s in r.get("alpha_t", []) if (s["alpha"], s["temperature"]) == (DEFAULT_ALPHA, DEFAULT_TEMPERATURE)
@@ -277,7 +314,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
         for s in default:
             ax.scatter([s["docs_per_sec"]], [s["accuracy"]], marker="D", s=50, color="tab:green", zorder=3,
                        label=f"{s['student']} student at the defaults (alpha {s['alpha']:g}, T {s['temperature']:g})")
-        for s in r["students"]:
+        for s in sized:
             # labels left of the points: the fastest student sits at the right edge, where a label
             # to its right was cut off
             ax.annotate(s["student"], (s["docs_per_sec"], s["accuracy"]), textcoords="offset points", xytext=(-6, 4),
@@ -299,7 +336,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sets", default="ag_news", help="comma-separated: ag_news, sst2, imdb")
     parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--students", default="small,lesson,base")
+    parser.add_argument("--students", default="small,lesson,base,rnn,auto",
+                        help="student sizes/families (small, lesson, base, rnn) and auto (classiformer distill's default)")
     parser.add_argument("--ablate", default="lesson", help="the student of the alpha/T, --augment and --unlabeled runs")
     parser.add_argument("--augment", default="1,2", help="--augment values to try")
     parser.add_argument("--no-ablations", action="store_true")

@@ -14,7 +14,18 @@ from classiformer.cli import main
 from classiformer.config import ConfigError
 from classiformer.data import DataError, TextDataset
 from classiformer.data.augment import MASK, Augmenter
-from classiformer.distill import DistillLoss, distill, kd_term, soft_targets, teacher_logits, transfer_set
+from classiformer.data.datasets import stratified_split
+from classiformer.distill import (
+    DistillLoss,
+    distill,
+    default_students,
+    distill_students,
+    kd_term,
+    soft_targets,
+    teacher_logits,
+    transfer_set,
+    validation_log_loss,
+)
 from classiformer.losses import Loss
 
 from .conftest import make_texts
@@ -233,3 +244,63 @@ def test_an_exported_onnx_teacher_teaches_as_its_checkpoint_does(teacher: Path, 
     result = distill([exported], resolve_config("tiny", train={**TINY, "epochs": 2}), make_texts(120, seed=1),
                      tmp_path / "student", progress=False)
     assert Classifier.load(result.best_dir).meta.extra["distillation"]["teachers"] == [str(exported)]
+
+
+RNN_TINY = {"embed_dim": 8, "hidden_dim": 5, "attention_dim": 4, "dropout": 0.0}
+
+
+def test_of_several_students_the_one_with_the_lower_validation_loss_becomes_the_run(teacher: Path, tmp_path: Path) -> None:
+    # the GRU cannot learn at this rate, so it keeps its first predictions: a loss near ln 3
+    stuck = resolve_config("rnn-attention", model=RNN_TINY, train={**TINY, "epochs": 1, "lr": 1e-9})
+    learns = resolve_config("tiny", train=TINY)
+    train = make_texts(240, seed=1)
+    run = tmp_path / "student"
+    result = distill_students([teacher], [stuck, learns], train, run, progress=False)
+    assert result.run_dir == run and (run / "best" / "classiformer.json").exists()
+    assert not (run / "students" / "tiny").exists()  # moved up: the run's own folders
+    assert (run / "students" / "rnn-attention" / "best" / "classiformer.json").exists()
+    kept, other = Classifier.load(run), Classifier.load(run / "students" / "rnn-attention")
+    assert kept.meta.family == "transformer" and other.meta.family == "rnn-attention"
+    choice = kept.meta.extra["distillation"]["student_choice"]
+    assert choice["chosen"] == "tiny" and choice["candidates"] == ["rnn-attention", "tiny"]
+    losses = choice["validation_log_loss"]
+    assert losses["tiny"] < losses["rnn-attention"] and losses["rnn-attention"] > 0.9  # ln 3 = 1.10
+    # the recorded losses are those of the one validation split both were trained beside
+    _, validation = stratified_split(train, learns.train.val_fraction, learns.train.seed)
+    assert choice["validation_texts"] == len(validation)
+    assert validation_log_loss(run, validation) == pytest.approx(losses["tiny"], abs=1e-5)
+    assert validation_log_loss(run / "students" / "rnn-attention", validation) == pytest.approx(losses["rnn-attention"], abs=1e-5)
+    assert Classifier.load(run / "last").meta.extra["distillation"]["student_choice"] == choice
+    # the teacher labelled the texts once, into the run's one cache
+    assert len(list((run / "teacher_logits").iterdir())) == 1
+    assert not list((run / "students" / "rnn-attention").glob("teacher_logits"))
+    with pytest.raises(FileExistsError, match="already holds"):
+        distill_students([teacher], [stuck, learns], train, run, progress=False)
+
+
+def test_the_distill_command_trains_both_default_students_unless_told_one(
+    teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", make_texts(160, seed=1))
+    run = tmp_path / "student"
+    common = ["distill", str(teacher), "--train", str(train), "--epochs", "2", "--batch-size", "16", "--embed-dim", "8",
+              "--hidden-dim", "6", "--no-progress"]
+    assert main([*common, "-o", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "student: " in out and "validation log loss base " in out and "rnn-attention " in out
+    kept = Classifier.load(run).meta.extra["distillation"]["student_choice"]["chosen"]
+    other = {"base": "rnn-attention", "rnn-attention": "base"}[kept]
+    assert (run / "students" / other / "best").exists()
+    # a flag only one family has, with both students: a clear error naming the way out
+    assert main([*common, "--heads", "2", "-o", str(tmp_path / "s2")]) == 1
+    assert "--student auto trains base and rnn-attention" in capsys.readouterr().err
+    assert main([*common, "--heads", "2", "--student", "tiny", "-o", str(tmp_path / "s3")]) == 0
+    assert not (tmp_path / "s3" / "students").exists()
+
+
+def test_long_texts_get_the_transformer_student_alone() -> None:
+    short = TextDataset(["good film", "bad plot twist"], ["pos", "neg"])
+    long = TextDataset([" ".join(["word"] * 51), "a b"], ["pos", "neg"])  # 26.5 words on average
+    longer = TextDataset([" ".join(["word"] * 120), "a b"], ["pos", "neg"])  # 61
+    assert default_students(short) == default_students(long) == ["base", "rnn-attention"]
+    assert default_students(longer) == ["base"]

@@ -8,7 +8,15 @@ from typing import Any
 
 from ..config import PRESETS, ConfigError, resolve_config
 from ..data import DataError, TextDataset, check_labels_known, read_dataset
-from ..distill import DEFAULT_ALPHA, DEFAULT_STUDENT, DEFAULT_TEMPERATURE, distill
+from ..distill import (
+    DEFAULT_ALPHA,
+    DEFAULT_STUDENT,
+    DEFAULT_STUDENTS,
+    DEFAULT_TEMPERATURE,
+    RNN_MAX_MEAN_WORDS,
+    default_students,
+    distill_students,
+)
 from ..predict import Classifier
 from ..tracking import start_tracking
 from .common import (
@@ -40,8 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cross-entropy on gold labels (Hinton et al., 2015). The teacher labels --train, --unlabeled and --augment "
         "variants once; its logits are cached in the run folder. The student is an ordinary run: evaluate, predict, "
         "serve, explain and calibrate take it as they take any other.",
-        epilog="example: classiformer distill runs/ag_news_minilm --train train.csv --augment 4 --student lesson "
-        "-o runs/ag_news_student",
+        epilog="example: classiformer distill runs/ag_news_minilm --train train.csv -o runs/ag_news_student "
+        "(trains base and rnn-attention, keeps the better); --student lesson --augment 4 for one preset",
     )
     p.add_argument("teachers", nargs="+", metavar="TEACHER", help="trained model (run or checkpoint folder); several are an ensemble")
     add_data_options(p, train=True)
@@ -57,9 +65,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"softmax temperature T of the soft targets (default: {DEFAULT_TEMPERATURE})")
     p.add_argument("--teacher-batch-size", type=int, default=64, help="batch size of the teacher's labelling pass")
     g = p.add_argument_group("student")
-    g.add_argument("--student", default=None, choices=STUDENT_PRESETS, metavar="PRESET",
-                   help=f"the student's recipe: {', '.join(STUDENT_PRESETS)} (default: {DEFAULT_STUDENT}, or the "
-                   "--config file's preset)")
+    g.add_argument("--student", default=None, choices=["auto", *STUDENT_PRESETS], metavar="PRESET",
+                   help=f"the student's recipe: {', '.join(STUDENT_PRESETS)}, or auto: train {' and '.join(DEFAULT_STUDENTS)} "
+                   "and keep the one with the lower validation loss, the other staying in OUTPUT/students/ (the GRU "
+                   f"only for texts of at most {RNN_MAX_MEAN_WORDS} words on average: its time grows with length; "
+                   f"default: auto; with --config, the file's preset, else {DEFAULT_STUDENT})")
     g.add_argument("--config", metavar="FILE", help="JSON file with sections model/tokenizer/train overriding the preset")
     for flag, section, _key, typ, help_ in STUDENT_OVERRIDES:
         (g if section != "train" else p).add_argument(flag, type=typ, default=None, help=help_)
@@ -92,12 +102,22 @@ def run(args: argparse.Namespace) -> int:
     apply_runtime(args)
     tracker = start_tracking(args.report_to, args.tracking_uri)  # a missing backend fails before anything else
     sections = override_sections(args, STUDENT_OVERRIDES)
-    preset = args.student or (None if args.config else DEFAULT_STUDENT)
-    config = resolve_config(preset or DEFAULT_STUDENT, args.config, model=sections["model"],
-                            tokenizer=sections["tokenizer"], train=sections["train"])
-    if config.family == "hf":
-        raise ConfigError(f"the student is trained from scratch; {args.config} names the pretrained preset {config.preset!r}")
     train = require(load_split(args, "train"), "train")
+    student = args.student or ("auto" if not args.config else None)
+    presets = default_students(train) if student == "auto" else [student or DEFAULT_STUDENT]
+    configs = []
+    for preset in presets:
+        try:
+            configs.append(resolve_config(preset, args.config, model=sections["model"], tokenizer=sections["tokenizer"],
+                                          train=sections["train"]))
+        except ConfigError as e:
+            if student != "auto":
+                raise
+            raise ConfigError(f"{e} (--student auto trains {' and '.join(presets)} with the same flags: name one "
+                              "with --student to give it settings the other does not have)") from None
+    for config in configs:
+        if config.family == "hf":
+            raise ConfigError(f"the student is trained from scratch; {args.config} names the pretrained preset {config.preset!r}")
     validation = load_split(args, "validation")
     test = load_split(args, "test")
     unlabeled: list[str] = []
@@ -107,8 +127,8 @@ def run(args: argparse.Namespace) -> int:
         check_labels_known(test, train.label_names())
     run_dir = Path(args.output)
     with tracker:
-        result = distill(
-            args.teachers, config, train, run_dir, validation=validation, unlabeled=unlabeled, augment=args.augment,
+        result = distill_students(
+            args.teachers, configs, train, run_dir, validation=validation, unlabeled=unlabeled, augment=args.augment,
             alpha=args.alpha, temperature=args.temperature, device=args.device, teacher_device=args.device,
             teacher_batch_size=args.teacher_batch_size, overwrite=args.overwrite, progress=not args.no_progress,
             callbacks=[tracker] if tracker else [],
@@ -118,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace, result: Any, run_dir: Path, test: TextDataset | None, tracker: Any) -> int:
     record = Classifier.load(result.best_dir, device="cpu").meta.extra.get("distillation", {})
+    choice = record.get("student_choice")
+    if choice:
+        losses = ", ".join(f"{n} {v:.4f}" for n, v in choice["validation_log_loss"].items())
+        print(f"student: {choice['chosen']} (validation log loss {losses}; the others in {rel(run_dir / 'students')})")
     ts = record.get("transfer_set", {})
     print(f"transfer set: {ts.get('texts', 0):,} texts ({ts.get('gold', 0):,} labelled, {ts.get('unlabeled', 0):,} "
           f"unlabelled, {ts.get('augmented', 0):,} variants); teacher labelling {record.get('teacher_labelling_seconds', 0):.1f} s")

@@ -69,10 +69,10 @@ OVERRIDES: list[tuple[str, str, str, Callable[[str], Any], str]] = [
     ("--token-dropout", "model", "token_dropout", float, "from-scratch transformer: share of training tokens hidden (word dropout)"),
     ("--token-drop", "model", "token_drop", str, "how word dropout hides a token: unk (replaced by the unknown id) or delete (removed; shorter, faster batches)"),
     ("--token-dropout-length", "model", "token_dropout_length", int, "from-scratch transformer: texts shorter than this many tokens delete proportionally fewer words, and none loses most of its words (0: every text at the full rate)"),
-    ("--ngram-buckets", "model", "ngram_buckets", int, "from-scratch transformer: add a linear branch over words and word pairs hashed into this many buckets (0: none)"),
+    ("--ngram-buckets", "model", "ngram_buckets", int, "from-scratch transformer or rnn-attention: add a linear branch over words and word pairs hashed into this many buckets (0: none)"),
     ("--ngram-scale", "model", "ngram_scale", float, "output multiplier of the n-gram branch (its effective learning-rate factor under Adam)"),
-    ("--ngram-aux", "model", "ngram_aux", float, "from-scratch transformer: weight of a second loss on the n-gram branch alone (the recipe: 1 for single-label, 0 for multi-label)"),
-    ("--ngram-idf", "model", "ngram_idf", on_off, "from-scratch transformer: on/off, the n-gram branch weighs words by inverse document frequency (the recipe: on for up to 20,000 texts of up to 150 words on average)"),
+    ("--ngram-aux", "model", "ngram_aux", float, "from-scratch transformer or rnn-attention: weight of a second loss on the n-gram branch alone (the recipe: 1 for single-label, 0 for multi-label)"),
+    ("--ngram-idf", "model", "ngram_idf", on_off, "from-scratch transformer or rnn-attention: on/off, the n-gram branch weighs words by inverse document frequency (the recipe: on for up to 20,000 texts of up to 150 words on average)"),
     ("--recipe", "train", "recipe", str, "auto (lesson, base: settings not given here adapt to the data's size, length, "
      "classes and labels, see recipe.py; the choices are logged and stored in config.json) or fixed (the preset as written)"),
     ("--monitor", "train", "monitor", str, "validation measure that picks the best epoch and stops early: accuracy, "

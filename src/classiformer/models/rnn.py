@@ -94,11 +94,6 @@ class RNNAttentionClassifier(nn.Module):
         logits = self.head(self.drop(pooled))  # (B, C)
         aux: tuple[tuple[float, torch.Tensor], ...] = ()
         if self.ngrams is not None:
-            if input_ids is None:
-                raise ValueError("this model's n-gram branch needs input_ids (pass them with inputs_embeds)")
-            wide = self.ngrams(input_ids, keep)
-            logits = logits + wide
-            if self.training and self.config.ngram_aux:
-                aux = ((self.config.ngram_aux, wide),)
+            logits, aux = self.ngrams.add_to(logits, input_ids, keep, self.config.ngram_aux)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss, attentions=None, pooling_weights=weights, aux_logits=aux)

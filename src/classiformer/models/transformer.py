@@ -204,6 +204,15 @@ class NgramBranch(nn.Module):
         # an untrained id would take most of a short text's row length
         self.idf.copy_(torch.from_numpy(np.where(df > 0, np.log((1.0 + n) / (1.0 + df)) + 1.0, 0.0)))
 
+    def add_to(self, logits: torch.Tensor, input_ids: torch.Tensor | None, keep: torch.Tensor,
+               aux_weight: float) -> tuple[torch.Tensor, tuple[tuple[float, torch.Tensor], ...]]:
+        """The model's ``logits`` plus the branch's, and the training-time second loss on the branch
+        alone (``ngram_aux``: ``((aux_weight, branch logits),)`` while training, else ``()``)."""
+        if input_ids is None:
+            raise ValueError("this model's n-gram branch needs input_ids (pass them with inputs_embeds)")
+        wide = self(input_ids, keep)
+        return logits + wide, ((aux_weight, wide),) if self.training and aux_weight else ()
+
     def forward(self, input_ids: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """input_ids, keep: (B, T). Returns logits (B, C)."""
         # divided by the square root of the count: like TF-IDF's unit-length rows, long texts neither
@@ -318,12 +327,7 @@ class TransformerClassifier(nn.Module):
         logits = self.head(self.hidden(self.drop(pooled)))  # (B, C)
         aux: tuple[tuple[float, torch.Tensor], ...] = ()
         if self.ngrams is not None:
-            if input_ids is None:
-                raise ValueError("this model's n-gram branch needs input_ids (pass them with inputs_embeds)")
-            wide = self.ngrams(input_ids, keep)
-            logits = logits + wide
-            if self.training and self.config.ngram_aux:
-                aux = ((self.config.ngram_aux, wide),)
+            logits, aux = self.ngrams.add_to(logits, input_ids, keep, self.config.ngram_aux)
         loss = F.cross_entropy(logits, labels) if labels is not None else None
         return ClassifierOutput(logits=logits, loss=loss, attentions=tuple(attentions) if output_attentions else None,
                                 aux_logits=aux)

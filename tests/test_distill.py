@@ -17,8 +17,8 @@ from classiformer.data.augment import MASK, Augmenter
 from classiformer.data.datasets import stratified_split
 from classiformer.distill import (
     DistillLoss,
-    distill,
     default_students,
+    distill,
     distill_students,
     kd_term,
     soft_targets,

@@ -116,6 +116,11 @@ def test_failures_name_the_rank_that_failed_first() -> None:
     stopped = SimpleNamespace(failures={0: failure(0, -15), 1: failure(1, -15)})
     assert describe_failures(stopped).count("killed by SIGTERM") == 2
     assert describe_failures(SimpleNamespace(failures={1: failure(1, 1)})) == "rank 1 (local rank 1, pid 101) failed: exit code 1"
+    # rank 0 lost its peer and exited with an error before the launcher saw rank 1's kill: the kill
+    # is the cause, and comes first
+    both = SimpleNamespace(failures={0: failure(0, 1), 1: failure(1, -9)})
+    assert describe_failures(both) == ("rank 1 (local rank 1, pid 101) failed: killed by SIGKILL; "
+                                       "rank 0 (local rank 0, pid 100) failed: exit code 1")
 
 
 def test_train_nproc_needs_a_positive_count(capsys: pytest.CaptureFixture[str]) -> None:

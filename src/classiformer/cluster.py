@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 
 def describe_failures(error: BaseException) -> str:
     """The failed rank(s) of torchrun's ``ChildFailedError``, by rank, exit code or signal. Once
-    one rank fails the launcher stops the others with SIGTERM; those are named apart, as stopped."""
+    one rank fails the launcher stops the others with SIGTERM; those are named apart, as stopped.
+    Ranks killed by a signal come first: a peer that then lost its connection exits with an error
+    of its own, often before the launcher has seen the kill, and the kill is the cause."""
     failures = getattr(error, "failures", None) or {}
 
     def what(failure: Any) -> str:
@@ -41,8 +43,13 @@ def describe_failures(error: BaseException) -> str:
     stopped = {r for r, f in failures.items() if getattr(f, "exitcode", None) == -signal.SIGTERM}
     if stopped == set(failures):  # a SIGTERM from outside stopped every rank
         stopped = set()
+    def killed(failure: Any) -> bool:
+        code = getattr(failure, "exitcode", None)
+        return isinstance(code, int) and code < 0
+
+    order = sorted(failures.items(), key=lambda item: (not killed(item[1]), item[0]))
     lines = [f"rank {r} (local rank {getattr(f, 'local_rank', '?')}, pid {getattr(f, 'pid', '?')}) failed: {what(f)}"
-             for r, f in sorted(failures.items()) if r not in stopped]
+             for r, f in order if r not in stopped]
     if stopped:
         lines.append("the launcher then stopped rank " + ", ".join(str(r) for r in sorted(stopped)))
     return "; ".join(lines) or str(error)

@@ -298,11 +298,15 @@ def plot(results: dict[str, Any], path: Path) -> None:
         xs = [s["docs_per_sec"] for s in sized]
         ys = [s["accuracy"] for s in sized]
         settings = sorted({(s["alpha"], s["temperature"]) for s in r["students"]})
-        ax.plot(xs, ys, "o-", color="tab:red",
-                label="distilled students" + "".join(f" (alpha {a:g}, T {t:g})" for a, t in settings))
+        # students of different families and sizes: points, each joined to its gold-only run (what
+        # distillation adds or costs), not a curve
+        ax.scatter(xs, ys, color="tab:red", zorder=3,
+                   label="distilled students" + "".join(f" (alpha {a:g}, T {t:g})" for a, t in settings))
         gold = {g["student"]: g["accuracy"] for g in r["gold_only"]}
-        ax.plot(xs, [gold.get(s["student"], np.nan) for s in sized], "o--", color="tab:gray", alpha=0.7,
-                label="same students, gold labels only")
+        gys = [gold.get(s["student"], np.nan) for s in sized]
+        ax.scatter(xs, gys, color="tab:gray", alpha=0.7, label="same students, gold labels only")
+        for x, y, gy in zip(xs, ys, gys):
+            ax.plot([x, x], [gy, y], color="tab:gray", alpha=0.5, linewidth=1)
         for s in r["students"]:
             if s["student"].startswith("auto"):
                 ax.scatter([s["docs_per_sec"]], [s["accuracy"]], marker="o", s=140, facecolors="none",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -173,14 +175,20 @@ def test_word_deletion_trains_on_shorter_sequences_and_leaves_evaluation_alone()
         TransformerConfig(token_drop="skip")
 
 
-def test_ngram_branch_starts_silent_and_sums_word_and_pair_weights() -> None:
-    plain, wide = make(), make(ngram_buckets=17, ngram_scale=3.0)
-    ids, mask = batch(pad_tail=4)
-    torch.testing.assert_close(wide(ids, mask).logits, plain(ids, mask).logits)  # zero weights: silent
+def wake_branch(wide: Any, plain: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> None:
+    """Check that ``wide``'s n-gram branch starts silent (zero weights: ``plain``'s logits), then give
+    it random weights."""
+    torch.testing.assert_close(wide(ids, mask).logits, plain(ids, mask).logits)
     assert wide.ngrams is not None
     with torch.no_grad():
         wide.ngrams.words.weight.normal_()
         wide.ngrams.pairs.weight.normal_()
+
+
+def test_ngram_branch_starts_silent_and_sums_word_and_pair_weights() -> None:
+    plain, wide = make(), make(ngram_buckets=17, ngram_scale=3.0)
+    ids, mask = batch(pad_tail=4)
+    wake_branch(wide, plain, ids, mask)
     W, P = wide.ngrams.words.weight, wide.ngrams.pairs.weight
     for row in range(len(ids)):
         toks = ids[row][mask[row].bool()].tolist()
@@ -246,11 +254,8 @@ def test_rnn_with_an_ngram_branch_adds_the_branch_logits_to_the_grus() -> None:
     torch.manual_seed(0)
     wide = RNNAttentionClassifier(RNNAttentionConfig(**sizes, ngram_buckets=17, ngram_scale=3.0, ngram_aux=1.0)).eval()
     ids, mask = batch(pad_tail=4)
-    torch.testing.assert_close(wide(ids, mask).logits, plain(ids, mask).logits)  # zero weights: silent
+    wake_branch(wide, plain, ids, mask)
     assert wide.ngrams is not None
-    with torch.no_grad():
-        wide.ngrams.words.weight.normal_()
-        wide.ngrams.pairs.weight.normal_()
     branch = wide.ngrams(ids, mask.bool())
     torch.testing.assert_close(wide(ids, mask).logits, plain(ids, mask).logits + branch)
     assert wide(ids, mask).aux_logits == ()  # the second loss is for training only

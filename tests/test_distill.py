@@ -27,6 +27,7 @@ from classiformer.distill import (
     validation_log_loss,
 )
 from classiformer.losses import Loss
+from classiformer.tracking import start_tracking
 
 from .conftest import make_texts
 
@@ -255,9 +256,15 @@ def test_of_several_students_the_one_with_the_lower_validation_loss_becomes_the_
     learns = resolve_config("tiny", train=TINY)
     train = make_texts(240, seed=1)
     run = tmp_path / "student"
-    result = distill_students([teacher], [stuck, learns], train, run, progress=False)
+    tracker = start_tracking(["tensorboard"])
+    assert tracker is not None
+    with tracker:
+        result = distill_students([teacher], [stuck, learns], train, run, progress=False, callbacks=[tracker])
     assert result.run_dir == run and (run / "best" / "classiformer.json").exists()
-    assert not (run / "students" / "tiny").exists()  # moved up: the run's own folders
+    assert not (run / "students" / "tiny").exists()  # moved up: the run's own folders, logs and events
+    assert json.loads((run / "config.json").read_text())["preset"] == "tiny"
+    assert (run / "metrics.jsonl").exists() and list((run / "tensorboard").glob("events.*"))
+    assert list((run / "students" / "rnn-attention" / "tensorboard").glob("events.*"))
     assert (run / "students" / "rnn-attention" / "best" / "classiformer.json").exists()
     kept, other = Classifier.load(run), Classifier.load(run / "students" / "rnn-attention")
     assert kept.meta.family == "transformer" and other.meta.family == "rnn-attention"

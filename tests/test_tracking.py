@@ -187,3 +187,32 @@ def test_bad_report_to_values(given: list[str], message: str) -> None:
 def test_tracking_uri_needs_mlflow() -> None:
     with pytest.raises(TrackingError, match="--tracking-uri is MLflow's"):
         start_tracking(["tensorboard"], "sqlite:///x.db")
+
+
+def test_distilling_into_two_students_tracks_each_and_logs_the_test_set_to_the_kept_one(
+    data: Path, tmp_path: Path, store: str
+) -> None:
+    from mlflow import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert train(data, tmp_path / "teacher") == 0
+    run = tmp_path / "student"
+    args = ["distill", str(tmp_path / "teacher"), "--train", str(data / "train.csv"), "--test", str(data / "test.csv"),
+            "--epochs", "2", "--batch-size", "8", "--embed-dim", "8", "--hidden-dim", "6", "--no-progress",
+            "--report-to", "tensorboard,mlflow", "--tracking-uri", store, "-o", str(run)]
+    assert main(args) == 0
+    choice = Classifier.load(run).meta.extra["distillation"]["student_choice"]
+    kept, other = choice["chosen"], next(n for n in choice["candidates"] if n != choice["chosen"])
+    client = MlflowClient(store)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "classiformer"]
+    runs = {r.data.tags["classiformer.run_dir"].rsplit("/", 1)[-1]: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == {kept, other} and all(r.info.status == "FINISHED" for r in runs.values())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert runs[kept].data.metrics["test_accuracy"] == pytest.approx(metrics["accuracy"])
+    assert "test_accuracy" not in runs[other].data.metrics
+    assert runs[kept].data.params["family"] == Classifier.load(run).meta.family
+    for folder, tested in ((run, True), (run / "students" / other, False)):
+        events = EventAccumulator(str(folder / TENSORBOARD_DIR), size_guidance={"scalars": 0})
+        events.Reload()
+        tags = set(events.Tags()["scalars"])
+        assert "validation/loss" in tags and ("test/accuracy" in tags) == tested

@@ -61,7 +61,7 @@ from .data.datasets import DataError, TextDataset, stratified_split
 from .losses import Loss, hinge_with_logits
 from .predict import Classifier, resolve_model_path
 from .runtime import cpu_features, resolve_device
-from .training import Callback, TrainResult, fit
+from .training import LOCK_FILE, Callback, TrainResult, fit
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,6 @@ DEFAULT_STUDENTS = ("base", "rnn-attention")
 # budget. Longer texts get ``base`` alone.
 RNN_MAX_MEAN_WORDS = 50
 STUDENTS_DIR = "students"  # the candidates a run did not keep, one folder each
-RUN_ENTRIES = ("best", "last", "metrics.jsonl", "config.json", "validation.jsonl")
 
 
 def kd_term(student: torch.Tensor, teacher_probs: torch.Tensor, temperature: float, multi_label: bool) -> torch.Tensor:
@@ -511,16 +510,22 @@ def distill_students(
             meta = read_meta(keep.run_dir / sub)
             meta.extra.setdefault("distillation", {})["student_choice"] = choice
             write_meta(keep.run_dir / sub, meta)
-    for entry in RUN_ENTRIES:  # the kept candidate's run becomes run_dir's, finished and complete
-        src, dest = keep.run_dir / entry, run_dir / entry
-        if not src.exists():
+    # the kept candidate's run becomes run_dir's, finished and complete: checkpoints, logs, and what
+    # trackers wrote there (TensorBoard events), all but the candidate's lock
+    for src in sorted(keep.run_dir.iterdir()):
+        if src.name == LOCK_FILE:
             continue
+        dest = run_dir / src.name
         if dest.is_dir():
             shutil.rmtree(dest)
         elif dest.exists():
             dest.unlink()
         os.replace(src, dest)
     shutil.rmtree(keep.run_dir, ignore_errors=True)
+    for callback in kwargs.get("callbacks", ()):  # trackers go on with the kept run, where it now is
+        follow = getattr(callback, "follow", None)
+        if follow is not None:
+            follow(run_dir)
     log.info("kept student %s (validation log loss %s)", chosen,
              ", ".join(f"{n} {v:.4f}" for n, v in losses.items()))
     return replace(keep, run_dir=run_dir)

@@ -87,6 +87,13 @@ def _flat_config(run_dir: Path) -> dict[str, Any]:
     return flat
 
 
+def _history(run_dir: Path) -> list[dict[str, Any]]:
+    """The epochs of ``run_dir/metrics.jsonl``."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The scalar metrics of a report (per-class tables, matrices and names left out)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -109,6 +116,7 @@ class TensorBoardTracker(Callback):
         self._hparams_written = False
 
     def on_train_begin(self, trainer: Trainer) -> None:
+        self.close("FINISHED")  # a previous training of this tracker (another candidate student) ends first
         self.run_dir, self.step = trainer.run_dir, trainer.state.step
         self._select = trainer.select
         # On a resume, events a killed process wrote after the checkpoint it resumes from are dropped
@@ -133,6 +141,16 @@ class TensorBoardTracker(Callback):
         if not self.best or record.get(self._select, -1.0) > self.best.get(self._select, -1.0):
             self.best = _numbers(record)
         self.writer.flush()
+
+    def follow(self, run_dir: Path) -> None:
+        """Go on in ``run_dir``, where a finished run was moved (``distill.distill_students``): the
+        test set's events and hyperparameters are written there, as the run's own."""
+        self.close("FINISHED")
+        history = _history(run_dir)
+        self.run_dir, self.step = run_dir, int(history[-1]["step"]) if history else 0
+        self.best = max(history, key=lambda r: r.get(self._select, -1.0)) if history else {}
+        self._hparams_written = False
+        self.writer = self._writer_class(str(run_dir / TENSORBOARD_DIR))
 
     def log_test(self, metrics: Mapping[str, Any], files: Mapping[str, Path]) -> None:
         for key, value in _numbers(metrics).items():
@@ -212,6 +230,7 @@ class MlflowTracker(Callback):
         return None if run.info.lifecycle_stage == "deleted" else str(stored["run_id"])
 
     def on_train_begin(self, trainer: Trainer) -> None:
+        self.close("FINISHED")  # a previous training of this tracker (another candidate student) ends first
         self.run_dir, self.step = trainer.run_dir, trainer.state.step
         previous = self._previous_run(trainer.run_dir) if trainer.state.step else None
         if previous is not None:
@@ -256,6 +275,19 @@ class MlflowTracker(Callback):
         metrics.update({"epoch": float(epoch), "epoch_train_loss": record["train_loss"]})
         self._add(metrics, int(record["step"]))
         self._flush()
+
+    def follow(self, run_dir: Path) -> None:
+        """Go on with the MLflow run of ``run_dir``, where a finished run was moved
+        (``distill.distill_students``): the test set's metrics and the model are logged to it."""
+        kept = self._previous_run(run_dir)
+        if kept is None or kept == self.run_id:
+            self.run_dir = run_dir
+            return
+        self.close("FINISHED")
+        history = _history(run_dir)
+        self.run_id, self.run_dir = kept, run_dir
+        self.step = int(history[-1]["step"]) if history else 0
+        self.client.update_run(kept, status="RUNNING")
 
     def log_test(self, metrics: Mapping[str, Any], files: Mapping[str, Path]) -> None:
         self._add({f"test_{k}": v for k, v in _numbers(metrics).items()}, self.step)
@@ -315,6 +347,13 @@ class Tracker(Callback):
     def on_train_end(self, result: TrainResult) -> None:
         for b in self.backends:
             b.on_train_end(result)
+
+    def follow(self, run_dir: Path) -> None:
+        """After several trainings (``distill.distill_students``' candidates), go on with the one
+        that was kept and moved to ``run_dir``: the others' runs are ended, the test set and the
+        model are logged to its run."""
+        for b in self.backends:
+            b.follow(run_dir)
 
     def log_test(self, metrics: Mapping[str, Any], files: Mapping[str, Path] | None = None) -> None:
         """The test set's metrics (the scalar ones) and files (plots, ``metrics.json``), as

@@ -31,23 +31,24 @@ def describe_failures(error: BaseException) -> str:
     of its own, often before the launcher has seen the kill, and the kill is the cause."""
     failures = getattr(error, "failures", None) or {}
 
-    def what(failure: Any) -> str:
+    def killed_by(failure: Any) -> int | None:
+        """The signal that killed the rank (a negative exit code), or None."""
         code = getattr(failure, "exitcode", None)
-        if isinstance(code, int) and code < 0:
+        return -code if isinstance(code, int) and code < 0 else None
+
+    def what(failure: Any) -> str:
+        signum = killed_by(failure)
+        if signum is not None:
             try:
-                return f"killed by {signal.Signals(-code).name}"
+                return f"killed by {signal.Signals(signum).name}"
             except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit code {code}"
+                return f"killed by signal {signum}"
+        return f"exit code {getattr(failure, 'exitcode', None)}"
 
     stopped = {r for r, f in failures.items() if getattr(f, "exitcode", None) == -signal.SIGTERM}
     if stopped == set(failures):  # a SIGTERM from outside stopped every rank
         stopped = set()
-    def killed(failure: Any) -> bool:
-        code = getattr(failure, "exitcode", None)
-        return isinstance(code, int) and code < 0
-
-    order = sorted(failures.items(), key=lambda item: (not killed(item[1]), item[0]))
+    order = sorted(failures.items(), key=lambda item: (killed_by(item[1]) is None, item[0]))
     lines = [f"rank {r} (local rank {getattr(f, 'local_rank', '?')}, pid {getattr(f, 'pid', '?')}) failed: {what(f)}"
              for r, f in order if r not in stopped]
     if stopped:

@@ -54,6 +54,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .calibration import nll
 from .checkpoint import ONNXRUNTIME, atomic_write_text, read_meta, write_meta
 from .config import ConfigError, RunConfig
 from .data.augment import Augmenter
@@ -332,6 +333,18 @@ def _placeholder_labels(ts: TransferSet, probs: np.ndarray, labels: list[str], m
                        columns=ts.gold.columns)
 
 
+def require_labelled(train: TextDataset) -> None:
+    if not train.labelled:
+        raise DataError(f"{train.source}: distillation trains on labelled texts (--train); give texts without "
+                        "labels as --unlabeled")
+
+
+def refuse_existing_run(run_dir: Path, overwrite: bool) -> None:
+    if (run_dir / "last").exists() and not overwrite:
+        raise FileExistsError(f"{run_dir} already holds a training run; pass overwrite (--overwrite) to replace it, "
+                              "or choose another output folder")
+
+
 def distill(
     teachers: Sequence[str | Path],
     config: RunConfig,
@@ -359,17 +372,13 @@ def distill(
     (default: ``run_dir/teacher_logits``; several runs may share one). ``callbacks`` go to
     :func:`~classiformer.training.fit` (run tracking: ``tracking.start_tracking``)."""
     run_dir = Path(run_dir)
-    if not train.labelled:
-        raise DataError(f"{train.source}: distillation trains on labelled texts (--train); give texts without "
-                        "labels as --unlabeled")
+    require_labelled(train)
     if augment < 0:
         raise ConfigError(f"augment is a number of variants per text, got {augment}")
     if config.family == "hf":
         raise ConfigError("the student is a from-scratch model (a preset such as lesson or base, or --config); "
                           "a pretrained encoder is what a teacher is")
-    if (run_dir / "last").exists() and not overwrite:
-        raise FileExistsError(f"{run_dir} already holds a training run; pass overwrite (--overwrite) to replace it, "
-                              "or choose another output folder")
+    refuse_existing_run(run_dir, overwrite)
     folders = [resolve_model_path(p) for p in teachers]
     models = load_teachers(folders, teacher_device, teacher_batch_size)
     labels = list(models[0].labels)
@@ -449,9 +458,8 @@ def validation_log_loss(model: str | Path, validation: TextDataset) -> float:
     calibrated probabilities: what picks a student (a loss, unlike accuracy over a few hundred
     texts, moves with every example)."""
     clf = Classifier.load(model)
-    proba = clf.predict_proba(validation.texts)
     gold = np.array([clf.labels.index(lb) for lb in validation.labels or []])
-    return float(-np.mean(np.log(np.clip(proba[np.arange(len(gold)), gold], 1e-12, 1.0))))
+    return nll(clf.logits(validation.texts), gold, clf.temperature)
 
 
 def distill_students(
@@ -481,12 +489,8 @@ def distill_students(
             log.info("a multi-label teacher: the student is %s alone", configs[0].preset)
         return distill(teachers, configs[0], train, run_dir, validation, overwrite=overwrite,
                        cache_dir=cache_dir, **kwargs)
-    if (run_dir / "last").exists() and not overwrite:
-        raise FileExistsError(f"{run_dir} already holds a training run; pass overwrite (--overwrite) to replace it, "
-                              "or choose another output folder")
-    if not train.labelled:
-        raise DataError(f"{train.source}: distillation trains on labelled texts (--train); give texts without "
-                        "labels as --unlabeled")
+    refuse_existing_run(run_dir, overwrite)
+    require_labelled(train)
     if validation is None:  # one split for every candidate, so that their losses compare
         train, validation = stratified_split(train, configs[0].train.val_fraction, configs[0].train.seed)
     cache = Path(cache_dir) if cache_dir else run_dir / CACHE_DIR

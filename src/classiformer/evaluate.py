@@ -18,7 +18,7 @@ from .inference import sigmoid, softmax
 from .metrics import classification_report
 from .plots import plot_confusion_matrix, plot_reliability, plot_training_curves
 from .predict import Classifier
-from .training import HISTORY_FILE
+from .training import read_history
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +96,7 @@ def write_evaluation(report: dict[str, Any], run_dir: Path, extra: dict[str, Any
     ``label_cooccurrence.png`` instead of the confusion matrix. Returns the paths written."""
     run_dir.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
-    history_path = run_dir / HISTORY_FILE
-    history = []
-    if history_path.exists():
-        history = [json.loads(line) for line in history_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    history = read_history(run_dir)
     data = {k: v for k, v in {**report, **(extra or {})}.items() if k not in ARRAY_KEYS}
     if history:
         data.setdefault("train_samples_per_sec", history[-1].get("train_samples_per_sec"))

@@ -35,7 +35,7 @@ from typing import Any
 
 from .checkpoint import atomic_write_text
 from .config import ConfigError
-from .training import CONFIG_FILE, Callback, Trainer, TrainResult
+from .training import CONFIG_FILE, Callback, Trainer, TrainResult, read_history
 
 log = logging.getLogger(__name__)
 
@@ -87,13 +87,6 @@ def _flat_config(run_dir: Path) -> dict[str, Any]:
     return flat
 
 
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    """The epochs of ``run_dir/metrics.jsonl``."""
-    path = run_dir / "metrics.jsonl"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    return [json.loads(line) for line in lines if line.strip()]
-
-
 def _numbers(metrics: Mapping[str, Any]) -> dict[str, float]:
     """The scalar metrics of a report (per-class tables, matrices and names left out)."""
     return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
@@ -122,9 +115,11 @@ class TensorBoardTracker(Callback):
         # On a resume, events a killed process wrote after the checkpoint it resumes from are dropped
         # (purge_step), so curves do not hold two values for one step.
         self.writer = self._writer_class(str(trainer.run_dir / TENSORBOARD_DIR), purge_step=self.step or None)
-        history = trainer.state.history
-        if history:
-            self.best = max(history, key=lambda r: r.get(self._select, -1.0))
+        if trainer.state.history:
+            self.best = self._best(trainer.state.history)
+
+    def _best(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        return max(history, key=lambda r: r.get(self._select, -1.0))
 
     def on_log(self, step: int, logs: dict[str, float]) -> None:
         self.step = step
@@ -146,9 +141,9 @@ class TensorBoardTracker(Callback):
         """Go on in ``run_dir``, where a finished run was moved (``distill.distill_students``): the
         test set's events and hyperparameters are written there, as the run's own."""
         self.close("FINISHED")
-        history = _history(run_dir)
+        history = read_history(run_dir)
         self.run_dir, self.step = run_dir, int(history[-1]["step"]) if history else 0
-        self.best = max(history, key=lambda r: r.get(self._select, -1.0)) if history else {}
+        self.best = self._best(history) if history else {}
         self._hparams_written = False
         self.writer = self._writer_class(str(run_dir / TENSORBOARD_DIR))
 
@@ -284,7 +279,7 @@ class MlflowTracker(Callback):
             self.run_dir = run_dir
             return
         self.close("FINISHED")
-        history = _history(run_dir)
+        history = read_history(run_dir)
         self.run_id, self.run_dir = kept, run_dir
         self.step = int(history[-1]["step"]) if history else 0
         self.client.update_run(kept, status="RUNNING")

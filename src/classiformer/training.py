@@ -673,6 +673,14 @@ class Trainer:
             atomic_write_text(self.run_dir / HISTORY_FILE, "".join(json.dumps(r) + "\n" for r in s.history))
 
 
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The epochs of a run's training log (``run_dir/metrics.jsonl``, :data:`HISTORY_FILE`); none
+    when there is no log."""
+    path = Path(run_dir) / HISTORY_FILE
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.strip()]
+
+
 def hinge_margin(cfg: TrainConfig, multi_label: bool) -> float | None:
     """The margin of the loss ``cfg`` asks for: ``hinge_margin`` where a multi-label model trains
     with the hinge loss (``multilabel_loss``, or the recipe's rule 9), else None (BCE or CE)."""

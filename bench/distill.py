@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from scratch import load_set, run_fasttext, run_tfidf
 
 from classiformer import Classifier, distill, evaluate, fit, resolve_config
 from classiformer.data import TextDataset
-from classiformer.distill import DEFAULT_ALPHA, DEFAULT_STUDENTS, DEFAULT_TEMPERATURE, distill_students
+from classiformer.distill import DEFAULT_ALPHA, DEFAULT_STUDENTS, DEFAULT_TEMPERATURE, STUDENTS_DIR, distill_students
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the checkout sits next to shared/
 TEACHERS = Path("/tmp/distill-teachers")
@@ -58,6 +59,41 @@ def subset(ds: TextDataset, n: int | None, seed: int = 0) -> TextDataset:
         return ds
     rng = np.random.default_rng(seed)
     return ds.subset(sorted(rng.choice(len(ds), n, replace=False).tolist()))
+
+
+# --unlabeled-from: sentences of SENTENCE_WORDS words from another set's training texts, in the
+# target's token style. SST-2's texts are Penn Treebank tokens, lowercased ("it 's", "does n't",
+# punctuation apart); raw review text would give the word-level students different words for the
+# same thing ("it's" against "it 's").
+SENTENCE_WORDS = (8, 40)
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def ptb_style(text: str) -> str:
+    """Lowercased, clitics and punctuation split off as in SST-2's Penn Treebank tokens."""
+    s = text.lower()
+    s = re.sub(r"n't\b", " n't", s)
+    s = re.sub(r"'(s|re|ve|ll|d|m)\b", r" '\1", s)
+    s = re.sub(r'([.,!?;:()"])', r" \1 ", s)
+    return " ".join(s.split())
+
+
+def unlabeled_sentences(spec: str, data_dir: Path = DATA, seed: int = 0) -> tuple[list[str], str]:
+    """``SET:N``: N sentences (seeded sample) of SET's training texts, labels dropped, HTML line
+    breaks removed, each of SENTENCE_WORDS words. Returns the texts and a description."""
+    name, _, n = spec.partition(":")
+    train, _ = load_set(name, data_dir)
+    lo, hi = SENTENCE_WORDS
+    sentences = []
+    for text in train.texts:
+        for sentence in _SENTENCE_END.split(text.replace("<br />", " ").replace("<br/>", " ")):
+            s = ptb_style(sentence)
+            if lo <= len(s.split()) <= hi:
+                sentences.append(s)
+    rng = np.random.default_rng(seed)
+    take = len(sentences) if not n else min(int(n), len(sentences))
+    picked = [sentences[i] for i in sorted(rng.choice(len(sentences), take, replace=False).tolist())]
+    return picked, f"{take:,} sentences ({lo}-{hi} words) of {name}'s {len(train):,} training texts, of {len(sentences):,}"
 
 
 def teacher_run(name: str, train: TextDataset, root: Path = TEACHERS) -> dict[str, Any]:
@@ -127,10 +163,10 @@ def student(name: str, preset: str, model: dict[str, Any], teacher: Path, train:
 
 
 def auto_student(teacher: Path, train: TextDataset, test: TextDataset, timing: list[str], out: Path, cache: Path,
-                 seed: int = 42) -> dict[str, Any]:
+                 seed: int = 42, **kw: Any) -> dict[str, Any]:
     configs = [resolve_config(p, train={"seed": seed}) for p in DEFAULT_STUDENTS]
     t0 = time.perf_counter()
-    result = distill_students([teacher], configs, train, out, cache_dir=cache, overwrite=True, progress=False)
+    result = distill_students([teacher], configs, train, out, cache_dir=cache, overwrite=True, progress=False, **kw)
     seconds = time.perf_counter() - t0
     clf = Classifier.load(result.best_dir)
     record = clf.meta.extra["distillation"]
@@ -139,7 +175,10 @@ def auto_student(teacher: Path, train: TextDataset, test: TextDataset, timing: l
             "accuracy": accuracy(clf, test), "docs_per_sec": docs_per_sec(clf, timing), "train_seconds": seconds,
             "teacher_labelling_seconds": record["teacher_labelling_seconds"], "epochs": len(result.history),
             "transfer_set": record["transfer_set"], "alpha": record["alpha"], "temperature": record["temperature"],
-            "params": sum(p.numel() for p in clf.model.parameters()), "student_choice": choice}
+            "params": sum(p.numel() for p in clf.model.parameters()), "student_choice": choice,
+            # the candidate not kept, on the same test set: what the choice gained or cost
+            "others": {n: accuracy(Classifier.load(out / STUDENTS_DIR / n / "best"), test)
+                       for n in choice["candidates"] if n != choice["chosen"]}}
 
 
 def gold_only(name: str, preset: str, model: dict[str, Any], train: TextDataset, test: TextDataset,
@@ -189,6 +228,15 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         r = auto_student(teacher, train, test, timing, work / name / "auto", cache, seed=args.seed)
         out["students"].append(r)
         log.info("%s student auto: %s", name, r)
+        write(args, out)
+    if args.unlabeled_from:
+        texts, described = unlabeled_sentences(args.unlabeled_from, args.data)
+        log.info("%s unlabelled transfer texts: %s", name, described)
+        r = auto_student(teacher, train, test, timing, work / name / "auto_unlabeled", cache, seed=args.seed, unlabeled=texts)
+        r["student"] = f"auto ({r['preset']}) + {len(texts):,} unlabelled"
+        r["unlabeled_from"] = described
+        out["students"].append(r)
+        log.info("%s student auto + unlabelled: %s", name, r)
         write(args, out)
     lesson = [s for s in STUDENTS if s[0] == args.ablate]
     if lesson and not args.no_ablations:
@@ -286,7 +334,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sets = list(results["sets"].items())
-    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 5.4), squeeze=False)
     for ax, (name, r) in zip(axes[0], sets):
         t = r["teacher"]
         ax.scatter([t["docs_per_sec_fp32"]], [t["accuracy"]], marker="*", s=160, color="black", label="teacher MiniLM fp32")
@@ -308,7 +356,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
         for x, y, gy in zip(xs, ys, gys):
             ax.plot([x, x], [gy, y], color="tab:gray", alpha=0.5, linewidth=1)
         for s in r["students"]:
-            if s["student"].startswith("auto"):
+            if s.get("unlabeled_from"):
+                ax.scatter([s["docs_per_sec"]], [s["accuracy"]], marker="P", s=110, color="tab:green", zorder=4,
+                           label=f"the default + unlabelled text: {s['student']}")
+            elif s["student"].startswith("auto"):
                 ax.scatter([s["docs_per_sec"]], [s["accuracy"]], marker="o", s=140, facecolors="none",
                            edgecolors="tab:blue", linewidths=2, zorder=4, label=f"distill's default: {s['student']}")
         # The alpha/T grid's run at today's defaults, where the students above used others: the
@@ -329,7 +380,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
         ax.set_ylabel("test accuracy")
         ax.set_title(name)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        # below the axes: inside, every corner of one panel or the other holds points
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.suptitle("Distillation: accuracy against prediction speed", fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -345,6 +397,9 @@ def main() -> int:
     parser.add_argument("--ablate", default="lesson", help="the student of the alpha/T, --augment and --unlabeled runs")
     parser.add_argument("--augment", default="1,2", help="--augment values to try")
     parser.add_argument("--no-ablations", action="store_true")
+    parser.add_argument("--unlabeled-from", metavar="SET:N", default=None,
+                        help="also distil the default students with N unlabelled sentences of SET's training texts "
+                             "(e.g. imdb:40000 for sst2: in-domain sentences; labels dropped)")
     parser.add_argument("--seed", type=int, default=42, help="the students' training seed (the teacher is trained once)")
     parser.add_argument("--test-rows", type=int, default=None, help="bound the test set (seeded subset)")
     parser.add_argument("--timing-rows", type=int, default=256, help="texts timed for docs/s")

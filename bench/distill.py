@@ -6,7 +6,9 @@ and T) and trained on gold labels alone, with accuracy, docs/s on the same texts
 (tokenization included, one thread as for every row), and training time including the teacher's
 labelling of the transfer set; then, on the ``lesson`` student, what ``--augment`` adds, what
 unlabelled texts add (a quarter of the training split keeps its labels, the rest is given as
-unlabelled) and an alpha/T grid. Writes bench/results/distill.json and, with ``--plot``, the
+unlabelled) and an alpha/T grid. ``--unlabeled-from imdb:40000`` distils the default students again
+with 40,000 unlabelled sentences of IMDB's training reviews added (for SST-2: in-domain text of
+the test's shape; see unlabeled_sentences). Writes bench/results/distill.json and, with ``--plot``, the
 accuracy-vs-docs/s figure. Teachers are trained once and kept in /tmp/distill-teachers.
 
     .venv/bin/python bench/distill.py --sets ag_news --plot docs/distill_tradeoff.png
@@ -33,7 +35,13 @@ from scratch import load_set, run_fasttext, run_tfidf
 
 from classiformer import Classifier, distill, evaluate, fit, resolve_config
 from classiformer.data import TextDataset
-from classiformer.distill import DEFAULT_ALPHA, DEFAULT_STUDENTS, DEFAULT_TEMPERATURE, STUDENTS_DIR, distill_students
+from classiformer.distill import (
+    DEFAULT_ALPHA,
+    DEFAULT_STUDENTS,
+    DEFAULT_TEMPERATURE,
+    STUDENTS_DIR,
+    distill_students,
+)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the checkout sits next to shared/
 TEACHERS = Path("/tmp/distill-teachers")
@@ -393,7 +401,8 @@ def main() -> int:
     parser.add_argument("--sets", default="ag_news", help="comma-separated: ag_news, sst2, imdb")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--students", default="small,lesson,base,rnn,auto",
-                        help="student sizes/families (small, lesson, base, rnn) and auto (classiformer distill's default)")
+                        help="student sizes/families (small, lesson, base, rnn) and auto (classiformer distill's default); "
+                             "none: only the --unlabeled-from run")
     parser.add_argument("--ablate", default="lesson", help="the student of the alpha/T, --augment and --unlabeled runs")
     parser.add_argument("--augment", default="1,2", help="--augment values to try")
     parser.add_argument("--no-ablations", action="store_true")

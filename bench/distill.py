@@ -62,11 +62,17 @@ def load_bench_set(name: str, data_dir: Path = DATA) -> tuple[TextDataset, TextD
     return load_set(name, data_dir)
 
 
-def subset(ds: TextDataset, n: int | None, seed: int = 0) -> TextDataset:
-    if n is None or n >= len(ds):
-        return ds
+def seeded_indices(total: int, n: int | None, seed: int = 0) -> list[int]:
+    """``n`` of ``range(total)`` drawn without replacement (seeded), in order; all of them when
+    ``n`` is None or at least ``total``."""
+    if n is None or n >= total:
+        return list(range(total))
     rng = np.random.default_rng(seed)
-    return ds.subset(sorted(rng.choice(len(ds), n, replace=False).tolist()))
+    return sorted(rng.choice(total, n, replace=False).tolist())
+
+
+def subset(ds: TextDataset, n: int | None, seed: int = 0) -> TextDataset:
+    return ds if n is None or n >= len(ds) else ds.subset(seeded_indices(len(ds), n, seed))
 
 
 # --unlabeled-from: sentences of SENTENCE_WORDS words from another set's training texts, in the
@@ -98,9 +104,8 @@ def unlabeled_sentences(spec: str, data_dir: Path = DATA, seed: int = 0) -> tupl
             s = ptb_style(sentence)
             if lo <= len(s.split()) <= hi:
                 sentences.append(s)
-    rng = np.random.default_rng(seed)
-    take = len(sentences) if not n else min(int(n), len(sentences))
-    picked = [sentences[i] for i in sorted(rng.choice(len(sentences), take, replace=False).tolist())]
+    picked = [sentences[i] for i in seeded_indices(len(sentences), int(n) if n else None, seed)]
+    take = len(picked)
     return picked, f"{take:,} sentences ({lo}-{hi} words) of {name}'s {len(train):,} training texts, of {len(sentences):,}"
 
 

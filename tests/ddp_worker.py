@@ -139,3 +139,4 @@ if __name__ == "__main__":
             shares(folder, Path(sys.argv[3]))
         else:
             {"grads": grads, "interrupt": interrupt, "resume": resume, "test_set": test_set}[mode](folder)
+    distributed.leave_worker(0)  # as the classiformer program leaves (distributed.py's docstring)

@@ -1,7 +1,5 @@
 """``python -m classiformer``: the command line, where the ``classiformer`` script is not on PATH."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

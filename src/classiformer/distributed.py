@@ -22,13 +22,21 @@ cannot hold its peers forever; a rank that dies closes its connections, which fa
 next collective at once, and torchrun then stops the remaining workers and reports the first
 failure by rank (see :func:`classiformer.cluster.launch`). On a clean exit every rank passes a
 barrier before ``destroy_process_group``: without it torchrun + gloo aborted at exit ("terminate
-called without an active exception") in 2 of 5 runs (issue 14).
+called without an active exception") in 2 of 5 runs (issue 14). The abort still came, rarely, after the
+barrier (rank 1 of one test in one CI run of the suite, 2026-12-02): during interpreter finalization,
+where PyTorch's C++ threads (gloo's, the autograd engine's) release Python objects while the GIL is
+being torn down (pytorch/pytorch#190489, #179291). So :func:`teardown` collects garbage first (a DDP
+wrapper caught in a reference cycle keeps the process group alive until finalization otherwise),
+and a worker that torchrun started leaves through :func:`leave_worker` once its work is done:
+exit handlers run, then ``os._exit``, without the finalization in which the race lives.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime
+import gc
 import logging
 import os
 import sys
@@ -127,9 +135,26 @@ def teardown(clean: bool = True) -> None:
     barrier could wait for a rank that will never come, so there is none."""
     if not (dist.is_available() and dist.is_initialized()):
         return
+    gc.collect()  # DDP wrappers and pending work in reference cycles: freed now, not at finalization
     if clean and world_size() > 1:
         dist.barrier()
     dist.destroy_process_group()
+
+
+def leave_worker(code: int) -> None:
+    """End a process that a launcher started (``WORLD_SIZE`` > 1) with ``code``, once its work is
+    done and its process group destroyed: flush the streams and logs, run the exit handlers, then
+    ``os._exit``, skipping the interpreter's finalization, where PyTorch's threads can abort the
+    process after everything succeeded (module docstring). Elsewhere it returns, and the caller
+    exits as usual."""
+    if not launched():
+        return
+    logging.shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
 
 
 @contextlib.contextmanager

@@ -81,6 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def run() -> None:
+    """The ``classiformer`` program (and ``python -m classiformer``): :func:`main`, then exit with
+    its status. A worker that torchrun started leaves through
+    :func:`classiformer.distributed.leave_worker`, without the interpreter's finalization (where
+    PyTorch's threads can abort a process that succeeded); ``main`` itself never exits, so it can
+    be called in-process."""
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "torch.distributed" in sys.modules:
+        from .. import distributed  # imported already by the command that used it
+
+        distributed.leave_worker(code)
+    sys.exit(code)
+
+
 def _stdout_closed() -> int:
     """The reader of standard output went away (``classiformer predict RUN | head -3``): stop
     quietly, as Unix tools do, with the status a SIGPIPE would have given (128 + 13 = 141, which

@@ -2,8 +2,14 @@
 gloo, DistributedDataParallel) on the same CPU, with the final test accuracy (issue 14).
 
 Each task trains through the command line, as a user would: ``classiformer train --threads 1`` and
-``torchrun --standalone --nproc-per-node 2 -m classiformer train --threads 1``, with the same
-effective batch (2 processes take half the batch each, so both take the same optimizer steps).
+``torchrun --standalone --nproc-per-node 2 -m classiformer train --threads 1``. Two ways to scale
+(``--scaling``): ``strong`` (the default) keeps the effective batch (2 processes take half the
+batch each, so both take the same optimizer steps); ``weak`` keeps each process's batch, as DDP is
+usually run (the effective batch doubles and the steps per epoch halve), with the learning rate
+scaled by ``--lr-scale`` (``sqrt``: x sqrt(N), the rule for Adam-style optimizers of Malladi et al.,
+2022, "On the SDEs and Scaling Rules for Adaptive Gradient Algorithms"; ``linear``: x N, Goyal et
+al., 2017, for SGD), and ``--epochs`` long enough that both runs finish training, so their final
+accuracies can be compared.
 The figure is ``train_samples_per_sec`` of the last line of ``metrics.jsonl``: the examples of all
 ranks over rank 0's time in the training loop (startup and validation excluded). The peers run in
 turn for each seed, side by side in one run, with the load average before each run, because the
@@ -42,12 +48,14 @@ sys.path.insert(0, str(HERE))
 DATA = HERE.parents[1] / "shared" / "data"  # the checkout sits next to shared/
 RESULTS = HERE / "results"
 
-# task -> (data set, classiformer train flags, batch size of one process, default train rows, test rows)
-TASKS: dict[str, tuple[str, list[str], int, int | None, int | None]] = {
-    "lesson": ("imdb", ["--preset", "lesson", "--epochs", "1"], 128, None, None),
-    "minilm": ("sst2", ["--model", "minilm", "--epochs", "1", "--max-length", "64", "--attention-dropout", "0"],
-               32, 4000, 872),
+# task -> (data set, classiformer train flags, batch size of one process, default train rows, test rows,
+# the preset's learning rate)
+TASKS: dict[str, tuple[str, list[str], int, int | None, int | None, float]] = {
+    "lesson": ("imdb", ["--preset", "lesson"], 128, None, None, 1e-3),
+    "minilm": ("sst2", ["--model", "minilm", "--max-length", "64", "--attention-dropout", "0"],
+               32, 4000, 872, 3e-5),
 }
+LR_SCALE = {"none": lambda n: 1.0, "sqrt": lambda n: n ** 0.5, "linear": lambda n: float(n)}
 
 
 def subset(src: Path, dest: Path, rows: int | None) -> Path:
@@ -61,13 +69,16 @@ def subset(src: Path, dest: Path, rows: int | None) -> Path:
     return dest
 
 
-def run_one(nproc: int, task: str, seed: int, train: Path, test: Path, tmp: Path, accum: int = 1) -> dict[str, Any]:
-    data, flags, batch, _, _ = TASKS[task]
+def run_one(nproc: int, task: str, seed: int, train: Path, test: Path, tmp: Path, accum: int = 1,
+            scaling: str = "strong", lr_scale: str = "none", epochs: int = 1) -> dict[str, Any]:
+    data, flags, batch, _, _, lr = TASKS[task]
     out = tmp / f"{task}-{nproc}p-{seed}"
     accum = accum if nproc > 1 else 1
-    train_cmd = ["train", "--train", str(train), "--test", str(test), *flags, "--seed", str(seed),
-                 "--batch-size", str(batch // nproc // accum), "--grad-accum", str(accum), "--threads", "1",
-                 "--output", str(out), "--no-progress", "--overwrite"]
+    per_process = batch // nproc // accum if scaling == "strong" else batch // accum
+    lr = lr * (LR_SCALE[lr_scale](nproc) if scaling == "weak" else 1.0)
+    train_cmd = ["train", "--train", str(train), "--test", str(test), *flags, "--epochs", str(epochs),
+                 "--seed", str(seed), "--lr", f"{lr:g}", "--batch-size", str(per_process), "--grad-accum", str(accum),
+                 "--threads", "1", "--output", str(out), "--no-progress", "--overwrite"]
     if nproc == 1:
         cmd = [sys.executable, "-m", "classiformer", *train_cmd]
     else:
@@ -81,8 +92,10 @@ def run_one(nproc: int, task: str, seed: int, train: Path, test: Path, tmp: Path
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     metrics = json.loads((out / "metrics.json").read_text())
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"task": task, "nproc": nproc, "seed": seed, "samples_per_sec": last["train_samples_per_sec"],
-            "test_accuracy": metrics["accuracy"], "wall_seconds": wall, "load_before": round(load, 2),
+            "test_accuracy": metrics["accuracy"], "effective_batch": per_process * accum * nproc, "lr": lr,
+            "epochs": len(history), "steps": last["step"], "wall_seconds": wall, "load_before": round(load, 2),
             "load_after": round(os.getloadavg()[0], 2)}
 
 
@@ -95,6 +108,12 @@ def main() -> None:
     ap.add_argument("--grad-accum", type=int, default=1,
                     help="the 2-process runs accumulate this many micro-batches per step (the same effective batch: "
                     "each micro-batch is smaller), so they all-reduce that many times less often")
+    ap.add_argument("--scaling", choices=("strong", "weak"), default="strong",
+                    help="strong: the 2 processes split the batch (same steps); weak: each keeps the batch of one "
+                    "process (twice the effective batch, half the steps per epoch)")
+    ap.add_argument("--lr-scale", choices=sorted(LR_SCALE), default="sqrt",
+                    help="with --scaling weak: the learning rate of N processes (default sqrt: x sqrt(N))")
+    ap.add_argument("--epochs", type=int, default=1, help="epochs of every run (default 1)")
     ap.add_argument("--data-dir", type=Path, default=DATA, help="the benchmark data (default: shared/data beside "
                     "the checkout)")
     ap.add_argument("--json", type=Path, default=RESULTS / "distributed.json")
@@ -108,16 +127,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
         for task in args.tasks:
-            data, _, _, rows, test_rows = TASKS[task]
+            data, _, _, rows, test_rows, _ = TASKS[task]
             train = subset(args.data_dir / data / "train.jsonl.gz", tmp / f"{data}-train.jsonl", args.rows or rows)
             test = subset(args.data_dir / data / "test.jsonl.gz", tmp / f"{data}-test.jsonl", args.test_rows or test_rows)
             for seed in range(1, args.seeds + 1):
                 for nproc in (1, 2):
-                    r = run_one(nproc, task, seed, train, test, tmp, args.grad_accum)
+                    r = run_one(nproc, task, seed, train, test, tmp, args.grad_accum, args.scaling, args.lr_scale,
+                                args.epochs)
                     runs.append(r)
                     print(f"  {task} seed {seed} {nproc} process(es): {r['samples_per_sec']:.0f} samples/s, "
-                          f"test accuracy {r['test_accuracy']:.4f} (load {r['load_before']} -> {r['load_after']})",
-                          flush=True)
+                          f"test accuracy {r['test_accuracy']:.4f}, effective batch {r['effective_batch']}, "
+                          f"lr {r['lr']:g}, {r['epochs']} epoch(s), {r['steps']} steps "
+                          f"(load {r['load_before']} -> {r['load_after']})", flush=True)
     summary = []
     print(f"\n{'task':8} {'processes':>9} {'samples/s (median)':>19} {'test accuracy (mean)':>21} {'speed-up':>9}")
     for task in args.tasks:

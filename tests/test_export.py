@@ -408,3 +408,44 @@ def test_transformer_blocks_export_with_fused_operators_and_give_pytorchs_logits
     export_model(tmp_path / "run", tmp_path / "plain", "fp32", fuse=False)
     assert _contrib_ops(tmp_path / "plain" / "model.onnx") == {}
     assert_same_logits(torch_clf, Classifier.load(tmp_path / "plain"), TEXTS)
+
+
+def _projections_graph(path: Path) -> None:
+    """x (batch, 32) through an up-projection (32, 64), a down-projection (64, 32), a square product
+    and a 3-label head: the shapes of a transformer block's feed-forward part."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    shapes = {"up": (32, 64), "down": (64, 32), "square": (32, 32), "head": (32, 3)}
+    inits = [numpy_helper.from_array(rng.normal(0, 0.2, s).astype(np.float32), f"w_{n}") for n, s in shapes.items()]
+    nodes, prev = [], "x"
+    for name in shapes:
+        nodes.append(helper.make_node("MatMul", [prev, f"w_{name}"], [f"y_{name}"], name=f"/{name}/MatMul"))
+        prev = f"y_{name}"
+    graph = helper.make_graph(nodes, "projections", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 32])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, ["b", 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_int8_can_keep_the_down_projections_in_float(tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from classiformer.export.quantize import down_projections, int8_candidates, quantize
+
+    _projections_graph(tmp_path / "fp32.onnx")
+    assert down_projections(onnx.load(str(tmp_path / "fp32.onnx"))) == ["/down/MatMul"]  # not the head, not square
+    kept = next(c for c in int8_candidates() if c["float_down_projections"])
+    for tag, settings in (("all", int8_candidates()[1]), ("kept", kept)):
+        quantize(tmp_path / "fp32.onnx", tmp_path / f"{tag}.onnx", "int8", pad_id=0, settings=settings)
+    ops = {tag: {n.name: n.op_type for n in onnx.load(str(tmp_path / f"{tag}.onnx")).graph.node} for tag in ("all", "kept")}
+    assert ops["kept"]["/down/MatMul"] == "MatMul" and "/down/MatMul" not in ops["all"]  # quantized: renamed
+    assert sum(op == "MatMul" for op in ops["kept"].values()) == 1  # every other product is int8
+    x = np.random.default_rng(1).normal(0, 1, (16, 32)).astype(np.float32)
+
+    def out(tag: str) -> np.ndarray:
+        return ort.InferenceSession(str(tmp_path / f"{tag}.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    want = out("fp32")
+    assert np.abs(out("kept") - want).max() < np.abs(out("all") - want).max()  # one product fewer rounded

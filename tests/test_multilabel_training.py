@@ -25,6 +25,10 @@ from classiformer.training import Trainer, TrainResult, calibrate_best, multilab
 from .conftest import FILLER, TOPICS
 
 NAMES = sorted(TOPICS)  # money, sports, tech
+# Texts shaped like the training texts (topic words among 2-6 filler words): money + sports, none,
+# tech, all three. Without filler they are outside what the toy model saw, and what it says about
+# them varies with the CPU's rounding (on an AVX-512 Xeon "goal team stock market" scored sports 0.02).
+PROBES = ["goal the team a stock of market", "the a of today", "chip the robot a code", "match the oil a bank of software"]
 
 
 def multilabel_texts(n: int, seed: int) -> tuple[list[str], list[list[str]]]:
@@ -87,7 +91,7 @@ def test_sigmoid_bce_learns_overlapping_labels(trained: tuple[TrainResult, Encod
     # Scores are independent sigmoids: a text about two topics scores high on both.
     model, tok, meta = load_checkpoint(result.best_dir)
     assert meta.problem_type == MULTI_LABEL and read_meta(result.best_dir).multi_label
-    z = logits_for(model, EncodedDataset(tok.encode(["goal team stock market", "the a of today"])), tok.pad_id)
+    z = logits_for(model, EncodedDataset(tok.encode(PROBES[:2])), tok.pad_id)
     p = 1 / (1 + np.exp(-z))
     assert p[0, NAMES.index("sports")] > 0.5 and p[0, NAMES.index("money")] > 0.5 and p[0, NAMES.index("tech")] < 0.5
     assert (p[1] < 0.5).all()  # no topic word: no label
@@ -101,15 +105,21 @@ def test_thresholds_and_temperatures_stored_and_used(trained: tuple[TrainResult,
     meta = read_meta(best)
     assert meta.thresholds is not None and meta.temperatures is not None and len(meta.temperatures) == 3
     th = Thresholds.from_dict(meta.thresholds)
-    assert all(th.tuned) and all(0.0 < t < 1.0 for t in th.per_label)
+    assert all(0.0 < t < 1.0 for t in th.per_label)
+    # Per-label cuts, or the global one where it did better out of fold (thresholds.choose_thresholds):
+    # which one wins depends on the trained model (a CPU's rounding moves it), what each stores does not.
+    if th.rule == "per_label":
+        assert all(th.tuned)
+    else:
+        assert th.rule == "global" and not any(th.tuned) and th.per_label == [th.global_threshold] * 3
     summary = meta.extra["thresholds"]
-    assert summary["tuned_labels"] == 3 and summary["micro_f1"] >= summary["micro_f1_at_0.5"] - 1e-9
+    assert summary["tuned_labels"] == sum(th.tuned) and summary["micro_f1"] >= summary["micro_f1_at_0.5"] - 1e-9
     cal = meta.extra["calibration"]
     assert cal["n"] == len(val) and cal["nll"] <= cal["nll_uncalibrated"] + 1e-9
 
     clf = Classifier.load(best)
     assert clf.multi_label and clf.describe()["problem_type"] == MULTI_LABEL
-    texts = ["goal team stock market", "the a of today", "chip robot code", "match oil bank software"]
+    texts = PROBES
     proba = clf.predict_proba(texts)
     z = clf.logits(texts)
     np.testing.assert_allclose(proba, 1 / (1 + np.exp(-z / np.array(meta.temperatures))), rtol=1e-5, atol=1e-7)
@@ -120,8 +130,9 @@ def test_thresholds_and_temperatures_stored_and_used(trained: tuple[TrainResult,
     assert clf.predict(texts) == [[NAMES[j] for j in np.flatnonzero(r)] for r in chosen]
     # One threshold for all labels overrides the tuned ones.
     assert Classifier.load(best, threshold=0.0).predict(texts[:1]) == [NAMES]
-    cut = float(np.sort(proba[0])[-1]) - 1e-6  # only the first text's most likely label reaches it
-    assert Classifier.load(best, threshold=cut).predict(texts[:1]) == [[NAMES[int(proba[0].argmax())]]]
+    top, second = np.sort(proba[2])[[-1, -2]]
+    cut = float(top + second) / 2  # only the tech text's most likely label reaches it
+    assert Classifier.load(best, threshold=cut).predict(texts[2:3]) == [[NAMES[int(proba[2].argmax())]]]
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         clf.set_threshold(1.5)
     assert clf.predict([]) == []

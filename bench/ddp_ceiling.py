@@ -169,15 +169,13 @@ def trainings(task: str, rows: int | None, test_rows: int | None, seed: int, env
         out.append({"part": f"{task} batch {batch}, alone", "samples_per_sec": sps("full"), "steal": st})
         _, _, st = together([cmd("half", batch // 2)], env)
         out.append({"part": f"{task} batch {batch // 2}, alone", "samples_per_sec": sps("half"), "steal": st})
-        _, _, st = together([cmd("a", batch // 2), cmd("b", batch // 2)], env)
-        each = [sps("a"), sps("b")]
-        out.append({"part": f"{task} batch {batch // 2}, 2 independent at once", "samples_per_sec": sum(each),
-                    "each": each, "steal": st})
-        # The ceiling of --scaling weak: each of the pair keeps the batch of one process.
-        _, _, st = together([cmd("c", batch), cmd("d", batch)], env)
-        each = [sps("c"), sps("d")]
-        out.append({"part": f"{task} batch {batch}, 2 independent at once", "samples_per_sec": sum(each),
-                    "each": each, "steal": st})
+        # A pair with one rank's half batch each, then (the ceiling of --scaling weak) the full batch each.
+        for size in (batch // 2, batch):
+            names = [f"pair{size}a", f"pair{size}b"]
+            _, _, st = together([cmd(n, size) for n in names], env)
+            each = [sps(n) for n in names]
+            out.append({"part": f"{task} batch {size}, 2 independent at once", "samples_per_sec": sum(each),
+                        "each": each, "steal": st})
         for r in out:
             r["load"] = round(os.getloadavg()[0], 2)
     return out

@@ -49,11 +49,11 @@ DATA = HERE.parents[1] / "shared" / "data"  # the checkout sits next to shared/
 RESULTS = HERE / "results"
 
 # task -> (data set, classiformer train flags, batch size of one process, default train rows, test rows,
-# the preset's learning rate)
-TASKS: dict[str, tuple[str, list[str], int, int | None, int | None, float]] = {
-    "lesson": ("imdb", ["--preset", "lesson"], 128, None, None, 1e-3),
+# the preset whose learning rate --scaling weak scales)
+TASKS: dict[str, tuple[str, list[str], int, int | None, int | None, str]] = {
+    "lesson": ("imdb", ["--preset", "lesson"], 128, None, None, "lesson"),
     "minilm": ("sst2", ["--model", "minilm", "--max-length", "64", "--attention-dropout", "0"],
-               32, 4000, 872, 3e-5),
+               32, 4000, 872, "finetune"),
 }
 LR_SCALE = {"none": lambda n: 1.0, "sqrt": lambda n: n ** 0.5, "linear": lambda n: float(n)}
 
@@ -71,11 +71,13 @@ def subset(src: Path, dest: Path, rows: int | None) -> Path:
 
 def run_one(nproc: int, task: str, seed: int, train: Path, test: Path, tmp: Path, accum: int = 1,
             scaling: str = "strong", lr_scale: str = "none", epochs: int = 1) -> dict[str, Any]:
-    data, flags, batch, _, _, lr = TASKS[task]
+    from classiformer.config import resolve_config
+
+    data, flags, batch, _, _, preset = TASKS[task]
     out = tmp / f"{task}-{nproc}p-{seed}"
     accum = accum if nproc > 1 else 1
     per_process = batch // nproc // accum if scaling == "strong" else batch // accum
-    lr = lr * (LR_SCALE[lr_scale](nproc) if scaling == "weak" else 1.0)
+    lr = resolve_config(preset).train.lr * (LR_SCALE[lr_scale](nproc) if scaling == "weak" else 1.0)
     train_cmd = ["train", "--train", str(train), "--test", str(test), *flags, "--epochs", str(epochs),
                  "--seed", str(seed), "--lr", f"{lr:g}", "--batch-size", str(per_process), "--grad-accum", str(accum),
                  "--threads", "1", "--output", str(out), "--no-progress", "--overwrite"]
@@ -90,9 +92,11 @@ def run_one(nproc: int, task: str, seed: int, train: Path, test: Path, tmp: Path
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    from classiformer.training import read_history
+
+    history = read_history(out)
+    last = history[-1]
     metrics = json.loads((out / "metrics.json").read_text())
-    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {"task": task, "nproc": nproc, "seed": seed, "samples_per_sec": last["train_samples_per_sec"],
             "test_accuracy": metrics["accuracy"], "effective_batch": per_process * accum * nproc, "lr": lr,
             "epochs": len(history), "steps": last["step"], "wall_seconds": wall, "load_before": round(load, 2),

@@ -88,10 +88,10 @@ def run() -> None:
     PyTorch's threads can abort a process that succeeded); ``main`` itself never exits, so it can
     be called in-process."""
     code = main()
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and "torch.distributed" in sys.modules:
-        from .. import distributed  # imported already by the command that used it
+    if "torch.distributed" in sys.modules:  # else no command here used PyTorch: nothing to skip
+        from .. import distributed
 
-        distributed.leave_worker(code)
+        distributed.leave_worker(code)  # returns unless a launcher started this process
     sys.exit(code)
 
 

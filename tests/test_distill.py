@@ -247,6 +247,41 @@ def test_an_exported_onnx_teacher_teaches_as_its_checkpoint_does(teacher: Path, 
     assert Classifier.load(result.best_dir).meta.extra["distillation"]["teachers"] == [str(exported)]
 
 
+
+def test_a_long_fp32_labelling_pass_on_a_cpu_without_bf16_suggests_the_int8_export(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import importlib
+    from types import SimpleNamespace
+
+    from classiformer.runtime import CpuFeatures
+
+    d = importlib.import_module("classiformer.distill")  # the package's `distill` is the function
+
+    def cpu(flags: tuple[str, ...]) -> CpuFeatures:
+        return CpuFeatures(model="test", cores=2, flags=flags, torch_capability="AVX2", known=True)
+
+    encoder = SimpleNamespace(model=object(), meta=SimpleNamespace(family="hf"), device="cpu")
+    exported = SimpleNamespace(model=None, meta=SimpleNamespace(family="hf"), device="cpu")
+    scratch = SimpleNamespace(model=object(), meta=SimpleNamespace(family="transformer"), device="cpu")
+    many = d.SUGGEST_INT8_TEXTS
+    cases = [  # (cpu flags, teacher, texts, warns)
+        (("avx2", "fma"), encoder, many, True),
+        (("avx2", "fma"), encoder, many - 1, False),  # a short pass: not worth a word
+        (("avx512f", "avx512_bf16", "amx_bf16"), encoder, many, False),  # bf16 units: labelled in bf16
+        (("avx2", "fma"), exported, many, False),  # already ONNX Runtime
+        (("avx2", "fma"), scratch, many, False),  # a from-scratch teacher is fast as it is
+    ]
+    for flags, teacher, n, warns in cases:
+        monkeypatch.setattr(d, "cpu_features", lambda flags=flags: cpu(flags))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="classiformer.distill"):
+            d._suggest_int8_teacher([teacher], [Path("runs/t/best")], n)
+        said = [r.getMessage() for r in caplog.records]
+        assert bool(said) == warns, (flags, teacher, n, said)
+        if warns:
+            assert "classiformer export runs/t/best -o runs/t/best-int8 --quantize int8" in said[0]
+
 RNN_TINY = {"embed_dim": 8, "hidden_dim": 5, "attention_dim": 4, "dropout": 0.0}
 
 

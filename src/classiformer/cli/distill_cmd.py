@@ -51,7 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: classiformer distill runs/ag_news_minilm --train train.csv -o runs/ag_news_student "
         "(trains base and rnn-attention, keeps the better); --student lesson --augment 4 for one preset",
     )
-    p.add_argument("teachers", nargs="+", metavar="TEACHER", help="trained model (run or checkpoint folder); several are an ensemble")
+    p.add_argument("teachers", nargs="+", metavar="TEACHER",
+                   help="trained model (run or checkpoint folder, or a folder classiformer export wrote: on a CPU "
+                        "without bf16 units an int8 export labels about twice as fast); several are an ensemble")
     add_data_options(p, train=True)
     p.add_argument("--unlabeled", metavar="FILE", action="append",
                    help="texts without labels for the teacher to label: a .txt file (one text per line) or a data file "

@@ -37,9 +37,9 @@ from classiformer import Classifier, distill, evaluate, fit, resolve_config
 from classiformer.data import TextDataset
 from classiformer.distill import (
     DEFAULT_ALPHA,
-    DEFAULT_STUDENTS,
     DEFAULT_TEMPERATURE,
     STUDENTS_DIR,
+    default_students,
     distill_students,
 )
 from classiformer.runtime import cpu_features
@@ -200,7 +200,8 @@ def student(name: str, preset: str, model: dict[str, Any], teacher: Path, train:
 
 def auto_student(teacher: Path, train: TextDataset, test: TextDataset, timing: list[str], out: Path, cache: Path,
                  seed: int = 42, **kw: Any) -> dict[str, Any]:
-    configs = [resolve_config(p, train={"seed": seed}) for p in DEFAULT_STUDENTS]
+    # the presets classiformer distill tries on this data (the GRU only for short texts)
+    configs = [resolve_config(p, train={"seed": seed}) for p in default_students(train)]
     t0 = time.perf_counter()
     result = distill_students([teacher], configs, train, out, cache_dir=cache, overwrite=True, progress=False, **kw)
     seconds = time.perf_counter() - t0

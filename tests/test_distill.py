@@ -247,7 +247,6 @@ def test_an_exported_onnx_teacher_teaches_as_its_checkpoint_does(teacher: Path, 
     assert Classifier.load(result.best_dir).meta.extra["distillation"]["teachers"] == [str(exported)]
 
 
-
 def test_a_long_fp32_labelling_pass_on_a_cpu_without_bf16_suggests_the_int8_export(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -281,6 +280,7 @@ def test_a_long_fp32_labelling_pass_on_a_cpu_without_bf16_suggests_the_int8_expo
         assert bool(said) == warns, (flags, teacher, n, said)
         if warns:
             assert "classiformer export runs/t/best -o runs/t/best-int8 --quantize int8" in said[0]
+
 
 RNN_TINY = {"embed_dim": 8, "hidden_dim": 5, "attention_dim": 4, "dropout": 0.0}
 

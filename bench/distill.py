@@ -15,6 +15,8 @@ accuracy-vs-docs/s figure. Teachers are trained once and kept in /tmp/distill-te
     .venv/bin/python bench/distill.py --table-only --json docs/distill_tradeoff.json --plot docs/distill_tradeoff.png
 
 The second redraws the docs' plot from the recorded figures (docs/distill_tradeoff.json).
+``--retime --json R.json --work W`` times the teachers and students of R.json again, side by side
+in one quiet run (a training run's timings sit between hours of training), and rewrites R.json.
 """
 
 from __future__ import annotations
@@ -191,7 +193,8 @@ def student(name: str, preset: str, model: dict[str, Any], teacher: Path, train:
     seconds = time.perf_counter() - t0
     clf = Classifier.load(result.best_dir)
     record = clf.meta.extra["distillation"]
-    return {"student": name, "preset": preset, "model": model, "seed": seed, "accuracy": accuracy(clf, test),
+    return {"student": name, "preset": preset, "model": model, "seed": seed, "run": str(result.best_dir),
+            "accuracy": accuracy(clf, test),
             "docs_per_sec": docs_per_sec(clf, timing), "train_seconds": seconds,
             "teacher_labelling_seconds": record["teacher_labelling_seconds"], "epochs": len(result.history),
             "transfer_set": record["transfer_set"], "alpha": record["alpha"], "temperature": record["temperature"],
@@ -209,6 +212,7 @@ def auto_student(teacher: Path, train: TextDataset, test: TextDataset, timing: l
     record = clf.meta.extra["distillation"]
     choice = record["student_choice"]
     return {"student": f"auto ({choice['chosen']})", "preset": choice["chosen"], "model": {}, "seed": seed,
+            "run": str(result.best_dir),
             "accuracy": accuracy(clf, test), "docs_per_sec": docs_per_sec(clf, timing), "train_seconds": seconds,
             "teacher_labelling_seconds": record["teacher_labelling_seconds"], "epochs": len(result.history),
             "transfer_set": record["transfer_set"], "alpha": record["alpha"], "temperature": record["temperature"],
@@ -232,13 +236,13 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     test = subset(test, args.test_rows)
     out: dict[str, Any] = {"set": name, "train_rows": len(train), "test_rows": len(test)}
     log = logging.getLogger("bench")
-    info = teacher_run(name, train)
+    info = teacher_run(name, train, args.teachers)
     teacher = Path(info["run"])
     out["teacher"] = info
     timing = subset(test, args.timing_rows, seed=1).texts
     t = Classifier.load(teacher)
     out["teacher"]["accuracy"] = accuracy(t, test)
-    out["teacher"]["docs_per_sec_fp32"] = docs_per_sec(t, timing, repeats=1)
+    out["teacher"]["docs_per_sec_fp32"] = docs_per_sec(t, timing)
     if args.teacher_export != "none":
         # The labelling teacher is the run's own ONNX export (verified against the checkpoint on
         # its validation split by export_model); the speed ratios stay against the PyTorch fp32
@@ -254,7 +258,7 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
         else:
             clf = Classifier.load(exported["folder"])
             exported["accuracy"] = accuracy(clf, test)
-            exported["docs_per_sec"] = docs_per_sec(clf, timing, repeats=1)
+            exported["docs_per_sec"] = docs_per_sec(clf, timing)
             out["teacher"]["export"] = exported
             teacher = Path(exported["folder"])
     log.info("%s teacher: %s", name, out["teacher"])
@@ -326,6 +330,44 @@ def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 RESULTS: dict[str, Any] = {"sets": {}}
+
+
+def student_run(s: dict[str, Any], name: str, work: Path) -> Path:
+    """A student's best checkpoint: recorded in its row, or (rows written before runs were
+    recorded) where run_set put it under ``work``."""
+    if s.get("run"):
+        return Path(s["run"])
+    folder = "auto_unlabeled" if s.get("unlabeled_from") else "auto" if s["student"].startswith("auto") else s["student"]
+    return work / name / folder / "best"
+
+
+def retime(results: dict[str, Any], args: argparse.Namespace) -> None:
+    """Measure again, in this one run, the docs/s of every set's teacher (and its export) and
+    students in ``results``, on the texts the training run timed: a ratio is only as good as the
+    quiet of the minutes in which both of its sides were timed, and a training run's timings sit
+    between hours of training, beside whatever else the machine was doing. The figures of the
+    training run are kept beside the new ones (``*_training_run``)."""
+    log = logging.getLogger("bench")
+    load_start = round(__import__("os").getloadavg()[0], 2)
+    for name, r in results["sets"].items():
+        _, test = load_set(name, args.data)
+        timing = subset(subset(test, r["test_rows"]), args.timing_rows, seed=1).texts
+        t = r["teacher"]
+        timed: list[tuple[dict[str, Any], str, Path]] = [(t, "docs_per_sec_fp32", Path(t["run"]))]
+        if "export" in t:
+            timed.append((t["export"], "docs_per_sec", Path(t["export"]["folder"])))
+        timed += [(s, "docs_per_sec", student_run(s, name, args.work)) for s in r["students"]]
+        for record, key, run in timed:
+            if not run.exists():
+                raise SystemExit(f"--retime: {run} (of {name}) is gone; rerun the set instead")
+            before = record[key]
+            record.setdefault(f"{key}_training_run", before)
+            record[key] = docs_per_sec(Classifier.load(run), timing, repeats=args.repeats)
+            log.info("%s %s: %.1f docs/s (training run: %.1f)", name, run, record[key], before)
+    results["meta"]["retimed"] = {"machine": machine(), "load_average_start": load_start,
+                                  "load_average_end": round(__import__("os").getloadavg()[0], 2),
+                                  "timing_texts": args.timing_rows, "repeats": args.repeats,
+                                  "command": " ".join(sys.argv)}
 
 
 def write(args: argparse.Namespace, current: dict[str, Any]) -> None:
@@ -475,17 +517,30 @@ def main() -> int:
     parser.add_argument("--train-threads", type=int, default=None,
                         help="threads for training and the teacher's labelling (default: --threads)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/distill-bench"))
+    parser.add_argument("--teachers", type=Path, default=TEACHERS,
+                        help="where each set's teacher is trained once and then reused (SET/bench_teacher.json)")
     parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "distill.json")
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--table-only", action="store_true", help="print the table (and plot) of --json and stop")
+    parser.add_argument("--retime", action="store_true",
+                        help="time the teachers and students of --json again in one quiet run (their runs must "
+                             "still exist: students under --work), rewrite --json and print the table")
+    parser.add_argument("--repeats", type=int, default=2, help="timed passes per model (the best counts)")
     args = parser.parse_args()
     args.students = args.students.split(",")
     args.augment = [int(x) for x in args.augment.split(",") if x]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("classiformer").setLevel(logging.WARNING)
     logging.getLogger("classiformer.distill").setLevel(logging.INFO)
-    if args.table_only:
+    if args.table_only or args.retime:
         results = json.loads(args.json.read_text())
+        if args.retime:
+            TIMING_THREADS[0] = args.threads
+            print(header())
+            retime(results, args)
+            tmp = args.json.with_name(f".{args.json.name}.tmp")
+            tmp.write_text(json.dumps(results, indent=2))
+            tmp.replace(args.json)
     else:
         TIMING_THREADS[0] = args.threads
         torch.set_num_threads(args.train_threads or args.threads)
@@ -500,6 +555,10 @@ def main() -> int:
     # docs/distill_tradeoff.json holds the recorded figures without the machine record
     print(header(meta["machine"]) if "machine" in meta else meta.get("note", ""),
           f"; load at the end {meta.get('load_average_end')}")
+    if "retimed" in meta:
+        rt = meta["retimed"]
+        print(f"docs/s timed again: {header(rt['machine'])}; load {rt['load_average_start']} -> {rt['load_average_end']}; "
+              f"best of {rt['repeats']} passes over {rt['timing_texts']} texts")
     print(table(results))
     if args.plot:
         plot(results, args.plot)

@@ -1,4 +1,4 @@
-"""Inference batches: sorted by length, and on a CPU capped by padded tokens for pretrained encoders."""
+"""Inference batches: sorted by length, and on a CPU capped by padded tokens (pretrained encoders for cache, from-scratch models for padding)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,34 @@ def test_only_models_that_ask_for_it_get_a_budget_and_only_on_a_cpu() -> None:
     assert batch_tokens(nn.Linear(2, 2), "cpu") is None
     assert batch_tokens(Capped(), torch.device("cpu")) == 4096
     assert batch_tokens(Capped(), "cuda") is None
+
+
+def test_from_scratch_models_cap_long_batches_without_changing_their_logits() -> None:
+    """A length-sorted batch is padded to its longest member and attention costs the square of
+    that length: the from-scratch families ask for a token budget too, which must change only how
+    the texts are grouped."""
+    from classiformer.config import RNNAttentionConfig, TransformerConfig
+    from classiformer.data.batching import EncodedDataset
+    from classiformer.inference import logits_for
+    from classiformer.models import RNNAttentionClassifier, TransformerClassifier
+
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    data = EncodedDataset([rng.integers(2, 99, size=n) for n in rng.integers(5, 400, size=120)])
+    for model in (TransformerClassifier(TransformerConfig(vocab_size=99, max_length=400, embed_dim=16, num_heads=2,
+                                                          ff_dim=16, num_labels=3)),
+                  RNNAttentionClassifier(RNNAttentionConfig(vocab_size=99, max_length=400, embed_dim=8, hidden_dim=8,
+                                                            attention_dim=8, num_labels=3))):
+        cap = batch_tokens(model, "cpu")
+        assert cap is not None and cap >= 4096
+        widths: list[int] = []
+        hook = model.register_forward_pre_hook(lambda m, args, kw, w=widths: w.append(kw["input_ids"].numel()), with_kwargs=True)
+        capped = logits_for(model, data, pad_id=0, batch_size=256)
+        hook.remove()
+        assert len(widths) > 1 and max(widths) <= cap  # one uncapped batch of 120 would hold ~48,000
+        type(model).cpu_batch_tokens = None  # type: ignore[attr-defined]
+        try:
+            uncapped = logits_for(model, data, pad_id=0, batch_size=256)
+        finally:
+            type(model).cpu_batch_tokens = cap  # type: ignore[attr-defined]
+        np.testing.assert_allclose(capped, uncapped, rtol=1e-4, atol=1e-5)

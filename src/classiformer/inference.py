@@ -23,8 +23,10 @@ def batch_tokens(model: nn.Module, device: torch.device | str) -> int | None:
     limit beyond the batch size. On a CPU a pretrained encoder runs much faster in batches whose
     activations stay in cache: MiniLM on 768 AG News texts, fp32, 1 thread on a 2-core AMD EPYC
     (AVX2): 18 docs/s in batches of 256 texts, 38 in batches of 32 (docs/benchmarks.md, "Inference
-    speed"). A GPU wants large batches, and the small from-scratch models pay per call, so neither
-    is limited."""
+    speed"). The from-scratch families cap theirs too (8,192 tokens), for a different reason: a
+    length-sorted batch of long texts is padded to its longest member, and attention's cost grows
+    with the square of that length (IMDB reviews: 2.9x the docs/s; models/transformer.py). A GPU
+    wants large batches and is not limited."""
     import torch
 
     if torch.device(device).type != "cpu":

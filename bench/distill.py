@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -78,6 +79,24 @@ def seeded_indices(total: int, n: int | None, seed: int = 0) -> list[int]:
 
 def subset(ds: TextDataset, n: int | None, seed: int = 0) -> TextDataset:
     return ds if n is None or n >= len(ds) else ds.subset(seeded_indices(len(ds), n, seed))
+
+
+def timing_texts(test: TextDataset, rows: int) -> list[str]:
+    """The texts every model of a set is timed on: a seeded draw of ``rows`` of its test rows."""
+    return subset(test, rows, seed=1).texts
+
+
+def load_average() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def save(path: Path, results: dict[str, Any]) -> None:
+    """Write ``results`` to ``path`` through a temporary file: an interrupted write never replaces
+    the figures already there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2))
+    tmp.replace(path)
 
 
 # --unlabeled-from: sentences of SENTENCE_WORDS words from another set's training texts, in the
@@ -234,12 +253,12 @@ def gold_only(name: str, preset: str, model: dict[str, Any], train: TextDataset,
 def run_set(name: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     train, test = load_set(name, args.data)
     test = subset(test, args.test_rows)
-    out: dict[str, Any] = {"set": name, "train_rows": len(train), "test_rows": len(test)}
+    out: dict[str, Any] = {"set": name, "train_rows": len(train), "test_rows": len(test), "timing_rows": args.timing_rows}
     log = logging.getLogger("bench")
     info = teacher_run(name, train, args.teachers)
     teacher = Path(info["run"])
     out["teacher"] = info
-    timing = subset(test, args.timing_rows, seed=1).texts
+    timing = timing_texts(test, args.timing_rows)
     t = Classifier.load(teacher)
     out["teacher"]["accuracy"] = accuracy(t, test)
     out["teacher"]["docs_per_sec_fp32"] = docs_per_sec(t, timing)
@@ -348,10 +367,12 @@ def retime(results: dict[str, Any], args: argparse.Namespace) -> None:
     between hours of training, beside whatever else the machine was doing. The figures of the
     training run are kept beside the new ones (``*_training_run``)."""
     log = logging.getLogger("bench")
-    load_start = round(__import__("os").getloadavg()[0], 2)
+    start = machine()
     for name, r in results["sets"].items():
         _, test = load_set(name, args.data)
-        timing = subset(subset(test, r["test_rows"]), args.timing_rows, seed=1).texts
+        # results written before the timed rows were recorded: --timing-rows (their default was 256)
+        rows = r.get("timing_rows", args.timing_rows)
+        timing = timing_texts(subset(test, r["test_rows"]), rows)
         t = r["teacher"]
         timed: list[tuple[dict[str, Any], str, Path]] = [(t, "docs_per_sec_fp32", Path(t["run"]))]
         if "export" in t:
@@ -364,18 +385,13 @@ def retime(results: dict[str, Any], args: argparse.Namespace) -> None:
             record.setdefault(f"{key}_training_run", before)
             record[key] = docs_per_sec(Classifier.load(run), timing, repeats=args.repeats)
             log.info("%s %s: %.1f docs/s (training run: %.1f)", name, run, record[key], before)
-    results["meta"]["retimed"] = {"machine": machine(), "load_average_start": load_start,
-                                  "load_average_end": round(__import__("os").getloadavg()[0], 2),
-                                  "timing_texts": args.timing_rows, "repeats": args.repeats,
+    results["meta"]["retimed"] = {"machine": start, "load_average_end": load_average(), "repeats": args.repeats,
                                   "command": " ".join(sys.argv)}
 
 
 def write(args: argparse.Namespace, current: dict[str, Any]) -> None:
     RESULTS["sets"][current["set"]] = current
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.json.with_name(f".{args.json.name}.tmp")
-    tmp.write_text(json.dumps(RESULTS, indent=2))
-    tmp.replace(args.json)
+    save(args.json, RESULTS)
 
 
 def table(results: dict[str, Any]) -> str:
@@ -525,7 +541,7 @@ def main() -> int:
     parser.add_argument("--retime", action="store_true",
                         help="time the teachers and students of --json again in one quiet run (their runs must "
                              "still exist: students under --work), rewrite --json and print the table")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes per model (the best counts)")
+    parser.add_argument("--repeats", type=int, default=2, help="with --retime: timed passes per model (the best counts)")
     args = parser.parse_args()
     args.students = args.students.split(",")
     args.augment = [int(x) for x in args.augment.split(",") if x]
@@ -538,9 +554,7 @@ def main() -> int:
             TIMING_THREADS[0] = args.threads
             print(header())
             retime(results, args)
-            tmp = args.json.with_name(f".{args.json.name}.tmp")
-            tmp.write_text(json.dumps(results, indent=2))
-            tmp.replace(args.json)
+            save(args.json, results)
     else:
         TIMING_THREADS[0] = args.threads
         torch.set_num_threads(args.train_threads or args.threads)
@@ -548,8 +562,8 @@ def main() -> int:
         print(header(RESULTS["meta"]["machine"]))
         for name in args.sets.split(","):
             run_set(name, args, args.work)
-        RESULTS["meta"]["load_average_end"] = round(__import__("os").getloadavg()[0], 2)
-        args.json.write_text(json.dumps(RESULTS, indent=2))
+        RESULTS["meta"]["load_average_end"] = load_average()
+        save(args.json, RESULTS)
         results = RESULTS
     meta = results["meta"]
     # docs/distill_tradeoff.json holds the recorded figures without the machine record
@@ -557,8 +571,8 @@ def main() -> int:
           f"; load at the end {meta.get('load_average_end')}")
     if "retimed" in meta:
         rt = meta["retimed"]
-        print(f"docs/s timed again: {header(rt['machine'])}; load {rt['load_average_start']} -> {rt['load_average_end']}; "
-              f"best of {rt['repeats']} passes over {rt['timing_texts']} texts")
+        print(f"docs/s timed again: {header(rt['machine'])}; load at the end {rt['load_average_end']}; "
+              f"best of {rt['repeats']} passes per model")
     print(table(results))
     if args.plot:
         plot(results, args.plot)

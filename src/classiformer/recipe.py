@@ -104,6 +104,7 @@ from itertools import chain
 from typing import Any
 
 from .config import PRESETS, RunConfig, TokenizerConfig, TrainConfig
+from .data.scripts import spaced
 from .tokenizers.words import split_words
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class DataStats:
     """What the recipe reads from the training part of the data (after the validation split)."""
 
     examples: int
-    mean_words: float  # whitespace-separated words per text
+    mean_words: float  # whitespace-separated words per text (a Chinese or Thai character is a word)
     labels: int
     multi_label: bool
     imbalance: float  # examples of the most frequent label / of the least frequent (>= 1)
@@ -140,7 +141,7 @@ class DataStats:
         the text as long as the tokenizer's own (2.4 s for IMDB's 25,000 reviews here), for a
         config that rule 7 cannot change (:func:`counts_words`)."""
         counts = [c for c in label_counts if c > 0] or [1]
-        words = sum(len(t.split()) for t in texts)
+        words = sum(len(spaced(t).split()) for t in texts)
         share = None
         if count_words:
             seen = Counter(chain.from_iterable(map(split_words, texts)))

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .scripts import spaced
+
 MASK = "[MASK]"
 BOUNDARY = "\x00"  # the neighbour of a text's first and last word
 
@@ -58,7 +60,7 @@ class Augmenter:
         between them (distinct, in order of first appearance, so the draws do not depend on hashing)."""
         seen: dict[tuple[str, str], dict[str, None]] = defaultdict(dict)
         for text in texts:
-            words = text.split()
+            words = spaced(text).split()
             keys = [w.lower() for w in words]
             for i, word in enumerate(words):
                 prev = keys[i - 1] if i else BOUNDARY
@@ -91,14 +93,15 @@ class Augmenter:
     def variants(self, text: str, n: int, index: int) -> list[str]:
         """Up to ``n`` distinct variants of ``text`` (the ``index``-th text of its set), none equal
         to it; fewer when the text has too few words to vary that often."""
-        words = text.split()
+        words = spaced(text).split()  # a character of Chinese, Japanese or Thai is a word here
         if not words or n <= 0:
             return []
         rng = np.random.default_rng([self.seed, index])
         found: dict[str, None] = {}
+        whole = " ".join(words)
         for _ in range(4 * n):  # bounded: a one-word text has few variants
             v = " ".join(self.variant(words, rng))
-            if v and v != text:
+            if v and v != whole:
                 found[v] = None
                 if len(found) == n:
                     break

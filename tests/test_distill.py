@@ -172,6 +172,13 @@ def test_augmentation_rules() -> None:
         Augmenter(p_mask=2.0)
 
 
+def test_augmentation_edits_the_characters_of_text_without_spaces() -> None:
+    aug = Augmenter(p_mask=0.0, p_replace=0.0, p_ngram=1.0, max_ngram=2, seed=1).fit([])
+    variants = aug.variants("房间很一般", 3, 0)
+    # n-gram samples of its characters (one "word" would have no variant at all)
+    assert variants and all(1 <= len(v.split()) <= 2 and v.replace(" ", "") in "房间很一般" for v in variants)
+
+
 def test_transfer_set_flags_gold_rows_only() -> None:
     train = make_texts(12, seed=1)
     ts = transfer_set(train, ["no label here", "nor here"], augment=2, seed=0)

@@ -264,6 +264,8 @@ def test_a_multi_label_toy_set_learns_with_the_recipe(tmp_path: Path) -> None:
 def test_reading_the_stats_of_a_dataset() -> None:
     s = DataStats.of(["a b c", "d e", "f"], [30, 3, 0], multi_label=False)
     assert s.examples == 3 and s.mean_words == 2.0 and s.labels == 3 and s.imbalance == 10.0
+    # a character of a script written without spaces is a word: "很好" is two, as the tokenizer sees it
+    assert DataStats.of(["我很好", "很好 ok"], [1, 1], multi_label=False).mean_words == 3.0
 
 
 def test_recipe_choices_reach_the_checkpoint(tmp_path: Path) -> None:

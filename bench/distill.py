@@ -155,8 +155,14 @@ def teacher_run(name: str, train: TextDataset, root: Path = TEACHERS) -> dict[st
     if resume:
         logging.getLogger("bench").info("%s teacher: resuming %s (earlier sittings: %s s)", name, run, before)
     t0 = time.perf_counter()
+
+    def note_time(step: int) -> None:  # at each checkpoint: a sitting killed outright still counts to there
+        if step % TEACHER_CHECKPOINT_EVERY == 0:
+            sittings.write_text(json.dumps([*before, time.perf_counter() - t0]))
+
     try:
-        result = fit(None if resume else config, rows, run, resume=resume, overwrite=not resume, progress=False)
+        result = fit(None if resume else config, rows, run, resume=resume, overwrite=not resume, progress=False,
+                     on_step=note_time)
     except BaseException:  # stopped (SIGTERM, Ctrl-C) or failed: this sitting's time still counts
         sittings.write_text(json.dumps([*before, time.perf_counter() - t0]))
         raise

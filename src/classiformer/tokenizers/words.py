@@ -38,6 +38,7 @@ _PUNCT: dict[int, str | None] = {ord(c): " " for c in string.punctuation if c !=
 _PUNCT[ord("'")] = None
 _PUNCT.update({ord(c): " " for c in "\u2018\u2019\u201c\u201d\u2013\u2014\u2026"})
 
+
 class _UnicodeTable(dict[int, "str | None"]):
     """``str.translate``'s table for ``split="unicode"``: ASCII as the lesson's rules, any other
     character looked up once (by its Unicode category) and remembered."""

@@ -64,7 +64,8 @@ class TokenizerConfig:
     """How text becomes ids for from-scratch models.
 
     kind: ``words`` is the lesson's vectorizer (lowercase, strip punctuation, split on whitespace,
-    the ``vocab_size`` most frequent training words); ``wordpiece`` is a subword vocabulary trained
+    each character of Chinese, Japanese or Thai a word of its own; the ``vocab_size`` most frequent
+    training words: ``tokenizers/words.py``); ``wordpiece`` is a subword vocabulary trained
     with the Hugging Face ``tokenizers`` library; ``hf`` is a pretrained encoder's own tokenizer
     (loaded, never trained; ``vocab_size`` is then ignored).
 

@@ -50,7 +50,7 @@ def on_off(value: str) -> bool:
 
 # (flag, config section, key, type, help): each overrides the preset and the --config file.
 OVERRIDES: list[tuple[str, str, str, Callable[[str], Any], str]] = [
-    ("--tokenizer", "tokenizer", "kind", str, "words (the lesson's vectorizer) or wordpiece (subwords trained on the data)"),
+    ("--tokenizer", "tokenizer", "kind", str, "words (the lesson's vectorizer; a Chinese, Japanese or Thai character is a word) or wordpiece (subwords trained on the data)"),
     ("--vocab-size", "tokenizer", "vocab_size", int, "vocabulary size, reserved ids included"),
     ("--max-length", "tokenizer", "max_length", int, "truncate texts to this many tokens"),
     ("--long-text", "tokenizer", "long_text", str, "pretrained encoders: truncate, head-tail or chunks (texts over --max-length)"),

@@ -28,6 +28,19 @@ def test_csv_with_several_text_columns(write_csv) -> None:
     assert ds.lines == [2, 3]
 
 
+def test_one_number_written_two_ways_as_labels_is_named(write_csv, caplog: pytest.LogCaptureFixture) -> None:
+    p = write_csv("n.csv", "text,label\ngood,1.0\nbad,0\nfine,1\nawful,0\n")
+    with caplog.at_level("WARNING", logger="classiformer.data.datasets"):
+        ds = read_dataset(p)
+    assert sorted(set(ds.labels or [])) == ["0", "1", "1.0"]  # read as written: nothing merged behind the user's back
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert str(p) in warning and "'1' and '1.0'" in warning and "'0'" not in warning
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="classiformer.data.datasets"):
+        read_dataset(write_csv("ok.csv", "text,label\ngood,1\nbad,0\nfine,10\nodd,one\n"))
+    assert not caplog.records
+
+
 def test_headerless_csv_with_label_map(write_csv) -> None:
     p = write_csv("ag.csv", '"3","Oil up","Prices rise"\n"1","Vote","Election today"\n')
     ds = read_dataset(p, Columns(label=0, text=[1, 2], header=False, label_map={"1": "World", "3": "Business"}))

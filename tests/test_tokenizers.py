@@ -27,6 +27,7 @@ def test_words_of_scripts_without_spaces_punctuation_and_symbols_beyond_ascii() 
     assert split_words("日本語のテキスト") == ["日", "本", "語", "の", "テ", "キ", "ス", "ト"]
     assert split_words("ไทย\u200bดี") == ["ไ", "ท", "ย", "ด", "ี"]
     assert split_words("Great film 😀👍, «très» bien ¿verdad?") == ["great", "film", "😀", "👍", "très", "bien", "verdad"]
+    assert split_words("love \u2764\ufe0f it") == split_words("love \u2764 it") == ["love", "\u2764", "it"]
     # spaced scripts keep their words, combining marks included; full-width forms are ASCII
     assert split_words("한국어 문장입니다. नमस्ते दुनिया") == ["한국어", "문장입니다", "नमस्ते", "दुनिया"]
     assert split_words("ＡＢＣ１２３ Don\u2019t don\u00b4t") == ["abc123", "dont", "dont"]

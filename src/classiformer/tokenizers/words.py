@@ -49,6 +49,8 @@ class _UnicodeTable(dict[int, "str | None"]):
         value: str | None
         if code == 0x2019:  # the typographic apostrophe, as "'": "don\u2019t" is "dont" like "don't"
             value = None
+        elif 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF:
+            value = None  # variation selectors: "\u2764\ufe0f" (emoji style) is the word "\u2764" as well
         elif unspaced(code) or category[0] == "S":  # a word of its own
             value = f" {ch} "
         elif category[0] == "P" or category in ("Cc", "Cf", "Zs", "Zl", "Zp"):

@@ -1,7 +1,8 @@
 """Synthetic variants of training texts for distillation's transfer set.
 
 The rules of Tang et al., 2019 ("Distilling Task-Specific Knowledge from BERT into Simple Neural
-Networks", section 3.3), applied to whitespace-separated words:
+Networks", section 3.3), applied to whitespace-separated words (each character of a script
+written without spaces, Chinese or Thai, counting as one: ``scripts.spaced``):
 
 - masking: each word, with probability ``p_mask``, becomes ``[MASK]`` (BERT's mask token, which a
   BERT teacher reads as such; the student learns it as one more word, "something was here");

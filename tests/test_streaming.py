@@ -76,6 +76,15 @@ def test_shards_are_disjoint_and_complete_across_ranks_and_workers(tmp_path: Pat
     assert sorted(seen) == sorted(k for i, k in enumerate(expected) if i not in held_out)
 
 
+def test_the_first_pass_names_a_number_written_two_ways_as_labels(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "n.csv"
+    path.write_text("text,label\n" + "".join(f"text {i},{'1.0' if i % 3 == 0 else i % 2}\n" for i in range(30)))
+    with caplog.at_level("WARNING", logger="classiformer.data.datasets"):
+        TextStream([path]).scan(seed=0, val_fraction=0.1, sample_size=10)
+    assert [r.getMessage() for r in caplog.records if "'1' and '1.0'" in r.getMessage() and str(path) in r.getMessage()]
+
+
 def test_each_shard_reads_only_its_records(tmp_path: Path) -> None:
     stream = TextStream([write_rows(tmp_path / "a.csv", 40)])
     for rank in range(2):

@@ -23,7 +23,7 @@ import random
 import sys
 import zlib
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, cast
@@ -694,16 +694,16 @@ def read_dataset(
 
 def _read_with(dataset: TextDataset, columns: Columns) -> TextDataset:
     dataset.columns = columns
-    _warn_of_numbers_written_twice(dataset)
+    warn_of_numbers_written_twice(set(dataset.labels or ()) | {x for row in dataset.label_sets or () for x in row},
+                                  dataset.source)
     return dataset
 
 
-def _warn_of_numbers_written_twice(dataset: TextDataset) -> None:
+def warn_of_numbers_written_twice(labels: Iterable[str], source: str) -> None:
     """Labels are strings, so "1" and "1.0" (a column pandas wrote as floats in one file and as
     integers in another, or a hand edit) would train as two classes: say so, naming the spellings."""
-    seen = set(dataset.labels or ()) | {x for row in dataset.label_sets or () for x in row}
     by_value: dict[float, list[str]] = {}
-    for label in seen:
+    for label in set(labels):
         try:
             by_value.setdefault(float(label), []).append(label)
         except ValueError:
@@ -711,7 +711,7 @@ def _warn_of_numbers_written_twice(dataset: TextDataset) -> None:
     for spellings in by_value.values():
         if len(spellings) > 1:
             log.warning("%s: labels %s are one number written %d ways; each is trained as a class of its own "
-                        "(write them one way, or give them one name with --label-names FILE.json)", dataset.source,
+                        "(write them one way, or give them one name with --label-names FILE.json)", source,
                         " and ".join(repr(x) for x in sorted(spellings)), len(spellings))
 
 

@@ -69,6 +69,7 @@ from .datasets import (
     _row_labels,
     parquet_module,
     sort_labels,
+    warn_of_numbers_written_twice,
 )
 
 log = logging.getLogger(__name__)
@@ -278,6 +279,7 @@ class TextStream:
         if not rows:
             raise DataError(f"{self.source}: no usable rows")
         labels = sort_labels(list(counts))
+        warn_of_numbers_written_twice(labels, self.source)
         validation = None
         chosen: list[Any] = []
         if val_fraction is not None:

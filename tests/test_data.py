@@ -41,6 +41,13 @@ def test_one_number_written_two_ways_as_labels_is_named(write_csv, caplog: pytes
     assert not caplog.records
 
 
+def test_a_missing_column_suggests_the_files_own(write_csv) -> None:
+    with pytest.raises(DataError, match=r"n\.csv:1: missing column 'text'.*--text-column review --label-column Sentiment"):
+        read_dataset(write_csv("n.csv", "id,review,Sentiment\n1,good,pos\n"))
+    with pytest.raises(DataError, match=r"--text-column NAME --label-column NAME"):
+        read_dataset(write_csv("m.csv", "a,b\n1,2\n"))
+
+
 def test_headerless_csv_with_label_map(write_csv) -> None:
     p = write_csv("ag.csv", '"3","Oil up","Prices rise"\n"1","Vote","Election today"\n')
     ds = read_dataset(p, Columns(label=0, text=[1, 2], header=False, label_map={"1": "World", "3": "Business"}))

@@ -359,13 +359,28 @@ def _empty(path: Path) -> DataError:
     return DataError(f"{path}: file is empty")
 
 
+# Column names that usually hold the text or the label, for the hint when the asked-for one is missing.
+_TEXT_NAMES = ("sentence", "review", "content", "body", "document", "comment", "tweet", "question", "title", "abstract")
+_LABEL_NAMES = ("sentiment", "category", "class", "target", "labels", "topic", "intent", "y")
+
+
+def missing_column_hint(names: Sequence[str]) -> str:
+    """What to pass when a file's columns are not the default ``text`` / ``label``: the options,
+    with the file's likely text and label columns filled in where its names suggest them."""
+    lower = {n.lower(): n for n in names}
+    text = next((lower[n] for n in _TEXT_NAMES if n in lower), "NAME")
+    label = next((lower[n] for n in _LABEL_NAMES if n in lower), "NAME")
+    return f"name the columns to read: --text-column {text} --label-column {label}"
+
+
 def _column_index(header: list[str] | None, col: str | int, path: Path, header_line: int = 1) -> int:
     if isinstance(col, int) or (isinstance(col, str) and col.isdigit() and header is None):
         return int(col)
     if header is None:
         raise DataError(f"{path}: column {col!r} named, but the file has no header; use a 0-based index")
     if col not in header:
-        raise DataError(f"{path}:{header_line}: missing column {col!r}; the header has {header}")
+        raise DataError(f"{path}:{header_line}: missing column {col!r}; the header has {header}: "
+                        f"{missing_column_hint(header)}")
     return header.index(col)
 
 
@@ -478,7 +493,7 @@ def _jsonl_rows(path: Path, text_keys: Sequence[str], label_key: str | None) -> 
             obj["label"] = obj["labels"]  # the usual name of a multi-label field
         missing = [k for k in wanted if k not in obj]
         if missing:
-            yield _Row(line_no, problem=f"missing field(s) {missing}; found {sorted(obj)}")
+            yield _Row(line_no, problem=f"missing field(s) {missing}; found {sorted(obj)}: {missing_column_hint(list(obj))}")
             continue
         label = None if label_key is None else obj[label_key]
         yield _make_row(line_no, [obj[k] for k in text_keys], text_keys, label, labelled=label_key is not None)
@@ -618,7 +633,7 @@ def read_parquet(path: Path, columns: Columns, skip_bad_rows: bool = False, labe
     wanted = [str(c) for c in columns.text] + ([] if label is None else [str(label)])
     for c in wanted:
         if c not in names:
-            raise DataError(f"{path}: missing column {c!r}; the file has {names}")
+            raise DataError(f"{path}: missing column {c!r}; the file has {names}: {missing_column_hint(names)}")
     data = table.to_pydict()
     text_names = [str(c) for c in columns.text]
     sink = _RowSink(path, columns, skip_bad_rows, labelled)

@@ -67,6 +67,7 @@ from .datasets import (
     _make_row,
     _Row,
     _row_labels,
+    missing_column_hint,
     parquet_module,
     sort_labels,
     warn_of_numbers_written_twice,
@@ -130,7 +131,7 @@ def _parquet_rows(path: Path, text_names: list[str], label: str | None, labelled
     wanted = text_names + ([] if label is None else [label])
     for c in wanted:
         if c not in names:
-            raise DataError(f"{path}: missing column {c!r}; the file has {names}")
+            raise DataError(f"{path}: missing column {c!r}; the file has {names}: {missing_column_hint(names)}")
     line = 0
     for batch in pf.iter_batches(batch_size=PARQUET_BATCH_ROWS, columns=wanted):
         data = batch.to_pydict()

@@ -56,13 +56,14 @@ TEACHERS = Path("/tmp/distill-teachers")
 # hence the same prediction cost): fine-tuning did not fit the shared machine of that run (load
 # 12-16: 6 CPU-minutes in 30 minutes of wall time, not one epoch of 5,472 AG News rows). IMDB's
 # teacher is the ``finetune`` preset as users run it (3 epochs) on all 25,000 reviews at 256
-# tokens: about 52 minutes an epoch on the quiet AVX2-only EPYC (2 threads), so it saves a
-# checkpoint every TEACHER_CHECKPOINT_EVERY steps and a stopped bench resumes it exactly.
+# tokens: 52 minutes an epoch on the quiet AVX2-only EPYC (2 threads) on 2026-12-03 morning, 85 that
+# afternoon (12 minutes per 100 steps, nothing else running), so it saves a checkpoint every
+# TEACHER_CHECKPOINT_EVERY steps and a stopped bench resumes it exactly.
 TEACHER_ROWS: dict[str, int | None] = {"ag_news": None, "sst2": None, "imdb": None}
 TEACHER_MAX_LENGTH = {"ag_news": 128, "sst2": 64, "imdb": 256}
 TEACHER_PRESET = {"ag_news": "frozen", "sst2": "finetune", "imdb": "finetune"}
 TEACHER_TRAIN: dict[str, dict[str, Any]] = {"sst2": {"epochs": 1}}
-TEACHER_CHECKPOINT_EVERY = 100  # steps (about 7 minutes of IMDB fine-tuning on the EPYC)
+TEACHER_CHECKPOINT_EVERY = 100  # steps (7-12 minutes of IMDB fine-tuning on the EPYC)
 TIMING_THREADS = [1]  # --threads: prediction speed is timed on these; training uses --train-threads
 
 

@@ -157,15 +157,18 @@ def teacher_run(name: str, train: TextDataset, root: Path = TEACHERS) -> dict[st
         logging.getLogger("bench").info("%s teacher: resuming %s (earlier sittings: %s s)", name, run, before)
     t0 = time.perf_counter()
 
-    def note_time(step: int) -> None:  # at each checkpoint: a sitting killed outright still counts to there
+    def note_time() -> None:  # every sitting's seconds, this one's so far
+        sittings.write_text(json.dumps([*before, time.perf_counter() - t0]))
+
+    def at_checkpoints(step: int) -> None:  # a sitting killed outright still counts up to its last one
         if step % TEACHER_CHECKPOINT_EVERY == 0:
-            sittings.write_text(json.dumps([*before, time.perf_counter() - t0]))
+            note_time()
 
     try:
         result = fit(None if resume else config, rows, run, resume=resume, overwrite=not resume, progress=False,
-                     on_step=note_time)
+                     on_step=at_checkpoints)
     except BaseException:  # stopped (SIGTERM, Ctrl-C) or failed: this sitting's time still counts
-        sittings.write_text(json.dumps([*before, time.perf_counter() - t0]))
+        note_time()
         raise
     seconds = [*before, time.perf_counter() - t0]
     out = {"run": str(result.best_dir), "preset": TEACHER_PRESET[name], "rows": len(rows), "max_length": TEACHER_MAX_LENGTH[name],

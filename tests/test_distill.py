@@ -141,6 +141,38 @@ def test_cached_teacher_logits_equal_recomputed(teacher: Path, tmp_path: Path, m
     assert asked == [1, 1]
 
 
+def test_a_labelling_pass_stopped_partway_keeps_its_finished_parts(
+    teacher: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    d = importlib.import_module("classiformer.distill")  # the package's `distill` is the function
+    monkeypatch.setattr(d, "PART_TEXTS", 8)
+    clf = Classifier.load(teacher)
+    texts = list(dict.fromkeys(make_texts(40, seed=6).texts))[:30]
+    assert len(texts) == 30
+    asked: list[int] = []
+    logits = Classifier.logits
+
+    def stopped_at_the_third(self: Classifier, t: list[str], *a: object) -> np.ndarray:
+        if len(asked) == 2:
+            raise KeyboardInterrupt  # the session ends while the third lot is labelled
+        asked.append(len(t))
+        return logits(self, t)
+
+    monkeypatch.setattr(Classifier, "logits", stopped_at_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        teacher_logits(clf, texts, tmp_path / "cache")
+    assert asked == [8, 8]
+    assert len(list((tmp_path / "cache").glob("*/part-*.keys.npy"))) == 2
+    asked.clear()
+    monkeypatch.setattr(Classifier, "logits", lambda self, t, *a: asked.append(len(t)) or logits(self, t))
+    again = teacher_logits(clf, texts, tmp_path / "cache")
+    assert asked == [8, 6]  # only the 14 texts the stopped pass did not finish
+    assert len(list((tmp_path / "cache").glob("*/part-*.keys.npy"))) == 4
+    np.testing.assert_allclose(again, logits(clf, texts), rtol=1e-5, atol=1e-6)
+
+
 # -- augmentation -------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from types import ModuleType
 import pytest
 import torch
 
-from classiformer import fit, resolve_config
+from classiformer import Classifier, evaluate, fit, resolve_config
 
 from .conftest import make_texts
 
@@ -64,6 +64,11 @@ def test_the_distill_bench_labels_through_an_export_and_retimes_its_runs(
     assert bench.main() == 0
     printed = capsys.readouterr().out
     recorded = json.loads(out.read_text())["sets"]["imdb"]
+    # the teacher's accuracy, read from the logits cache, is evaluate's; its test texts stay cached
+    test = bench.load_set("imdb", data)[1]
+    teacher = Classifier.load(result.best_dir)
+    assert recorded["teacher"]["accuracy"] == pytest.approx(evaluate(teacher, test, progress=False)["accuracy"])
+    assert 0.0 < recorded["teacher"]["accuracy"] < 1.0
     export = recorded["teacher"]["export"]
     assert export["precision"] == "fp32" and Path(export["folder"]).is_dir()
     assert 0.0 <= export["accuracy"] <= 1.0 and export["docs_per_sec"] > 0

@@ -261,7 +261,9 @@ def auto_student(teacher: Path, train: TextDataset, test: TextDataset, timing: l
     seconds = time.perf_counter() - t0
     clf = Classifier.load(result.best_dir)
     record = clf.meta.extra["distillation"]
-    choice = record["student_choice"]
+    # one candidate (texts too long for the GRU): distill_students trained it alone, with no choice to record
+    only = configs[0].preset if len(configs) == 1 else None
+    choice = record.get("student_choice") or {"candidates": [only], "chosen": only}
     return {"student": f"auto ({choice['chosen']})", "preset": choice["chosen"], "model": {}, "seed": seed,
             "run": str(result.best_dir),
             "accuracy": accuracy(clf, test), "docs_per_sec": docs_per_sec(clf, timing), "train_seconds": seconds,

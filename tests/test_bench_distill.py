@@ -69,6 +69,9 @@ def test_the_distill_bench_labels_through_an_export_and_retimes_its_runs(
     teacher = Classifier.load(result.best_dir)
     assert recorded["teacher"]["accuracy"] == pytest.approx(evaluate(teacher, test, progress=False)["accuracy"])
     assert 0.0 < recorded["teacher"]["accuracy"] < 1.0
+    with monkeypatch.context() as m:
+        m.setattr(Classifier, "logits", lambda *a, **k: pytest.fail("the teacher's test texts were not cached"))
+        assert len(bench.teacher_logits(teacher, test.texts, work / "imdb" / "teacher_logits")) == len(test)
     export = recorded["teacher"]["export"]
     assert export["precision"] == "fp32" and Path(export["folder"]).is_dir()
     assert 0.0 <= export["accuracy"] <= 1.0 and export["docs_per_sec"] > 0

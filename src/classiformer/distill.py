@@ -277,7 +277,7 @@ def teacher_logits(
         for k, start in enumerate(range(0, len(todo), PART_TEXTS)):
             lot = todo[start:start + PART_TEXTS]
             fresh = teacher.logits([texts[first[d]] for d in lot])
-            _write_part(folder / f"part-{len(parts) + k:04d}-{time.time_ns()}", fresh, lot)
+            _write_part(folder, f"part-{len(parts) + k:04d}-{time.time_ns()}", fresh, lot)
             for j, d in enumerate(lot):
                 where[d] = (fresh, j)
             bar.update(len(lot))
@@ -294,10 +294,9 @@ def teacher_logits(
     return out
 
 
-def _write_part(stem: Path, rows: np.ndarray, keys: list[bytes]) -> None:
+def _write_part(folder: Path, name: str, rows: np.ndarray, keys: list[bytes]) -> None:
     """One cache part: the rows, then their keys (a part without keys is ignored when read)."""
-    for path, array in ((stem.with_name(f"{stem.name}.npy"), rows), (stem.with_name(f"{stem.name}.keys.npy"),
-                                                                       np.array(keys, dtype="S20"))):
+    for path, array in ((folder / f"{name}.npy", rows), (folder / f"{name}.keys.npy", np.array(keys, dtype="S20"))):
         tmp = path.with_name(f".{path.name}.tmp")
         with open(tmp, "wb") as f:  # np.save on a path would append .npy to the temporary name
             np.save(f, array)

@@ -105,6 +105,28 @@ def test_the_distill_bench_labels_through_an_export_and_retimes_its_runs(
         bench.main()
 
 
+def test_the_auto_student_of_long_texts_is_trained_alone_and_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On texts too long for the GRU, distill's default trains one student and records no choice
+    between students; the bench's row says which one it was (IMDB's run stopped on this once)."""
+    pytest.importorskip("sklearn")
+    torch.set_num_threads(1)
+    bench = load_bench()
+    monkeypatch.setattr(bench, "default_students", lambda train: ["tiny"])  # as for 235-word reviews: one preset
+    data, teachers, work = tmp_path / "data", tmp_path / "teachers", tmp_path / "work"
+    write_set(data / "imdb", 120, seed=2)
+    result = fit(resolve_config("tiny", train={"epochs": 2, "batch_size": 16}), make_texts(120, seed=2),
+                 teachers / "imdb", progress=False)
+    (teachers / "imdb" / "bench_teacher.json").write_text(json.dumps({"run": str(result.best_dir), "preset": "tiny", "train_seconds": 1.0}))
+    out = tmp_path / "distill.json"
+    monkeypatch.setattr(sys, "argv", ["distill.py", "--sets", "imdb", "--data", str(data), "--work", str(work),
+                                      "--json", str(out), "--timing-rows", "20", "--teachers", str(teachers),
+                                      "--students", "auto", "--no-ablations"])
+    assert bench.main() == 0
+    (row,) = json.loads(out.read_text())["sets"]["imdb"]["students"]
+    assert row["student"] == "auto (tiny)" and row["preset"] == "tiny"
+    assert row["student_choice"] == {"candidates": ["tiny"], "chosen": "tiny"} and row["others"] == {}
+
+
 def test_a_stopped_teacher_resumes_where_it_stopped_and_counts_both_sittings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -18,6 +18,7 @@ or by ``load_weights`` from a checkpoint folder; ``__init__`` alone holds no wei
 
 from __future__ import annotations
 
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -317,7 +318,7 @@ class PretrainedClassifier(nn.Module):
         cfg: Any = getattr(hf, "config", None)
         return (
             type(hf).__name__ == "BertForSequenceClassification"
-            and base is not None and hasattr(base, "_create_attention_masks")
+            and base is not None and _knows_bert_mask_helper(base)
             and getattr(base, "pooler", None) is not None
             and not cfg.is_decoder
             and getattr(cfg, "position_embedding_type", "absolute") == "absolute"
@@ -333,7 +334,7 @@ class PretrainedClassifier(nn.Module):
         saves about a seventh of the work."""
         base = self.hf.base_model
         h = base.embeddings(input_ids=input_ids)  # (B, T, H)
-        mask, _ = base._create_attention_masks(attention_mask, None, h, None, None)
+        mask = _bert_layer_mask(base, attention_mask, h)
         *lower, top = base.encoder.layer
         for layer in lower:
             h = layer(h, mask)
@@ -349,6 +350,29 @@ class PretrainedClassifier(nn.Module):
         a = top.attention.output(a.transpose(1, 2).reshape(B, 1, heads * d), h[:, :1])  # (B, 1, H)
         cls = top.output(top.intermediate(a), a)
         return self.hf.classifier(self.hf.dropout(base.pooler(cls)))
+
+
+_MASK_ARGUMENTS = ("attention_mask", "embedding_output", "encoder_attention_mask", "encoder_hidden_states",
+                   "past_key_values", "cache", "position_ids")
+
+
+def _knows_bert_mask_helper(base: Any) -> bool:
+    """Whether BERT's (private) mask helper exists and takes only parameters :func:`_bert_layer_mask`
+    knows. Its parameters changed between transformers releases (``past_key_values`` became
+    ``cache``, ``position_ids`` was added); with one this code does not know, the full forward pass
+    runs instead of the [CLS]-only one rather than a guessed mask."""
+    helper = getattr(base, "_create_attention_masks", None)
+    return helper is not None and all(p in _MASK_ARGUMENTS for p in inspect.signature(helper).parameters)
+
+
+def _bert_layer_mask(base: Any, attention_mask: torch.Tensor, embeddings: torch.Tensor) -> Any:
+    """The attention mask BERT's own forward pass hands its layers, built by BERT's own helper so it
+    has the form the configured attention implementation expects; arguments go by name."""
+    values = dict.fromkeys(_MASK_ARGUMENTS)
+    values.update(attention_mask=attention_mask, embedding_output=embeddings)
+    params = inspect.signature(base._create_attention_masks).parameters
+    mask, _ = base._create_attention_masks(**{p: values[p] for p in params})
+    return mask
 
 
 def _attention_dropout_key(source: str | Path) -> str:

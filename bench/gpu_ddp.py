@@ -1,5 +1,5 @@
 """MiniLM fine-tuning samples/s on one GPU against the same through torchrun with NCCL, bf16
-(issue 14, for a session that is lent a GPU; prepared, not yet run on one).
+(issue 14, for a session that is lent a GPU; results: docs/benchmarks.md, "Startup, cluster engines and GPU").
 
 Runs ``classiformer train --model minilm --device cuda --bf16`` on an SST-2 subset in one plain
 process, then ``torchrun --standalone --nproc-per-node G -m classiformer train ...`` with G = the

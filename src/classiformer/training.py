@@ -58,7 +58,7 @@ from .data.overlap import warn_overlap
 from .data.streaming import StreamFeed, TextStream
 from .data.validation_sample import VALIDATION_FILE, validation_sample
 from .inference import batch_tokens, logits_for, sigmoid
-from .losses import Loss, bce_with_logits, class_weights, pos_weights
+from .losses import Loss, bce_with_logits, class_weights, pos_weights, prior_logits
 from .metrics import (
     classification_report,
     label_ranking_average_precision,
@@ -681,6 +681,19 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
+def start_from_priors(model: nn.Module, priors: np.ndarray) -> None:
+    """Set the bias of a freshly drawn multi-label head to the labels' prior logits
+    (:func:`losses.prior_logits`): the first steps then learn what tells the labels apart, not their
+    base rates. Not for the hinge loss (its logits are margins, not log-odds) nor for a head the
+    model loaded."""
+    fresh = getattr(model, "fresh_output_bias", None)
+    bias = fresh() if fresh is not None else None
+    if bias is None:
+        return
+    with torch.no_grad():
+        bias.copy_(torch.from_numpy(priors).to(bias.device, bias.dtype))
+
+
 def hinge_margin(cfg: TrainConfig, multi_label: bool) -> float | None:
     """The margin of the loss ``cfg`` asks for: ``hinge_margin`` where a multi-label model trains
     with the hinge loss (``multilabel_loss``, or the recipe's rule 9), else None (BCE or CE)."""
@@ -1074,6 +1087,8 @@ def fit(
             log.info("multi-label: %d labels, %.2f labels per training example, %d without any", len(labels),
                      float(train_enc.labels.sum(1).mean()), int((train_enc.labels.sum(1) == 0).sum()))
             loss = Loss(multi_label=True, pos_weight=None if pw is None else torch.from_numpy(pw), hinge_margin=margin)
+            if margin is None and not resume:
+                start_from_priors(model, prior_logits(train_enc.labels, pw))
         else:
             loss = Loss(class_weight=None if weights is None else torch.from_numpy(weights),
                         label_smoothing=tcfg.label_smoothing)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,7 @@ class PretrainedClassifier(nn.Module):
         self.hf = nn.Identity()
         self.head = nn.Identity()
         self._caches: dict[str, FeatureCache] = {}  # frozen mode: pooled features per dataset
+        self._new_head = False  # the head was drawn here, not loaded (see fresh_output_bias)
 
     # -- building --------------------------------------------------------------------------------
 
@@ -97,6 +98,7 @@ class PretrainedClassifier(nn.Module):
                 self.hf = _from_pretrained(AutoModel, source)
                 hidden = int(self.hf.config.hidden_size)
                 self.head = nn.Linear(hidden, cfg.num_labels)
+                self._new_head = fresh_head
                 if cfg.pooling == "pooler" and getattr(self.hf, "pooler", None) is None:
                     raise ConfigError(f"{source}: this encoder has no pooler; use pooling 'cls' or 'mean'")
             else:
@@ -116,9 +118,21 @@ class PretrainedClassifier(nn.Module):
                 if source_labels is not None and source_labels != labels:
                     log.info("%s: its head predicts %s; a new head for %s", source, source_labels, labels)
                     self._reset_head()
+                self._new_head = fresh_head and source_labels != labels
         except OSError as e:
             raise ModelSourceError(f"{source}: cannot load model weights ({str(e).splitlines()[0]})") from None
         self._freeze()
+
+    def fresh_output_bias(self) -> torch.Tensor | None:
+        """The bias of the layer that gives the logits, where the head was drawn for this run (None
+        where it was loaded: a checkpoint, or a source classifier kept for the same labels)."""
+        if not self._new_head:
+            return None
+        if self.config.mode == "frozen":
+            return cast(nn.Linear, self.head).bias
+        outputs = [m for child in self.hf.children() if child is not self.hf.base_model for m in child.modules()
+                   if isinstance(m, nn.Linear) and m.out_features == self.config.num_labels]
+        return outputs[-1].bias if outputs else None
 
     def _reset_head(self) -> None:
         """New weights for every part of the Hugging Face classifier outside the encoder body (BERT:

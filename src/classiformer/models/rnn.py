@@ -66,6 +66,11 @@ class RNNAttentionClassifier(nn.Module):
         self.head = nn.Linear(2 * cfg.hidden_dim, cfg.num_labels)
         self.ngrams = NgramBranch(cfg) if cfg.ngram_buckets else None
 
+    def fresh_output_bias(self) -> torch.Tensor:
+        """The bias of the output layer, drawn with the model (the trainer sets a multi-label
+        head's to the labels' prior logits)."""
+        return self.head.bias
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.tok_emb
 

@@ -266,6 +266,11 @@ class TransformerClassifier(nn.Module):
         # last, so that the random draws above are the same with or without it
         self.ngrams = NgramBranch(cfg) if cfg.ngram_buckets else None
 
+    def fresh_output_bias(self) -> torch.Tensor:
+        """The bias of the output layer, drawn with the model (the trainer sets a multi-label
+        head's to the labels' prior logits)."""
+        return self.head.bias
+
     def get_input_embeddings(self) -> nn.Embedding:
         return self.tok_emb
 

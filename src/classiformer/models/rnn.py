@@ -66,6 +66,10 @@ class RNNAttentionClassifier(nn.Module):
         self.head = nn.Linear(2 * cfg.hidden_dim, cfg.num_labels)
         self.ngrams = NgramBranch(cfg) if cfg.ngram_buckets else None
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The output layer's parameters (``train.head_lr`` applies to them)."""
+        return list(self.head.parameters())
+
     def fresh_output_bias(self) -> torch.Tensor:
         """The bias of the output layer, drawn with the model (the trainer sets a multi-label
         head's to the labels' prior logits)."""

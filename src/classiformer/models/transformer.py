@@ -266,6 +266,10 @@ class TransformerClassifier(nn.Module):
         # last, so that the random draws above are the same with or without it
         self.ngrams = NgramBranch(cfg) if cfg.ngram_buckets else None
 
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The output layer's parameters (``train.head_lr`` applies to them)."""
+        return list(self.head.parameters())
+
     def fresh_output_bias(self) -> torch.Tensor:
         """The bias of the output layer, drawn with the model (the trainer sets a multi-label
         head's to the labels' prior logits)."""

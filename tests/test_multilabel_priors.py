@@ -72,7 +72,7 @@ def scratch(preset: str, loss: str):
 def test_a_fresh_multi_label_head_starts_at_the_labels_priors(case: str, tiny_bert: Path, tmp_path: Path) -> None:  # noqa: F811
     train, val = toy(160, seed=0), toy(40, seed=1)  # a validation set of its own: every train row trains
     if case in ("finetune", "frozen"):
-        config = config_for(tiny_bert, case, lr=1e-9, epochs=1)
+        config = config_for(tiny_bert, case, lr=1e-9, epochs=1, recipe="fixed")  # no rule 10 head rate
     else:
         config = scratch(case.removesuffix("-pos-weight"), "bce")
     if case == "tiny-pos-weight":
@@ -93,3 +93,18 @@ def test_the_hinge_loss_keeps_the_drawn_start(tmp_path: Path) -> None:
     result = fit(scratch("tiny", "hinge"), train, tmp_path / "run", validation=toy(40, seed=1), progress=False)
     priors = prior_logits(indicator(train.label_sets or []))
     assert np.abs(output_bias(result.best_dir) - priors).max() > 0.5
+
+
+def test_fit_trains_a_fine_tuned_multi_label_head_at_rule_10s_rate(tiny_bert: Path, tmp_path: Path) -> None:  # noqa: F811
+    import json
+
+    from classiformer.recipe import MULTI_LABEL_HEAD_LR
+
+    config = config_for(tiny_bert, "finetune", lr=1e-4, epochs=1)
+    result = fit(config, toy(160, seed=0), tmp_path / "run", validation=toy(40, seed=1), progress=False)
+    stored = json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))
+    assert stored["recipe"]["choices"]["train.head_lr"]["value"] == MULTI_LABEL_HEAD_LR
+    assert stored["train"]["head_lr"] == MULTI_LABEL_HEAD_LR and stored["train"]["lr"] == 1e-4
+    # The rate reached the head: it moved further from its prior start than the body's rate allows.
+    y = indicator(toy(160, seed=0).label_sets or [])
+    assert np.abs(output_bias(result.best_dir) - prior_logits(y)).max() > 20 * 1e-4

@@ -301,3 +301,24 @@ def test_a_label_below_the_minimum_validation_f1_takes_the_global_threshold() ->
     assert plain.tuned == [True, True] and strict.tuned == [True, False]
     assert strict.per_label[1] == strict.global_threshold and strict.per_label[0] == plain.per_label[0]
     assert strict.to_dict()["min_f1"] == 0.5 and type(strict).from_dict(strict.to_dict()) == strict
+
+
+def test_rule_10_raises_the_head_rate_of_multi_label_fine_tuning_only() -> None:
+    from classiformer.recipe import MULTI_LABEL_HEAD_LR
+
+    multi = resolve_config("finetune")
+    chosen = adapt(multi, stats(900, labels=90, multi=True, imbalance=300.0))
+    assert multi.train.head_lr == MULTI_LABEL_HEAD_LR and list(chosen["choices"]) == ["train.head_lr"]
+    # Nothing else of the from-scratch rules touches a pretrained encoder: its rate, epochs, monitor.
+    assert (multi.train.lr, multi.train.epochs, multi.train.monitor, multi.train.patience) == (3e-5, 3, "auto", 0)
+    partial = resolve_config("partial")
+    adapt(partial, stats(900, multi=True))
+    assert partial.train.head_lr == MULTI_LABEL_HEAD_LR
+    for config, data in ((resolve_config("finetune"), stats(900)),  # single-label: one rate
+                         (resolve_config("frozen"), stats(900, multi=True)),  # trains its head alone
+                         (resolve_config("finetune", train={"head_lr": 1e-3}), stats(900, multi=True)),  # given
+                         (resolve_config("finetune", train={"lr": 5e-3}), stats(900, multi=True)),  # rate above it
+                         (resolve_config("finetune", train={"recipe": "fixed"}), stats(900, multi=True))):
+        before = config.train.head_lr
+        adapt(config, data)
+        assert config.train.head_lr == before

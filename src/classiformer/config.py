@@ -342,7 +342,7 @@ class Preset:
     tokenizer: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=dict)
     family: str = "transformer"
-    adaptive: bool = False  # with train.recipe "auto", recipe.py adapts it to the data
+    adaptive: bool = False  # with train.recipe "auto", recipe.py adapts it to the data (its rules per family)
 
 
 PRESETS: dict[str, Preset] = {
@@ -401,6 +401,7 @@ PRESETS: dict[str, Preset] = {
         tokenizer=dict(kind="hf", max_length=256),
         train=dict(lr=3e-5, weight_decay=0.01, epochs=3, batch_size=32, patience=0, eval_batch_size=64),
         family="hf",
+        adaptive=True,  # recipe.py rule 10: the multi-label head's rate
     ),
     "partial": Preset(
         description="Fine-tune only the top encoder layers (--unfreeze-top K, default 2) and the head: lr 1e-4.",
@@ -408,6 +409,7 @@ PRESETS: dict[str, Preset] = {
         tokenizer=dict(kind="hf", max_length=256),
         train=dict(lr=1e-4, weight_decay=0.01, epochs=3, batch_size=32, patience=0, eval_batch_size=64),
         family="hf",
+        adaptive=True,  # recipe.py rule 10: the multi-label head's rate
     ),
     "frozen": Preset(
         description="Frozen pretrained encoder as a feature extractor (features cached after the first "

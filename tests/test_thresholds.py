@@ -137,3 +137,41 @@ def test_the_global_rule_replaces_per_label_cuts_only_when_better_out_of_fold() 
     assert Thresholds.from_dict(chosen.to_dict()) == chosen
     with pytest.raises(ValueError, match="rule"):
         Thresholds([0.5], [False], 0.5, rule="median")
+
+
+def symmetric(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A model whose best cut is 0.5 by construction: each label positive half the time, logits
+    ±3 with the same spread, so the posterior is 0.5 exactly at logit 0. Tuned cuts can only fit
+    the noise of the rows they are tuned on."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, 3)) < 0.5).astype(int)
+    logit = np.where(y == 1, 3.0, -3.0) + rng.normal(0, 1.0, y.shape)
+    return y, 1 / (1 + np.exp(-logit))
+
+
+def test_the_untuned_cut_replaces_tuned_ones_only_when_better_out_of_fold() -> None:
+    for seed in range(5):
+        y_val, s_val = symmetric(200, seed)
+        chosen = choose_thresholds(y_val, s_val)
+        assert chosen.rule == "fixed" and chosen.per_label == [0.5] * 3 and not any(chosen.tuned), seed
+    assert "0.5 for every label, untuned" in chosen.describe()
+    assert Thresholds.from_dict(chosen.to_dict()) == chosen
+    # ... and on new data from the same model it is as good as either tuned rule or better.
+    tuned = tune_thresholds(y_val, s_val)
+    y_test, s_test = symmetric(20_000, seed=99)
+    for avg in ("micro", "macro"):
+        f1 = precision_recall_f1(y_test, chosen.apply(s_test), avg)[2]
+        assert f1 >= precision_recall_f1(y_test, tuned.apply(s_test), avg)[2]
+        assert f1 >= precision_recall_f1(y_test, s_test >= tuned.global_threshold, avg)[2]
+    # Where the tuned global cut is better (the shared-scale model above: rare labels), it stays.
+    assert choose_thresholds(*shared_scale(400, 30, seed=0)).rule == "global"
+    assert "0.5 for every label" in format_multilabel_report_line("fixed")
+
+
+def format_multilabel_report_line(rule: str) -> str:
+    from classiformer.metrics import format_multilabel_report, multilabel_report
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((50, 3)) < 0.3).astype(int)
+    report = multilabel_report(y, rng.random((50, 3)), ["a", "b", "c"])
+    return format_multilabel_report({**report, "threshold_rule": rule}, top=3)

@@ -290,6 +290,8 @@ def format_multilabel_report(report: dict[str, Any], top: int = 20) -> str:
     ]
     if report.get("threshold_rule") == "global":  # chosen out of fold on validation (thresholds.choose_thresholds)
         lines.insert(-1, "decisions at one global threshold (it beat per-label thresholds out of fold on validation)")
+    elif report.get("threshold_rule") == "fixed":
+        lines.insert(-1, "decisions at 0.5 for every label (untuned: it beat tuned thresholds out of fold on validation)")
     per_label = report["per_label"]
     shown = sorted(report["labels"], key=lambda lb: (-per_label[lb]["support"], lb))[:top]
     w = max(10, *(len(lb) for lb in shown)) if shown else 10

@@ -55,6 +55,7 @@ run() {
     cat $L/machine.txt
     if [ "$what" = reuters ]; then
         # Issue 13: fine-tuned MiniLM on Reuters-21578; three settings at once (one GPU holds them all).
+        # The head learns at 3e-3 by recipe rule 10 (on a CPU, 128 tokens, 5 epochs: 88.40 / 44.26%).
         one() { local name=$1; shift
             timeout 300 python3 bench/multilabel.py reuters --models finetune --data-dir .gpu/data --out $L/$name.json \
                 --train-config '{"bf16": true}' "$@" > $L/$name.log 2>&1

@@ -22,10 +22,12 @@ from classiformer.recipe import (
     MAX_EPOCHS,
     MIN_STEPS,
     MIN_STEPS_MULTI_LABEL,
+    MIN_STEPS_PER_CLASS,
     DataStats,
     adapt,
     budget_epochs,
     counts_words,
+    min_steps_for,
     ngram_buckets_for,
 )
 from classiformer.training import encode_labels, monitored
@@ -87,6 +89,14 @@ def test_sets_of_thousands_keep_the_preset_epochs_and_sigmoid_heads_get_a_larger
     assert multi.train.epochs == MIN_STEPS_MULTI_LABEL // 50 == 20 > thousands.train.epochs
     assert "1000 steps (sigmoid heads)" in chosen["choices"]["train.epochs"]["why"]
     assert budget_epochs(6_300, 128, 1, 5, MIN_STEPS_MULTI_LABEL) == 20 and budget_epochs(6_300, 128, 1, 5) == 5
+    # 52 classes on 5,900 rows (47 steps per epoch): 20 steps per class, 1,040, not the preset's 235;
+    # 10 classes or fewer keep the plain floor.
+    many, chosen = adapted("base", stats(5_900, labels=52))
+    assert many.train.epochs == -(-52 * MIN_STEPS_PER_CLASS // 47) == 23 and many.train.patience == 5
+    assert "1040 steps (20 per class)" in chosen["choices"]["train.epochs"]["why"]
+    assert adapted("base", stats(5_900, labels=10))[0].train.epochs == 5
+    assert min_steps_for(False, 52) == 1_040 and min_steps_for(False, 4) == MIN_STEPS
+    assert min_steps_for(True, 90) == MIN_STEPS_MULTI_LABEL  # sigmoid heads: as measured on Reuters
 
 
 def test_shapes_get_their_own_settings() -> None:

@@ -244,7 +244,8 @@ class TrainConfig:
     the output layers (a pretrained encoder's new classifier; a from-scratch model's ``head``);
     0 = ``lr``, like every other parameter.
 
-    ``recipe``: ``auto`` lets a preset made for it (``lesson``, ``base``) adapt the settings nobody
+    ``recipe``: ``auto`` lets a preset made for it (``lesson``, ``base``; ``finetune`` and ``partial``:
+    the multi-label head's rate only) adapt the settings nobody
     set explicitly to the training data (budget in steps, early stopping, word deletion, learning
     rate, n-gram buckets: recipe.py); ``fixed`` trains with the preset's settings as written.
     ``monitor``: the validation measure that picks the best epoch and drives early stopping:

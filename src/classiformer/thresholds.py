@@ -59,7 +59,7 @@ class Thresholds:
     min_positives: int = MIN_POSITIVES
     min_f1: float = 0.0  # 0.0 for checkpoints made before the rule
     # or "global": every label at global_threshold, chosen out of fold; "fixed": every label at
-    # global_threshold = 0.5, untuned, chosen out of fold
+    # global_threshold, an untuned cut (0.5 from choose_thresholds), chosen out of fold
     rule: str = "per_label"
 
     def __post_init__(self) -> None:
@@ -174,9 +174,9 @@ def choose_thresholds(
         chosen = 2
     if chosen == 0:
         return per_label
-    g, n = (per_label.global_threshold, "global") if chosen == 1 else (float(untuned), "fixed")
-    k = len(per_label.per_label)
-    return Thresholds([g] * k, [False] * k, g, per_label.min_positives, per_label.min_f1, rule=n)
+    cut, rule = (per_label.global_threshold, "global") if chosen == 1 else (float(untuned), "fixed")
+    n = len(per_label.per_label)
+    return Thresholds([cut] * n, [False] * n, cut, per_label.min_positives, per_label.min_f1, rule=rule)
 
 
 def fixed_thresholds(value: float, n_labels: int) -> Thresholds:

@@ -131,9 +131,15 @@ class PretrainedClassifier(nn.Module):
             return None
         if self.config.mode == "frozen":
             return cast(nn.Linear, self.head).bias
-        outputs = [m for child in self.hf.children() if child is not self.hf.base_model for m in child.modules()
+        outputs = [m for m in self._classifier_modules()
                    if isinstance(m, nn.Linear) and m.out_features == self.config.num_labels]
         return outputs[-1].bias if outputs else None
+
+    def _classifier_modules(self) -> list[nn.Module]:
+        """Every module of the Hugging Face classifier outside the encoder body (BERT: dropout and
+        ``classifier``; RoBERTa: ``classifier.dense`` and ``out_proj``; DistilBERT:
+        ``pre_classifier`` and ``classifier``): the head a fine-tuning run draws afresh."""
+        return [m for child in self.hf.children() if child is not self.hf.base_model for m in child.modules()]
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The classifier outside the encoder body (``train.head_lr`` applies to it): the layers
@@ -141,25 +147,21 @@ class PretrainedClassifier(nn.Module):
         mode's linear head."""
         if self.config.mode == "frozen":
             return list(self.head.parameters())
-        return [p for child in self.hf.children() if child is not self.hf.base_model for p in child.parameters()]
+        return [p for m in self._classifier_modules() for p in m.parameters(recurse=False)]
 
     def _reset_head(self) -> None:
-        """New weights for every part of the Hugging Face classifier outside the encoder body (BERT:
-        ``classifier``; RoBERTa: ``classifier.dense`` and ``out_proj``; DistilBERT: ``pre_classifier``
-        and ``classifier``), drawn as the architecture draws a fresh head. Done by hand: Transformers
-        does not re-initialise weights it has loaded."""
+        """New weights for every part of the Hugging Face classifier outside the encoder body
+        (:meth:`_classifier_modules`), drawn as the architecture draws a fresh head. Done by hand:
+        Transformers does not re-initialise weights it has loaded."""
         std = float(getattr(self.hf.config, "initializer_range", 0.02))
         with torch.no_grad():
-            for child in self.hf.children():
-                if child is self.hf.base_model:
-                    continue
-                for module in child.modules():
-                    if isinstance(module, nn.Linear):
-                        module.weight.normal_(0.0, std)
-                        if module.bias is not None:
-                            module.bias.zero_()
-                    elif isinstance(module, nn.LayerNorm):
-                        module.reset_parameters()
+            for module in self._classifier_modules():
+                if isinstance(module, nn.Linear):
+                    module.weight.normal_(0.0, std)
+                    if module.bias is not None:
+                        module.bias.zero_()
+                elif isinstance(module, nn.LayerNorm):
+                    module.reset_parameters()
 
     def _freeze(self) -> None:
         cfg = self.config
